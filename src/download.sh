@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Fetch the livedoor news corpus (ldcc-20140209) into data/ and extract it to data/text/.
+#
+#   bash src/download.sh                     # from any working directory
+#   LIVEDOOR_URL=file:///mirror/ldcc-20140209.tar.gz bash src/download.sh
+#
+# Environment:
+#   LIVEDOOR_URL                where to fetch the archive (https://, http:// or file://)
+#   LIVEDOOR_EXPECTED_ARTICLES  article count the extracted corpus must have (7367; tests use a smaller corpus)
+#
+# Every step writes to a temporary name and renames only when complete, so an interrupted or failed
+# run never leaves a data/ that a later run (or prepare.py) would take for complete.
+set -euo pipefail
+
+URL="${LIVEDOOR_URL:-https://www.rondhuit.com/download/ldcc-20140209.tar.gz}"
+EXPECTED_ARTICLES="${LIVEDOOR_EXPECTED_ARTICLES:-7367}"
+CATEGORIES=(dokujo-tsushin it-life-hack kaden-channel livedoor-homme movie-enter peachy smax sports-watch topic-news)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA_DIR="$ROOT/data"
+ARCHIVE="$DATA_DIR/ldcc-20140209.tar.gz"
+TEXT_DIR="$DATA_DIR/text"
+
+fail() {
+    echo "download.sh: error: $*" >&2
+    exit 1
+}
+
+print_licence() {
+    echo "The livedoor news corpus is (c) RONDHUIT Co., Ltd., licensed under CC BY-ND 2.1 JP"
+    echo "(https://creativecommons.org/licenses/by-nd/2.1/jp/); see https://www.rondhuit.com/download.html#ldcc"
+    echo "Do not redistribute the corpus or data derived from it."
+}
+
+count_articles() {  # article files, i.e. every text/<category>/*.txt except the per-category LICENSE.txt
+    find "$1" -mindepth 2 -maxdepth 2 -name '*.txt' ! -name 'LICENSE.txt' | wc -l | tr -d ' '
+}
+
+fetch() {  # fetch URL to FILE; file:// is copied directly because wget cannot read it
+    local url="$1" file="$2"
+    case "$url" in
+        file://*) cp -- "${url#file://}" "$file" ;;
+        *)
+            if command -v curl >/dev/null 2>&1; then
+                curl --fail --location --silent --show-error --retry 3 --connect-timeout 20 -o "$file" "$url"
+            elif command -v wget >/dev/null 2>&1; then
+                wget --quiet --tries=3 --timeout=20 -O "$file" "$url"
+            else
+                fail "neither curl nor wget is installed; install one of them"
+            fi
+            ;;
+    esac
+}
+
+verify_archive() {  # a readable gzip tar holding text/<category>/ for all nine categories
+    local listing
+    listing="$(tar -tzf "$1" 2>/dev/null)" || return 1
+    for category in "${CATEGORIES[@]}"; do
+        grep -q "^\(\./\)\?text/$category/" <<<"$listing" || return 1
+    done
+}
+
+if [[ -d "$TEXT_DIR" ]]; then
+    found="$(count_articles "$TEXT_DIR")"
+    [[ "$found" == "$EXPECTED_ARTICLES" ]] \
+        || fail "$TEXT_DIR holds $found articles, expected $EXPECTED_ARTICLES; delete it and run this script again"
+    echo "Corpus already in $TEXT_DIR ($found articles): nothing to do."
+    print_licence
+    exit 0
+fi
+
+mkdir -p "$DATA_DIR"
+if [[ ! -f "$ARCHIVE" ]]; then
+    echo "Downloading $URL"
+    partial="$(mktemp "$ARCHIVE.part.XXXXXX")"
+    trap 'rm -f "$partial"' EXIT
+    fetch "$URL" "$partial" || fail "could not download $URL; check the network or set LIVEDOOR_URL to a mirror"
+    verify_archive "$partial" || fail "$URL is not the livedoor corpus (not a readable .tar.gz with text/<9 categories>/)"
+    mv -- "$partial" "$ARCHIVE"
+    trap - EXIT
+elif ! verify_archive "$ARCHIVE"; then
+    rm -f -- "$ARCHIVE"
+    fail "$ARCHIVE was corrupt and has been removed; run this script again to download it"
+fi
+
+echo "Extracting $ARCHIVE"
+staging="$(mktemp -d "$DATA_DIR/.extract.XXXXXX")"
+trap 'rm -rf "$staging"' EXIT
+tar -xzf "$ARCHIVE" -C "$staging" || fail "could not extract $ARCHIVE; delete it and run this script again"
+found="$(count_articles "$staging/text")"
+[[ "$found" == "$EXPECTED_ARTICLES" ]] \
+    || fail "$ARCHIVE holds $found articles, expected $EXPECTED_ARTICLES; delete it and run this script again"
+mv -- "$staging/text" "$TEXT_DIR"
+
+echo "Corpus ready: $found articles in $TEXT_DIR"
+print_licence

@@ -1,0 +1,85 @@
+"""Which device to train on, in which precision, and how fast its matrix multiply runs.
+
+One code path serves every device: the chosen precision only decides the dtype that torch.autocast
+uses for the forward pass and whether fp16's GradScaler is enabled. Weights always stay fp32.
+"""
+
+import time
+
+import torch
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# bf16 autocast on a CPU pays off only where the CPU multiplies bf16 natively (AVX512-BF16, AMX,
+# ARM BF16); elsewhere it is emulated and slower than fp32. We measure instead of parsing CPU flags.
+CPU_BF16_MIN_SPEEDUP = 1.3
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        print("notice: no CUDA GPU or Apple MPS device found; training on the CPU will be slow")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: Apple's MPS backend is not available on this machine")
+    return torch.device(requested)
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, min_seconds: float = 0.1) -> float:
+    """Dense matrix-multiply throughput in FLOP/s for square matrices of `size` (2 * size^3 per product)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    torch.mm(a, b)  # warm-up: kernel selection and first-touch allocation
+    synchronize(device)
+    reps, start = 0, time.perf_counter()
+    while True:
+        for _ in range(4):
+            torch.mm(a, b)
+        reps += 4
+        synchronize(device)  # GPU kernels run asynchronously: wait for them before reading the clock
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            break
+    return 2 * size**3 * reps / elapsed
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def cpu_bf16_speedup() -> float:
+    """How much faster a bf16 matmul runs than an fp32 one on this CPU (about 0.2 s to measure)."""
+    cpu = torch.device("cpu")
+    return matmul_flops(cpu, torch.bfloat16, 512, 0.05) / matmul_flops(cpu, torch.float32, 512, 0.05)
+
+
+def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
+    """The precision to train in and why, as it is printed and recorded in config.json."""
+    if requested == "fp16" and device.type == "mps":
+        raise ValueError("--precision fp16: mixed precision is not supported on MPS here; use fp32")
+    if requested == "bf16" and device.type == "cuda" and not cuda_has_native_bf16(device):
+        raise ValueError("--precision bf16: this GPU has no native bf16 (needs compute capability >= 8.0); use fp16")
+    if requested != "auto":
+        return requested, "requested with --precision"
+    if device.type == "cuda":
+        if cuda_has_native_bf16(device):
+            return "bf16", f"{torch.cuda.get_device_name(device)} computes bf16 natively"
+        return "fp16", f"{torch.cuda.get_device_name(device)} has no native bf16: fp16 with loss scaling"
+    if device.type == "cpu":
+        speedup = cpu_bf16_speedup()
+        if speedup >= CPU_BF16_MIN_SPEEDUP:
+            return "bf16", f"this CPU multiplies bf16 {speedup:.1f}x faster than fp32"
+        return "fp32", f"this CPU multiplies bf16 only {speedup:.1f}x as fast as fp32 (no native bf16)"
+    return "fp32", "mixed precision is not validated on MPS"
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    # is_bf16_supported() alone also says yes for emulated bf16 on pre-Ampere GPUs, which is slow.
+    return torch.cuda.get_device_capability(device) >= (8, 0)

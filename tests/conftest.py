@@ -1,0 +1,148 @@
+"""Offline fixtures: a small corpus with the real livedoor layout, its archive, the prepared dataset,
+and two tiny models saved to local directories (nothing is ever downloaded).
+
+- bert_dir: BERT with BertJapaneseTokenizer over MeCab (fugashi + unidic-lite) and WordPiece, the
+  tokenizer of the tohoku-nlp models, with a vocabulary made from the fixture corpus;
+- xlmr_dir: XLM-RoBERTa with a Unigram tokenizer trained here on the same corpus.
+"""
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CATEGORIES = {  # real category names; each gets words of its own so that the task is learnable
+    "dokujo-tsushin": ["結婚", "恋愛", "独女"],
+    "it-life-hack": ["パソコン", "ソフト", "ネット"],
+    "kaden-channel": ["家電", "テレビ", "掃除機"],
+    "livedoor-homme": ["仕事", "転職", "年収"],
+    "movie-enter": ["映画", "監督", "公開"],
+    "peachy": ["美容", "料理", "スイーツ"],
+    "smax": ["スマートフォン", "アプリ", "ドコモ"],
+    "sports-watch": ["野球", "サッカー", "選手"],
+    "topic-news": ["事件", "政治", "ネットユーザー"],
+}
+ARTICLES_PER_CATEGORY = 20
+FILLER = ["今日", "話題", "について", "紹介", "します", "最新", "情報", "記事"]
+
+
+def article_text(category: str, number: int) -> str:
+    """One article in the corpus format: URL, date, title, body; with full-width letters and digits,
+    half-width katakana, full-width spaces and blank lines, as the real corpus has."""
+    words = CATEGORIES[category]
+    body = [
+        f"　{words[number % 3]}の{FILLER[number % len(FILLER)]}です。",
+        "",
+        f"{words[(number + 1) % 3]}と{words[(number + 2) % 3]}の話題、ＡＢＣ{number}番。ｶﾀｶﾅ　も。",
+        "　　",
+        f"{FILLER[(number * 3) % len(FILLER)]}{words[number % 3]}{FILLER[(number + 5) % len(FILLER)]}。",
+    ]
+    title = f"　【{words[0]}】第１２回　ＮＥＷＳ{number}　ﾆｭｰｽ "
+    lines = [f"http://news.livedoor.com/article/detail/{7000000 + number}/", "2012-09-18T18:23:00+0900", title]
+    return "\n".join(lines + body) + "\n"
+
+
+def write_corpus(root: Path, articles_per_category: int = ARTICLES_PER_CATEGORY) -> Path:
+    text = root / "text"
+    for category in CATEGORIES:
+        folder = text / category
+        folder.mkdir(parents=True)
+        (folder / "LICENSE.txt").write_text("Creative Commons BY-ND 2.1 JP\n", encoding="utf-8")
+        for number in range(articles_per_category):
+            name = f"{category}-{6000000 + number * 37}.txt"
+            (folder / name).write_text(article_text(category, number), encoding="utf-8")
+    (text / "README.txt").write_text("livedoor news corpus\n", encoding="utf-8")
+    (text / "CHANGES.txt").write_text("2014-02-09\n", encoding="utf-8")
+    return text
+
+
+def run_script(*argv, cwd=ROOT, env=None, check=True) -> subprocess.CompletedProcess:
+    """Run a pipeline stage as users do, in a fresh process."""
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    command = ["bash", *map(str, argv)] if str(argv[0]).endswith(".sh") else [sys.executable, *map(str, argv)]
+    result = subprocess.run(command, cwd=cwd, env=environment | (env or {}), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def corpus_archive(corpus_dir) -> Path:
+    archive = corpus_dir.parent / "ldcc-20140209.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(corpus_dir, arcname="text")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(corpus_dir, tmp_path_factory) -> Path:
+    from src.prepare import Args, main
+
+    output = tmp_path_factory.mktemp("datasets") / "livedoor"
+    main(Args(input_dir=corpus_dir, output_dir=output, seed=42))
+    return output
+
+
+def corpus_sentences(corpus_dir: Path) -> list[str]:
+    from src.prepare import normalize
+
+    paths = sorted(corpus_dir.glob("*/*.txt"))
+    return [normalize(line) for p in paths if p.name != "LICENSE.txt" for line in p.read_text().splitlines()[2:]]
+
+
+@pytest.fixture(scope="session")
+def bert_dir(corpus_dir, tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertJapaneseTokenizer, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-bert-japanese")
+    from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
+
+    mecab = MecabTokenizer(do_lower_case=False, mecab_dic="unidic_lite")
+    words = sorted({w for s in corpus_sentences(corpus_dir) for w in mecab.tokenize(s)})
+    chars = sorted({c for w in words for c in w})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *(f"##{c}" for c in chars), *chars]
+    (out / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    tokenizer = BertJapaneseTokenizer(
+        str(out / "vocab.txt"), word_tokenizer_type="mecab", subword_tokenizer_type="wordpiece",
+        mecab_kwargs={"mecab_dic": "unidic_lite"}, model_max_length=128,
+    )  # fmt: skip
+    tokenizer.save_pretrained(out)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(out)  # an encoder without a head, as on the Hub
+    return out
+
+
+@pytest.fixture(scope="session")
+def xlmr_dir(corpus_dir, tmp_path_factory) -> Path:
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-xlm-roberta")
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's order: <unk> must be id 3
+    trained = Tokenizer(models.Unigram())
+    trained.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>")
+    trained.train_from_iterator(corpus_sentences(corpus_dir), trainer)
+    vocab = [tuple(piece) for piece in json.loads(trained.to_str())["model"]["vocab"]]
+    tokenizer = XLMRobertaTokenizer(vocab=vocab, model_max_length=128)
+    tokenizer.save_pretrained(out)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    XLMRobertaModel(config).save_pretrained(out)
+    return out
