@@ -127,7 +127,8 @@ def length_grouped_batches(
         global_batches += [by_length[j : j + global_size] for j in range(0, len(by_length), global_size)]
     # A last global batch too small to give every rank an example joins the one before it.
     if len(global_batches) > 1 and len(global_batches[-1]) < num_replicas:
-        global_batches[-2] += global_batches.pop()
+        last = global_batches.pop()
+        global_batches[-1] += last
     rng.shuffle(global_batches)
     return [batch[rank::num_replicas] for batch in global_batches]
 

@@ -61,6 +61,9 @@ class Args:
 
 def load_model(args: Args, label2id: dict[str, int]):
     """Tokenizer and model, or a ValueError that says why not: name, network or a missing dependency."""
+    local = Path(args.model_name)
+    if local.exists() and not (local / "config.json").is_file():
+        raise ValueError(f"{args.model_name}: not a loadable model directory (no config.json in it)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(args.model_name)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -73,15 +76,21 @@ def load_model(args: Args, label2id: dict[str, int]):
     except ImportError as e:
         raise ValueError(f"{args.model_name}: a dependency of its tokenizer or model is missing: {e}") from None
     except OSError as e:
-        if Path(args.model_name).exists():
-            raise ValueError(f"{args.model_name}: not a loadable model directory: {e}") from None
+        if local.exists():
+            raise ValueError(f"{args.model_name}: not a loadable model directory: {first_line(e)}") from None
         raise ValueError(
             f"{args.model_name}: not a local directory, and could not be loaded from the Hugging Face Hub "
-            f"(check the name, the network, or HF_HUB_OFFLINE with a cached copy): {str(e).splitlines()[0]}"
+            f"(check the name, the network, or HF_HUB_OFFLINE with a cached copy): {first_line(e)}"
         ) from None
+    except ValueError as e:
+        raise ValueError(f"{args.model_name}: could not load its tokenizer or model: {first_line(e)}") from None
     if tokenizer.pad_token_id is None:
         raise ValueError(f"{args.model_name}: the tokenizer has no padding token")
     return tokenizer, model
+
+
+def first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def usable_seq_len(requested: int, model_config, tokenizer) -> int:
@@ -228,7 +237,7 @@ def setup(args: Args):
         if not model.supports_gradient_checkpointing:
             raise ValueError(f"{args.model_name}: this architecture does not support --gradient_checkpointing")
         # non-reentrant: works with torch.compile and with inputs that do not require grad
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     run = describe_run(args, device, precision, reason, model, label2id, max_seq_len, loaders)
     return device, precision, model.to(device), loaders, run
 

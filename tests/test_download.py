@@ -1,0 +1,97 @@
+"""download.sh end to end, against the fixture archive over file:// and a local HTTP server."""
+
+import functools
+import http.server
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_script
+
+ARTICLES = ARTICLES_PER_CATEGORY * len(CATEGORIES)
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """A copy of the script in a repository-like tree: it writes to <checkout>/data."""
+    (tmp_path / "repo" / "src").mkdir(parents=True)
+    shutil.copy(ROOT / "src" / "download.sh", tmp_path / "repo" / "src" / "download.sh")
+    return tmp_path / "repo"
+
+
+def download(checkout: Path, url: str, articles: int = ARTICLES):
+    env = {"LIVEDOOR_URL": url, "LIVEDOOR_EXPECTED_ARTICLES": str(articles)}
+    # run from an unrelated directory: the script must find its data/ by its own location
+    return run_script(checkout / "src" / "download.sh", cwd=checkout.parent, env=env, check=False)
+
+
+def data_files(checkout: Path) -> list[str]:
+    data = checkout / "data"
+    return sorted(str(p.relative_to(data)) for p in data.iterdir()) if data.exists() else []
+
+
+@pytest.fixture
+def http_url(corpus_archive):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(corpus_archive.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_file_url_downloads_extracts_and_rerun_does_nothing(checkout, corpus_archive):
+    result = download(checkout, f"file://{corpus_archive}")
+    assert result.returncode == 0, result.stderr
+    text = checkout / "data" / "text"
+    assert sorted(p.name for p in text.iterdir() if p.is_dir()) == sorted(CATEGORIES)
+    assert len([p for p in text.glob("*/*.txt") if p.name != "LICENSE.txt"]) == ARTICLES
+    assert data_files(checkout) == ["ldcc-20140209.tar.gz", "text"]
+    assert "CC BY-ND 2.1 JP" in result.stdout
+
+    again = download(checkout, f"file://{corpus_archive}")
+    assert again.returncode == 0
+    assert "nothing to do" in again.stdout
+
+
+def test_http_download(checkout, http_url):
+    result = download(checkout, f"{http_url}/ldcc-20140209.tar.gz")
+    assert result.returncode == 0, result.stderr
+    assert len(list((checkout / "data" / "text").glob("sports-watch/sports-watch-*.txt"))) == ARTICLES_PER_CATEGORY
+
+
+def test_corrupt_archive_fails_and_leaves_nothing(checkout, tmp_path):
+    corrupt = tmp_path / "corrupt.tar.gz"
+    corrupt.write_bytes(b"<html>Not Found</html>")
+    result = download(checkout, f"file://{corrupt}")
+    assert result.returncode != 0
+    assert "not the livedoor corpus" in result.stderr
+    assert data_files(checkout) == []
+
+
+def test_truncated_archive_fails_and_leaves_nothing(checkout, corpus_archive, tmp_path):
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(corpus_archive.read_bytes()[: corpus_archive.stat().st_size // 2])
+    result = download(checkout, f"file://{truncated}")
+    assert result.returncode != 0
+    assert data_files(checkout) == []
+
+
+def test_unreachable_url_fails_and_leaves_nothing(checkout):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = download(checkout, f"http://127.0.0.1:{port}/ldcc-20140209.tar.gz")
+    assert result.returncode != 0
+    assert "could not download" in result.stderr
+    assert data_files(checkout) == []
+
+
+def test_wrong_article_count_fails_without_text_dir(checkout, corpus_archive):
+    result = download(checkout, f"file://{corpus_archive}", articles=7367)
+    assert result.returncode != 0
+    assert f"holds {ARTICLES} articles, expected 7367" in result.stderr
+    assert "text" not in data_files(checkout)

@@ -1,0 +1,207 @@
+"""train.py on tiny local models: it learns, keeps the best epoch, and writes exactly what it promises."""
+
+import csv
+import json
+import shutil
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+
+from src import train
+from src.data import Collator, read_jsonl, sorted_batches, write_jsonl
+from src.runs import is_complete
+from tests.conftest import run_script
+
+RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json"}
+FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "2e-3", "--warmup_epochs", "1"]
+
+
+def train_run(model_dir, dataset_dir, output_root, *extra, epochs=12):
+    argv = ["--model_name", str(model_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(output_root)]
+    train.main(train.Args.from_args(argv + FAST + ["--epochs", str(epochs), *map(str, extra)]))
+    (run_dir,) = [p for p in output_root.glob("*/*/*") if p.is_dir()]
+    return run_dir
+
+
+def read_log(run_dir) -> list[dict]:
+    with open(run_dir / "log.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def bert_run(bert_dir, dataset_dir, tmp_path_factory):
+    """One complete run that several tests read; fp32 forced, so this is the plain path."""
+    return train_run(bert_dir, dataset_dir, tmp_path_factory.mktemp("outputs"), "--precision", "fp32")
+
+
+def test_bert_mecab_learns_far_above_chance(bert_run):
+    # 9 balanced classes: chance is 0.11
+    assert read_json(bert_run / "test-metrics.json")["accuracy"] >= 0.6
+    assert max(row["val_accuracy"] for row in read_log(bert_run)) >= 0.6
+
+
+def test_bf16_autocast_on_cpu_learns(xlmr_dir, dataset_dir, tmp_path):
+    run_dir = train_run(xlmr_dir, dataset_dir, tmp_path, "--precision", "bf16")
+    assert read_json(run_dir / "config.json")["precision_used"] == "bf16"
+    assert read_json(run_dir / "test-metrics.json")["accuracy"] >= 0.6
+
+
+def test_best_epoch_weights_are_evaluated_at_the_end(bert_run):
+    log = read_log(bert_run)
+    val = read_json(bert_run / "val-metrics.json")
+    best = max(range(len(log)), key=lambda i: (log[i]["val_f1"], -i))  # first epoch with the best F1
+    assert val["best_epoch"] == best + 1
+    # the restored weights reproduce the best epoch's validation numbers, not the last epoch's
+    for key in ("loss", "accuracy", "precision", "recall", "f1"):
+        assert val[key] == pytest.approx(log[best][f"val_{key}"], abs=1e-9)
+
+
+def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, dataset_dir):
+    assert {p.name for p in bert_run.iterdir()} == RUN_FILES
+    assert is_complete(bert_run)
+    model_dir, date_dir = bert_run.parent.parent, bert_run.parent
+    assert model_dir.name.startswith("tiny-bert-japanese") and len(date_dir.name) == 10
+    config = read_json(bert_run / "config.json")
+    for key in ("model_name", "lr", "seed", "device_used", "precision_used", "precision_reason", "num_parameters",
+                "label2id", "max_seq_len_used", "versions", "git_commit", "start_time", "num_examples"):  # fmt: skip
+        assert key in config
+    assert config["label2id"] == read_json(dataset_dir / "label2id.json")
+    log = read_log(bert_run)
+    assert len(log) == 12 and [row["epoch"] for row in log] == list(range(1, 13))
+    assert set(log[0]) == {
+        "epoch", "train_loss", "val_loss", "val_accuracy", "val_precision", "val_recall", "val_f1", "lr",
+        "epoch_seconds", "train_samples_per_s", "train_tokens_per_s",
+    }  # fmt: skip
+    assert log[-1]["lr"] == 0.0  # linear decay ends at zero
+    test = read_json(bert_run / "test-metrics.json")
+    assert set(test) == {"best_epoch", "loss", "accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
+    assert set(test["per_class"]) == set(config["label2id"])
+    assert sum(c["support"] for c in test["per_class"].values()) == len(read_jsonl(dataset_dir / "test.jsonl"))
+    assert sum(map(sum, test["confusion_matrix"])) == config["num_examples"]["test"]
+
+
+def test_same_seed_same_metrics(bert_dir, dataset_dir, tmp_path):
+    runs = [train_run(bert_dir, dataset_dir, tmp_path / name, "--precision", "fp32", epochs=3) for name in "ab"]
+    logs = [read_log(run) for run in runs]
+    for a, b in zip(*logs, strict=True):
+        assert {k: v for k, v in a.items() if "_s" not in k} == {k: v for k, v in b.items() if "_s" not in k}
+
+
+def test_single_text_field_grad_accum_and_checkpointing(xlmr_dir, dataset_dir, tmp_path):
+    # a dataset of its own with one text field and label names, as a user's task would have
+    own = tmp_path / "own"
+    own.mkdir()
+    shutil.copy(dataset_dir / "label2id.json", own)
+    for split in ("train", "val", "test"):
+        records = read_jsonl(dataset_dir / f"{split}.jsonl")
+        write_jsonl(own / f"{split}.jsonl", [{"text": r["title"], "label": r["category"]} for r in records])
+    run_dir = train_run(
+        xlmr_dir, own, tmp_path / "out", "--text_fields", "text", "--grad_accum", "2", "--gradient_checkpointing",
+        epochs=2,
+    )  # fmt: skip
+    assert is_complete(run_dir)
+    assert read_json(run_dir / "config.json")["text_fields"] == ["text"]
+
+
+def test_compile_with_gradient_checkpointing(bert_dir, dataset_dir, tmp_path):
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, "--compile", "--gradient_checkpointing", epochs=1)
+    assert is_complete(run_dir)
+
+
+def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
+    (run_dir,) = tmp_path.glob("*/*/*")
+    assert (run_dir / "config.json").exists() and not is_complete(run_dir)
+
+
+def test_every_1d_parameter_is_excluded_from_weight_decay(bert_dir, xlmr_dir):
+    for model_dir in (bert_dir, xlmr_dir):
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
+        args = train.Args(weight_decay=0.01, lr=1e-3)
+        decay, no_decay = train.make_optimizer(model, args, torch.device("cpu")).param_groups
+        assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+        assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+        names = {id(p): n for n, p in model.named_parameters()}
+        excluded = {names[id(p)] for p in no_decay["params"]}
+        assert any("LayerNorm.weight" in n for n in excluded) and any(n.endswith(".bias") for n in excluded)
+        assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_eval_loss_is_the_exact_mean_over_examples():
+    torch.manual_seed(0)
+    logits_table = torch.randn(11, 3)
+
+    class TableModel(torch.nn.Module):  # returns fixed logits for the example ids in input_ids[:, 0]
+        def forward(self, input_ids, attention_mask):
+            return SimpleNamespace(logits=logits_table[input_ids[:, 0]])
+
+    labels = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 2]
+    examples = [{"input_ids": [i] * (1 + i % 4), "label": labels[i]} for i in range(11)]
+    batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size=4)  # sizes 4, 4, 3
+    loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=Collator(0, 16))
+    metrics = train.evaluate(TableModel(), loader, partial(torch.autocast, "cpu", enabled=False), "cpu", ["a", "b", "c"])
+    assert metrics["loss"] == pytest.approx(F.cross_entropy(logits_table, torch.tensor(labels)).item(), rel=1e-6)
+    assert metrics["accuracy"] == pytest.approx((logits_table.argmax(1) == torch.tensor(labels)).float().mean().item())
+
+
+def test_max_seq_len_is_capped_by_the_model(bert_dir, xlmr_dir):
+    from transformers import AutoConfig, AutoTokenizer
+
+    for model_dir, limit in ((bert_dir, 128), (xlmr_dir, 128)):  # XLM-R: 130 positions - (pad id 1 + 1)
+        config, tokenizer = AutoConfig.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+        assert train.usable_seq_len(512, config, tokenizer) == limit
+        assert train.usable_seq_len(64, config, tokenizer) == 64
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no-dataset", "label2id.json not found: run `python src/prepare.py` first"),
+        ("bad-label", "test.jsonl:1: label 'politics' is not in label2id.json"),
+        ("empty-split", "val.jsonl is empty"),
+        ("bad-json", "train.jsonl:1: not valid JSON"),
+        ("text-field", "no text field 'headline'"),
+        ("model-name", "not a local directory, and could not be loaded from the Hugging Face Hub"),
+        ("model-dir", "not a loadable model directory"),
+    ],
+)
+def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir, dataset_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(dataset_dir, data)
+    model, fields = str(bert_dir), ["title", "body"]
+    if breakage == "no-dataset":
+        shutil.rmtree(data)
+    elif breakage == "bad-label":
+        (data / "test.jsonl").write_text('{"title": "a", "body": "b", "label": "politics"}\n')
+    elif breakage == "empty-split":
+        (data / "val.jsonl").write_text("")
+    elif breakage == "bad-json":
+        (data / "train.jsonl").write_text("{not json\n")
+    elif breakage == "text-field":
+        fields = ["headline"]
+    elif breakage == "model-name":
+        model = "no-such-org/no-such-model"
+    else:
+        model = str(tmp_path)  # a directory without a model
+    result = run_script(
+        "src/train.py", "--model_name", model, "--dataset_dir", data, "--output_root", tmp_path / "out",
+        "--text_fields", *fields, "--epochs", "1", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("train.py: error:")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
