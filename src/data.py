@@ -35,7 +35,8 @@ def read_jsonl(path: Path) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg}); run `python src/prepare.py` again")
+                message = f"{path}:{line_number}: not valid JSON ({e.msg}); run `python src/prepare.py` again"
+                raise ValueError(message) from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}:{line_number}: expected a JSON object per line")
             records.append(record)
@@ -170,7 +171,9 @@ class Collator:
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         lengths = np.array([len(e["input_ids"]) for e in examples])
-        width = min(math.ceil(lengths.max() / self.multiple_of) * self.multiple_of, max(self.max_seq_len, lengths.max()))
+        width = min(
+            math.ceil(lengths.max() / self.multiple_of) * self.multiple_of, max(self.max_seq_len, lengths.max())
+        )
         batch = {"attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64))}
         for key in examples[0]:
             if key == "label":

@@ -251,8 +251,9 @@ def main(args: Args) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.fp32_precision = "tf32"  # fp32 matmuls in TF32 where fp32 remains
     label_names = list(run["label2id"])
-    autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision]) if precision != "fp32" \
-        else nullcontext
+    autocast = (
+        partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision]) if precision != "fp32" else nullcontext
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     forward_model = torch.compile(model) if args.compile else model
 
@@ -271,7 +272,9 @@ def main(args: Args) -> None:
     for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True):
         loaders["train"].batch_sampler.set_epoch(epoch)
         start = time.perf_counter()
-        train_loss = train_one_epoch(forward_model, loaders["train"], optimizer, scheduler, scaler, autocast, args, device)
+        train_loss = train_one_epoch(
+            forward_model, loaders["train"], optimizer, scheduler, scaler, autocast, args, device
+        )
         seconds = time.perf_counter() - start  # train_loss.item() has synced the GPU
         val = evaluate(forward_model, loaders["val"], autocast, device, label_names)
         if val["f1"] > best_f1:

@@ -109,7 +109,7 @@ def test_errors_name_the_problem_and_write_nothing(tmp_path, breakage, message):
     elif breakage == "short":
         bad.write_text("http://example.com/\n2012-01-01\n", encoding="utf-8")
     else:
-        bad.write_bytes("http://x/\n2012\ntitle\n".encode() + b"\xff\xfe body")
+        bad.write_bytes(b"http://x/\n2012\ntitle\n" + b"\xff\xfe body")
     result = run_script("src/prepare.py", "--input_dir", corpus, "--output_dir", tmp_path / "out", check=False)
     assert result.returncode != 0
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -122,6 +122,8 @@ def test_errors_name_the_problem_and_write_nothing(tmp_path, breakage, message):
 def test_failed_rerun_keeps_the_previous_dataset(corpus_dir, tmp_path):
     prepare(corpus_dir, tmp_path / "out")
     before = (tmp_path / "out" / "train.jsonl").read_bytes()
-    result = run_script("src/prepare.py", "--input_dir", tmp_path / "nowhere", "--output_dir", tmp_path / "out", check=False)
+    result = run_script(
+        "src/prepare.py", "--input_dir", tmp_path / "nowhere", "--output_dir", tmp_path / "out", check=False
+    )
     assert result.returncode != 0
     assert (tmp_path / "out" / "train.jsonl").read_bytes() == before
