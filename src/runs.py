@@ -59,6 +59,11 @@ def append_csv_row(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
+def recorded_args(args) -> dict:
+    """A script's arguments as config.json records them (paths absolute, as strings)."""
+    return {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / COMPLETION_FILE).is_file() and (run_dir / "config.json").is_file()
 
@@ -69,3 +74,29 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def read_run(run_dir: Path) -> dict:
+    """config.json, val-metrics.json and test-metrics.json of a complete run; ValueError if any is
+    missing or not valid JSON (a crashed run, or a file damaged after the fact)."""
+    if not is_complete(run_dir):
+        raise ValueError(f"{run_dir}: incomplete (no {COMPLETION_FILE}): crashed, interrupted or still running")
+    files = {}
+    for name in ("config", "val-metrics", "test-metrics"):
+        try:
+            files[name] = json.loads((run_dir / f"{name}.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{run_dir / f'{name}.json'}: unreadable ({e})") from None
+    return files
+
+
+def find_complete_run(output_root: Path, model_name: str, settings: dict) -> Path | None:
+    """A complete run of this model whose config.json holds exactly these settings."""
+    for config_path in sorted((output_root / model_dir_name(model_name)).glob("*/*/config.json")):
+        try:
+            config = read_run(config_path.parent)["config"]
+        except ValueError:
+            continue
+        if all(config.get(key) == value for key, value in settings.items()):
+            return config_path.parent
+    return None

@@ -28,7 +28,15 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from src.data import Collator, LengthGroupedBatchSampler, load_label2id, load_split, sorted_batches, tokenize
 from src.hardware import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from src.metrics import SUMMARY_KEYS, classification_metrics
-from src.runs import ROOT, append_csv_row, create_run_dir, git_commit, write_json
+from src.runs import (
+    ROOT,
+    append_csv_row,
+    create_run_dir,
+    find_complete_run,
+    git_commit,
+    recorded_args,
+    write_json,
+)
 
 # Models whose position ids start after the padding index (RoBERTa's fairseq heritage): of their
 # max_position_embeddings (514), pad_token_id + 1 positions are unusable, leaving 512 tokens.
@@ -57,6 +65,13 @@ class Args:
     gradient_checkpointing: bool = config(default=False, help="recompute activations to save memory")
     output_root: Path = config(default=ROOT / "outputs", help="run folders go to <root>/<model>/<date>/<time>/")
     log_every: int = config(default=20, help="steps between progress-bar loss updates (each one syncs the GPU)")
+    skip_if_done: bool = config(
+        default=False, help="exit at once if output_root already holds a complete run of these settings"
+    )
+
+
+# Arguments that do not change a run's results: a complete run that differs only in these is the same run.
+NOT_SETTINGS = {"output_root", "log_every", "skip_if_done"}
 
 
 def load_model(args: Args, label2id: dict[str, int]):
@@ -200,7 +215,7 @@ def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], 
 
 def describe_run(args: Args, device, precision: str, reason: str, model, label2id, max_seq_len, loaders) -> dict:
     return {
-        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **recorded_args(args),
         "device_used": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
         "precision_used": precision,
@@ -243,6 +258,11 @@ def setup(args: Args):
 
 
 def main(args: Args) -> None:
+    if args.skip_if_done:
+        same = {k: v for k, v in recorded_args(args).items() if k not in NOT_SETTINGS}
+        if done := find_complete_run(args.output_root, args.model_name, same):
+            print(f"already complete, skipped: {done}")
+            return
     try:
         device, precision, model, loaders, run = setup(args)
     except ValueError as e:

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = {  # real category names; each gets words of its own so that the task is learnable
@@ -120,6 +121,7 @@ def bert_dir(corpus_dir, tmp_path_factory) -> Path:
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=128,
     )  # fmt: skip
+    torch.manual_seed(0)  # the "pre-trained" weights are random: fix them so that every session gets the same
     BertModel(config).save_pretrained(out)  # an encoder without a head, as on the Hub
     return out
 
@@ -144,5 +146,6 @@ def xlmr_dir(corpus_dir, tmp_path_factory) -> Path:
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
+    torch.manual_seed(0)
     XLMRobertaModel(config).save_pretrained(out)
     return out

@@ -17,10 +17,10 @@ from src.runs import is_complete
 from tests.conftest import run_script
 
 RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json"}
-FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "2e-3", "--warmup_epochs", "1"]
+FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3", "--warmup_epochs", "1"]
 
 
-def train_run(model_dir, dataset_dir, output_root, *extra, epochs=12):
+def train_run(model_dir, dataset_dir, output_root, *extra, epochs=15):
     argv = ["--model_name", str(model_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(output_root)]
     train.main(train.Args.from_args(argv + FAST + ["--epochs", str(epochs), *map(str, extra)]))
     (run_dir,) = [p for p in output_root.glob("*/*/*") if p.is_dir()]
@@ -75,7 +75,7 @@ def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, dataset_dir)
         assert key in config
     assert config["label2id"] == read_json(dataset_dir / "label2id.json")
     log = read_log(bert_run)
-    assert len(log) == 12 and [row["epoch"] for row in log] == list(range(1, 13))
+    assert len(log) == 15 and [row["epoch"] for row in log] == list(range(1, 16))
     assert set(log[0]) == {
         "epoch", "train_loss", "val_loss", "val_accuracy", "val_precision", "val_recall", "val_f1", "lr",
         "epoch_seconds", "train_samples_per_s", "train_tokens_per_s",
