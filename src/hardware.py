@@ -14,10 +14,11 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.
 CPU_BF16_MIN_SPEEDUP = 1.3
 
 
-def resolve_device(requested: str) -> torch.device:
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """The device to train on; under torchrun, CUDA means this process's own GPU (cuda:LOCAL_RANK)."""
     if requested == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", local_rank)
         if torch.backends.mps.is_available():
             return torch.device("mps")
         print("notice: no CUDA GPU or Apple MPS device found; training on the CPU will be slow")
@@ -26,7 +27,7 @@ def resolve_device(requested: str) -> torch.device:
         raise ValueError("--device cuda: no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
     if requested == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps: Apple's MPS backend is not available on this machine")
-    return torch.device(requested)
+    return torch.device("cuda", local_rank) if requested == "cuda" else torch.device(requested)
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, min_seconds: float = 0.1) -> float:

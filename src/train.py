@@ -11,7 +11,9 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -21,13 +23,16 @@ import torch
 import torch.nn.functional as F
 import transformers
 from classopt import classopt, config
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from src import distributed
 from src.data import Collator, LengthGroupedBatchSampler, load_label2id, load_split, sorted_batches, tokenize
 from src.hardware import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from src.metrics import SUMMARY_KEYS, classification_metrics
+from src.models import load_model, usable_seq_len
+from src.optimization import make_optimizer, make_scheduler
 from src.runs import (
     ROOT,
     append_csv_row,
@@ -37,10 +42,6 @@ from src.runs import (
     recorded_args,
     write_json,
 )
-
-# Models whose position ids start after the padding index (RoBERTa's fairseq heritage): of their
-# max_position_embeddings (514), pad_token_id + 1 positions are unusable, leaving 512 tokens.
-PADDING_OFFSET_MODELS = {"roberta", "xlm-roberta", "camembert", "luke", "data2vec-text", "xmod", "roberta-prelayernorm"}
 
 
 @classopt(default_long=True)
@@ -74,68 +75,18 @@ class Args:
 NOT_SETTINGS = {"output_root", "log_every", "skip_if_done"}
 
 
-def load_model(args: Args, label2id: dict[str, int]):
-    """Tokenizer and model, or a ValueError that says why not: name, network or a missing dependency."""
-    local = Path(args.model_name)
-    if local.exists() and not (local / "config.json").is_file():
-        raise ValueError(f"{args.model_name}: not a loadable model directory (no config.json in it)")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model_name)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            args.model_name,
-            num_labels=len(label2id),
-            label2id=label2id,
-            id2label={i: name for name, i in label2id.items()},
-            dtype=torch.float32,  # transformers 5 would otherwise keep the checkpoint's (often half) dtype
-        )
-    except ImportError as e:
-        raise ValueError(f"{args.model_name}: a dependency of its tokenizer or model is missing: {e}") from None
-    except OSError as e:
-        if local.exists():
-            raise ValueError(f"{args.model_name}: not a loadable model directory: {first_line(e)}") from None
-        raise ValueError(
-            f"{args.model_name}: not a local directory, and could not be loaded from the Hugging Face Hub "
-            f"(check the name, the network, or HF_HUB_OFFLINE with a cached copy): {first_line(e)}"
-        ) from None
-    except ValueError as e:
-        raise ValueError(f"{args.model_name}: could not load its tokenizer or model: {first_line(e)}") from None
-    if tokenizer.pad_token_id is None:
-        raise ValueError(f"{args.model_name}: the tokenizer has no padding token")
-    return tokenizer, model
+@dataclass
+class Training:
+    """What a run trains with, built once before the first epoch."""
 
-
-def first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def usable_seq_len(requested: int, model_config, tokenizer) -> int:
-    limits = [requested]
-    if getattr(model_config, "max_position_embeddings", None):
-        offset = model_config.pad_token_id + 1 if model_config.model_type in PADDING_OFFSET_MODELS else 0
-        limits.append(model_config.max_position_embeddings - offset)
-    if tokenizer.model_max_length < 1_000_000:  # the tokenizer's "no limit" is a huge sentinel
-        limits.append(tokenizer.model_max_length)
-    return min(limits)
-
-
-def make_optimizer(model: torch.nn.Module, args: Args, device: torch.device) -> torch.optim.AdamW:
-    # Decay matrices only. Selecting by p.ndim catches every bias and LayerNorm/RMSNorm weight
-    # whatever an architecture calls them; matching names ("LayerNorm.weight") silently misses some.
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=args.lr, fused=device.type == "cuda")
-
-
-def make_scheduler(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:  # linear warmup from 0 to lr, then linear decay to 0
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    model: torch.nn.Module  # the bare model: its weights are copied and restored
+    train_model: torch.nn.Module  # called in training: DDP-wrapped under torchrun, compiled with --compile
+    eval_model: torch.nn.Module  # called in evaluation: never DDP (its forward may sync ranks and hang)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
+    autocast: Callable  # a context manager for forward and loss: torch.autocast, or nullcontext for fp32
+    device: torch.device
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -151,33 +102,40 @@ def forward_loss(model, batch, autocast, reduction: str = "mean"):
     return loss, logits
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, autocast, args: Args, device) -> float:
-    model.train()
-    loss_sum = torch.zeros((), device=device)  # summed on the device: no GPU sync per step
-    steps = tqdm(loader, desc="train", leave=False, dynamic_ncols=True)
+def train_one_epoch(t: Training, loader, args: Args) -> float:
+    """One pass over this rank's batches; returns the mean training loss over all ranks."""
+    t.train_model.train()
+    loss_sum = torch.zeros((), device=t.device)  # summed on the device: no GPU sync per step
+    steps = tqdm(loader, desc="train", leave=False, dynamic_ncols=True, disable=not distributed.is_main())
     for i, batch in enumerate(steps):
         group_start = i - i % args.grad_accum
         micro_batches = min(args.grad_accum, len(loader) - group_start)
-        loss, _ = forward_loss(model, to_device(batch, device), autocast)
-        scaler.scale(loss / micro_batches).backward()
+        step_now = i + 1 == group_start + micro_batches
+        # Under DDP, gradients are averaged across ranks only on the micro-batch that ends a step.
+        no_sync = hasattr(t.train_model, "no_sync") and not step_now
+        with t.train_model.no_sync() if no_sync else nullcontext():
+            loss, _ = forward_loss(t.train_model, to_device(batch, t.device), t.autocast)
+            t.scaler.scale(loss / micro_batches).backward()
         loss_sum += loss.detach()
-        if i + 1 == group_start + micro_batches:
-            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+        if step_now:
+            t.scaler.unscale_(t.optimizer)  # clip the true gradients, not the fp16-scaled ones
             if args.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+                torch.nn.utils.clip_grad_norm_(t.model.parameters(), args.max_grad_norm)
+            t.scaler.step(t.optimizer)
+            t.scaler.update()
+            t.scheduler.step()
+            t.optimizer.zero_grad(set_to_none=True)
         if (i + 1) % args.log_every == 0:
             steps.set_postfix(loss=f"{loss_sum.item() / (i + 1):.4f}")
-    return loss_sum.item() / len(loader)
+    return distributed.total(loss_sum).item() / (len(loader) * distributed.world_size())
 
 
 @torch.inference_mode()
 def evaluate(model, loader, autocast, device, label_names: list[str]) -> dict:
-    """Metrics over a whole split; the loss is the exact mean over examples (summed per batch, then
-    divided by the number of examples), not the last batch's or a mean of batch means."""
+    """Metrics over a whole split. The loss is the exact mean over examples (summed per batch, then
+    divided by the number of examples), not the last batch's or a mean of batch means. Under DDP each
+    rank evaluates its own batches and the results of all ranks are gathered, so that every example
+    counts exactly once and every rank computes the same metrics."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     predictions, labels = [], []
@@ -187,8 +145,10 @@ def evaluate(model, loader, autocast, device, label_names: list[str]) -> dict:
         loss_sum += loss
         predictions.append(logits.argmax(dim=-1))
         labels.append(batch["labels"])
-    labels, predictions = torch.cat(labels).cpu().tolist(), torch.cat(predictions).cpu().tolist()
-    return {"loss": loss_sum.item() / len(labels)} | classification_metrics(labels, predictions, label_names)
+    labels = distributed.gather(torch.cat(labels).tolist() if labels else [])
+    predictions = distributed.gather(torch.cat(predictions).tolist() if predictions else [])
+    loss = distributed.total(loss_sum).item() / len(labels)
+    return {"loss": loss} | classification_metrics(labels, predictions, label_names)
 
 
 def summary(metrics: dict, prefix: str) -> dict:
@@ -203,10 +163,11 @@ def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], 
         records = load_split(args.dataset_dir, split, label2id, args.text_fields)
         examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids)
         lengths = [len(e["input_ids"]) for e in examples]
+        shard = {"num_replicas": distributed.world_size(), "rank": distributed.rank()}
         if split == "train":
-            sampler = LengthGroupedBatchSampler(lengths, args.batch_size, args.seed)
+            sampler = LengthGroupedBatchSampler(lengths, args.batch_size, args.seed, **shard)
         else:
-            sampler = sorted_batches(lengths, args.eval_batch_size)
+            sampler = sorted_batches(lengths, args.eval_batch_size, **shard)
         # No worker processes: batches come from pre-tokenized arrays far faster than a GPU uses them.
         pin = device.type == "cuda"
         loaders[split] = DataLoader(examples, batch_sampler=sampler, collate_fn=collate, pin_memory=pin)
@@ -220,6 +181,8 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
         "precision_used": precision,
         "precision_reason": reason,
+        "world_size": distributed.world_size(),
+        "global_batch_size": args.batch_size * args.grad_accum * distributed.world_size(),
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "attn_implementation": model.config._attn_implementation,
         "label2id": label2id,
@@ -242,80 +205,108 @@ def setup(args: Args):
     if args.grad_accum < 1 or args.batch_size < 1 or args.epochs < 1 or not 1 <= len(args.text_fields) <= 3:
         raise ValueError("--batch_size, --grad_accum and --epochs must be >= 1, --text_fields 1 to 3 names")
     label2id = load_label2id(args.dataset_dir)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, distributed.local_rank())
+    distributed.init(device)
     precision, reason = resolve_precision(args.precision, device)
     transformers.set_seed(args.seed)  # before the model is built: the new classifier head is random
-    tokenizer, model = load_model(args, label2id)
+    tokenizer, model = load_model(args.model_name, label2id)
+    torch.manual_seed(args.seed + distributed.rank())  # dropout: a different mask on each rank
     max_seq_len = usable_seq_len(args.max_seq_len, model.config, tokenizer)
     loaders = make_loaders(args, tokenizer, model.config, label2id, max_seq_len, device)
     if args.gradient_checkpointing:
         if not model.supports_gradient_checkpointing:
             raise ValueError(f"{args.model_name}: this architecture does not support --gradient_checkpointing")
-        # non-reentrant: works with torch.compile and with inputs that do not require grad
+        # non-reentrant: works with torch.compile, DDP, and inputs that do not require grad
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     run = describe_run(args, device, precision, reason, model, label2id, max_seq_len, loaders)
     return device, precision, model.to(device), loaders, run
+
+
+def build_training(model, args: Args, device, precision: str, batches_per_epoch: int) -> tuple[Training, dict]:
+    train_model = model
+    if distributed.world_size() > 1:
+        # buffers (position ids) never change: no need to broadcast them before every forward
+        device_ids = [device] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    eval_model = model
+    if args.compile:
+        train_model, eval_model = torch.compile(train_model), torch.compile(model)
+    steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum)
+    total_steps = steps_per_epoch * args.epochs
+    warmup = round(args.warmup_ratio * total_steps if args.warmup_ratio > 0 else args.warmup_epochs * steps_per_epoch)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=device.type == "cuda")
+    autocast = nullcontext
+    if precision != "fp32":
+        autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
+    training = Training(
+        model, train_model, eval_model, optimizer, make_scheduler(optimizer, warmup, total_steps),
+        torch.amp.GradScaler(device.type, enabled=precision == "fp16"), autocast, device,
+    )  # fmt: skip
+    return training, {"warmup_steps": warmup, "total_steps": total_steps}
+
+
+def say(message: str) -> None:
+    if distributed.is_main():
+        tqdm.write(message)
+
+
+def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, label_names: list[str]) -> tuple[int, dict]:
+    """The epoch loop; returns the best epoch by validation macro-F1 and a CPU copy of its weights."""
+    train_examples = len(loaders["train"].dataset)
+    train_tokens = sum(len(example["input_ids"]) for example in loaders["train"].dataset)
+    best_f1, best_epoch, best_state = -1.0, 0, None
+    for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True, disable=not distributed.is_main()):
+        loaders["train"].batch_sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        train_loss = train_one_epoch(t, loaders["train"], args)
+        seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
+        val = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, label_names)
+        if val["f1"] > best_f1:  # the same on every rank: the metrics were gathered from all of them
+            best_f1, best_epoch = val["f1"], epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
+        if distributed.is_main():
+            append_csv_row(run_dir / "log.csv", {
+                "epoch": epoch, "train_loss": train_loss, **summary(val, "val"), "lr": t.scheduler.get_last_lr()[0],
+                "epoch_seconds": seconds, "train_samples_per_s": train_examples / seconds,
+                "train_tokens_per_s": train_tokens / seconds,
+            })  # fmt: skip
+        say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
+            f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s")  # fmt: skip
+    return best_epoch, best_state
 
 
 def main(args: Args) -> None:
     if args.skip_if_done:
         same = {k: v for k, v in recorded_args(args).items() if k not in NOT_SETTINGS}
         if done := find_complete_run(args.output_root, args.model_name, same):
-            print(f"already complete, skipped: {done}")
+            say(f"already complete, skipped: {done}")
             return
     try:
         device, precision, model, loaders, run = setup(args)
     except ValueError as e:
         sys.exit(f"train.py: error: {e}")
-    print(f"device {device} ({run['device_name']}), precision {precision}: {run['precision_reason']}")
+    say(f"device {device} ({run['device_name']}) x {run['world_size']}, precision {precision}: "
+        f"{run['precision_reason']}")  # fmt: skip
     if device.type == "cuda":
         torch.backends.cuda.matmul.fp32_precision = "tf32"  # fp32 matmuls in TF32 where fp32 remains
+    training, schedule = build_training(model, args, device, precision, len(loaders["train"]))
+    run_dir = None
+    if distributed.is_main():
+        run_dir = create_run_dir(args.output_root, args.model_name)
+        write_json(run_dir / "config.json", run | schedule)
+        say(f"writing to {run_dir}")
     label_names = list(run["label2id"])
-    autocast = (
-        partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision]) if precision != "fp32" else nullcontext
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    forward_model = torch.compile(model) if args.compile else model
-
-    steps_per_epoch = math.ceil(len(loaders["train"]) / args.grad_accum)
-    total_steps = steps_per_epoch * args.epochs
-    warmup = args.warmup_ratio * total_steps if args.warmup_ratio > 0 else args.warmup_epochs * steps_per_epoch
-    optimizer = make_optimizer(model, args, device)
-    scheduler = make_scheduler(optimizer, round(warmup), total_steps)
-
-    run_dir = create_run_dir(args.output_root, args.model_name)
-    write_json(run_dir / "config.json", run | {"warmup_steps": round(warmup), "total_steps": total_steps})
-    print(f"writing to {run_dir}")
-
-    train_tokens = sum(len(example["input_ids"]) for example in loaders["train"].dataset)
-    best_f1, best_epoch, best_state = -1.0, 0, None
-    for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True):
-        loaders["train"].batch_sampler.set_epoch(epoch)
-        start = time.perf_counter()
-        train_loss = train_one_epoch(
-            forward_model, loaders["train"], optimizer, scheduler, scaler, autocast, args, device
-        )
-        seconds = time.perf_counter() - start  # train_loss.item() has synced the GPU
-        val = evaluate(forward_model, loaders["val"], autocast, device, label_names)
-        if val["f1"] > best_f1:
-            best_f1, best_epoch = val["f1"], epoch
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        append_csv_row(run_dir / "log.csv", {
-            "epoch": epoch, "train_loss": train_loss, **summary(val, "val"),
-            "lr": scheduler.get_last_lr()[0], "epoch_seconds": seconds,
-            "train_samples_per_s": len(loaders["train"].dataset) / seconds,
-            "train_tokens_per_s": train_tokens / seconds,
-        })  # fmt: skip
-        tqdm.write(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
-                   f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s")  # fmt: skip
+    best_epoch, best_state = fit(training, loaders, args, run_dir, label_names)
 
     model.load_state_dict(best_state)
-    val = evaluate(forward_model, loaders["val"], autocast, device, label_names)
-    test = evaluate(forward_model, loaders["test"], autocast, device, label_names)
-    write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
-    write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: marks the run complete
-    print(f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
-          f"test F1 {test['f1']:.4f} -> {run_dir}")  # fmt: skip
+    val = evaluate(training.eval_model, loaders["val"], training.autocast, device, label_names)
+    test = evaluate(training.eval_model, loaders["test"], training.autocast, device, label_names)
+    if distributed.is_main():
+        write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
+        write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
+    say(f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
+        f"test F1 {test['f1']:.4f} -> {run_dir}")  # fmt: skip
+    distributed.finish()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from transformers import AutoModelForSequenceClassification
 
 from src import train
 from src.data import Collator, read_jsonl, sorted_batches, write_jsonl
+from src.models import usable_seq_len
+from src.optimization import make_optimizer
 from src.runs import is_complete
 from tests.conftest import run_script
 
@@ -130,8 +132,7 @@ def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_p
 def test_every_1d_parameter_is_excluded_from_weight_decay(bert_dir, xlmr_dir):
     for model_dir in (bert_dir, xlmr_dir):
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
-        args = train.Args(weight_decay=0.01, lr=1e-3)
-        decay, no_decay = train.make_optimizer(model, args, torch.device("cpu")).param_groups
+        decay, no_decay = make_optimizer(model, lr=1e-3, weight_decay=0.01, fused=False).param_groups
         assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
         assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
         names = {id(p): n for n, p in model.named_parameters()}
@@ -164,8 +165,8 @@ def test_max_seq_len_is_capped_by_the_model(bert_dir, xlmr_dir):
 
     for model_dir, limit in ((bert_dir, 128), (xlmr_dir, 128)):  # XLM-R: 130 positions - (pad id 1 + 1)
         config, tokenizer = AutoConfig.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
-        assert train.usable_seq_len(512, config, tokenizer) == limit
-        assert train.usable_seq_len(64, config, tokenizer) == 64
+        assert usable_seq_len(512, config, tokenizer) == limit
+        assert usable_seq_len(64, config, tokenizer) == 64
 
 
 @pytest.mark.parametrize(

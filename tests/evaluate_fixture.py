@@ -1,0 +1,23 @@
+"""Evaluate a model, untrained, on the validation split exactly as train.py does, and write the
+metrics to a JSON file. Run plainly or under torchrun: the two must agree (see test_distributed.py)."""
+
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+from src import distributed, train
+
+
+def main(model_dir: str, dataset_dir: str, output: str) -> None:
+    args = train.Args(model_name=model_dir, dataset_dir=Path(dataset_dir), eval_batch_size=4, max_seq_len=64,
+                      device="cpu", precision="fp32")  # fmt: skip
+    device, _, model, loaders, run = train.setup(args)
+    metrics = train.evaluate(model, loaders["val"], nullcontext, device, list(run["label2id"]))
+    if distributed.is_main():
+        Path(output).write_text(json.dumps(metrics | {"world_size": distributed.world_size()}))
+    distributed.finish()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
