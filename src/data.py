@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 # How many batches are pooled and sorted by length together: large enough that neighbours in the
@@ -184,3 +185,18 @@ class Collator:
             batch[key] = torch.from_numpy(padded)
         batch["labels"] = torch.tensor([e["label"] for e in examples])
         return batch
+
+
+def train_loader(examples: list[dict], batch_size: int, seed: int, collate: Collator, pin_memory: bool,
+                 num_replicas: int = 1, rank: int = 0) -> DataLoader:  # fmt: skip
+    """Length-grouped, shuffled anew each epoch (call loader.batch_sampler.set_epoch). No worker
+    processes: batches come from pre-tokenized arrays far faster than a GPU consumes them, and
+    workers would only add start-up time and memory."""
+    sampler = LengthGroupedBatchSampler([len(e["input_ids"]) for e in examples], batch_size, seed, num_replicas, rank)
+    return DataLoader(examples, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)
+
+
+def eval_loader(examples: list[dict], batch_size: int, collate: Collator, pin_memory: bool,
+                num_replicas: int = 1, rank: int = 0) -> DataLoader:  # fmt: skip
+    batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size, num_replicas, rank)
+    return DataLoader(examples, batch_sampler=batches, collate_fn=collate, pin_memory=pin_memory)

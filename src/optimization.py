@@ -11,7 +11,7 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, fused=fused)  # fused: one kernel for all parameters on CUDA
+    return torch.optim.AdamW(groups, lr=lr, fused=fused)  # fused: one kernel over all parameters (CUDA, CPU)
 
 
 def make_scheduler(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -24,11 +24,10 @@ import torch.nn.functional as F
 import transformers
 from classopt import classopt, config
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from src import distributed
-from src.data import Collator, LengthGroupedBatchSampler, load_label2id, load_split, sorted_batches, tokenize
+from src.data import Collator, eval_loader, load_label2id, load_split, tokenize, train_loader
 from src.hardware import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from src.metrics import SUMMARY_KEYS, classification_metrics
 from src.models import load_model, usable_seq_len
@@ -158,19 +157,16 @@ def summary(metrics: dict, prefix: str) -> dict:
 def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     segment_ids = getattr(model_config, "type_vocab_size", 0) > 1
+    pin = device.type == "cuda"  # page-locked host memory: copies to the GPU can run asynchronously
+    shard = {"num_replicas": distributed.world_size(), "rank": distributed.rank()}
     loaders = {}
     for split in ("train", "val", "test"):
         records = load_split(args.dataset_dir, split, label2id, args.text_fields)
         examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids)
-        lengths = [len(e["input_ids"]) for e in examples]
-        shard = {"num_replicas": distributed.world_size(), "rank": distributed.rank()}
         if split == "train":
-            sampler = LengthGroupedBatchSampler(lengths, args.batch_size, args.seed, **shard)
+            loaders[split] = train_loader(examples, args.batch_size, args.seed, collate, pin, **shard)
         else:
-            sampler = sorted_batches(lengths, args.eval_batch_size, **shard)
-        # No worker processes: batches come from pre-tokenized arrays far faster than a GPU uses them.
-        pin = device.type == "cuda"
-        loaders[split] = DataLoader(examples, batch_sampler=sampler, collate_fn=collate, pin_memory=pin)
+            loaders[split] = eval_loader(examples, args.eval_batch_size, collate, pin, **shard)
     return loaders
 
 
@@ -234,7 +230,7 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
     steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum)
     total_steps = steps_per_epoch * args.epochs
     warmup = round(args.warmup_ratio * total_steps if args.warmup_ratio > 0 else args.warmup_epochs * steps_per_epoch)
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=device.type == "cuda")
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=device.type in ("cuda", "cpu"))
     autocast = nullcontext
     if precision != "fp32":
         autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])

@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+import sys
 from functools import partial
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from src import train
+from src import hardware, train
 from src.data import Collator, read_jsonl, sorted_batches, write_jsonl
 from src.models import usable_seq_len
 from src.optimization import make_optimizer
@@ -177,7 +178,7 @@ def test_max_seq_len_is_capped_by_the_model(bert_dir, xlmr_dir):
         ("empty-split", "val.jsonl is empty"),
         ("bad-json", "train.jsonl:1: not valid JSON"),
         ("text-field", "no text field 'headline'"),
-        ("model-name", "not a local directory, and could not be loaded from the Hugging Face Hub"),
+        ("model-name", "the Hugging Face Hub could not be reached and no copy is cached"),
         ("model-dir", "not a loadable model directory"),
     ],
 )
@@ -208,3 +209,59 @@ def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir
     assert result.stderr.strip().splitlines()[-1].startswith("train.py: error:")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_training_steps_do_not_sync_with_the_device_except_to_log(bert_dir, dataset_dir, monkeypatch):
+    """.item() waits for the GPU: our loop may call it only at logging intervals and once per epoch.
+    (The DataLoader's own .item() on a CPU seed tensor at the start of an epoch is not a device sync.)"""
+    args = train.Args(model_name=str(bert_dir), dataset_dir=dataset_dir, batch_size=8, max_seq_len=64, log_every=5,
+                      device="cpu", precision="bf16")  # fmt: skip
+    device, precision, model, loaders, _ = train.setup(args)
+    training, _ = train.build_training(model, args, device, precision, len(loaders["train"]))
+    callers = []
+    item = torch.Tensor.item
+
+    def counting_item(tensor):
+        callers.append(sys._getframe(1).f_code.co_filename)
+        return item(tensor)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    train.train_one_epoch(training, loaders["train"], args)
+    ours = [caller for caller in callers if "torch/utils/data" not in caller]
+    assert len(loaders["train"]) == 18 and len(ours) == 18 // 5 + 1
+
+
+@pytest.mark.parametrize("speedup, expected", [(3.0, "bf16"), (1.0, "fp32")])
+def test_cpu_precision_auto_follows_the_measured_bf16_speedup(monkeypatch, speedup, expected):
+    monkeypatch.setattr(hardware, "cpu_bf16_speedup", lambda: speedup)
+    precision, reason = hardware.resolve_precision("auto", torch.device("cpu"))
+    assert precision == expected and f"{speedup:.1f}x" in reason
+    assert hardware.resolve_precision("fp32", torch.device("cpu"))[0] == "fp32"
+
+
+def test_forced_fp32_is_recorded(bert_run):
+    # bert_run forced fp32; an auto run records the measured decision and its reason
+    config = read_json(bert_run / "config.json")
+    assert (config["precision"], config["precision_used"]) == ("fp32", "fp32")
+    assert config["precision_reason"] == "requested with --precision"
+
+
+def test_auto_precision_run_records_its_reason(bert_dir, dataset_dir, tmp_path):
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, epochs=1)
+    config = read_json(run_dir / "config.json")
+    assert config["precision"] == "auto" and config["precision_used"] in ("bf16", "fp32")
+    assert "faster than fp32" in config["precision_reason"] or "as fast as fp32" in config["precision_reason"]
+
+
+def test_load_errors_tell_the_name_from_the_network():
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from src.models import why_not_loaded
+
+    for cause, words in (
+        (RepositoryNotFoundError("404", response=None), "no such model on the Hugging Face Hub"),
+        (LocalEntryNotFoundError("offline"), "the Hugging Face Hub could not be reached"),
+    ):
+        error = OSError("wrapped by transformers")
+        error.__cause__ = cause
+        assert words in why_not_loaded(error, is_local=False)

@@ -1,0 +1,302 @@
+"""Measure how fast train.py's code paths run on this machine, and what a GPU would need from them.
+
+    python src/bench.py                                  # offline: random BERT-base-shaped model
+    python src/bench.py --model_name tohoku-nlp/bert-base-japanese-v3 --precisions fp32 auto
+
+Everything measured here imports train.py's own code (tokenize, loaders, train_one_epoch, evaluate),
+so the numbers describe what training does, not a copy of it. Sections:
+1. tokenization, once per split before training: documents/s, MeCab (BertJapaneseTokenizer) and fast;
+2. the input pipeline after tokenization: samples/s and padding, next to a naive pipeline that
+   tokenizes every batch and pads random batches to their longest member;
+3. the model step: samples/s, tokens/s and achieved FLOP/s against this machine's matmul peak;
+4. what one H100 needs to stay busy at half its dense bf16 peak, and whether the pipeline delivers it.
+The table is printed and written as JSON (--output).
+"""
+
+import csv
+import json
+import math
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from classopt import classopt, config
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from torch.utils.data import DataLoader
+from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
+from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
+
+from src import train
+from src.data import Collator, eval_loader, read_jsonl, tokenize, train_loader, write_jsonl, write_label2id
+from src.hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
+from src.models import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
+WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
+         "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
+         "こと もの よう ため 中 人 方 的 が の を に は と で も から まで より").split()  # fmt: skip
+LABEL_WORDS = [("独女", "恋愛"), ("パソコン", "ソフト"), ("掃除機", "冷蔵庫"), ("転職", "年収"), ("俳優", "上映"),
+               ("美容", "スイーツ"), ("ドコモ", "端末"), ("サッカー", "監督"), ("事件", "政治")]  # fmt: skip
+
+
+@classopt(default_long=True)
+class Args:
+    model_name: str = config(default="", help="model to measure; empty: a randomly initialised BERT-base shape")
+    dataset_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="lengths from train.jsonl, if present")
+    documents: int = config(default=2000, help="documents for the tokenization and pipeline sections")
+    max_seq_len: int = config(default=512, help="as train.py --max_seq_len")
+    batch_size: int = config(default=16, help="as train.py --batch_size, for the pipeline section")
+    model_batch_size: int = config(default=8, help="batch size for the model step (small: CPUs are slow)")
+    steps: int = config(default=3, help="timed training steps per precision (after one warm-up step)")
+    precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="precisions to time the model in")
+    accuracy_records: int = config(default=1100, help="synthetic examples for the precision accuracy check")
+    output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
+
+
+def synthetic_records(n: int, seed: int = 0) -> list[dict]:
+    """Livedoor-like articles when no prepared dataset is present: titles of 15 to 45 characters,
+    bodies log-normal in length with a median of 1,100 characters (sigma 0.55, 200 to 8,000), close
+    to the livedoor corpus; words from a fixed list, so that MeCab sees real morphemes. Each of the
+    9 labels has two words of its own, mixed in, so that the texts can also be learned."""
+    rng = random.Random(seed)
+
+    def text(chars: int, label: int) -> str:
+        words = []
+        while sum(map(len, words)) < chars:
+            words.append(LABEL_WORDS[label][len(words) % 2] if rng.random() < 0.05 else rng.choice(WORDS))
+        return "".join(words)
+
+    records = []
+    for i in range(n):
+        body = min(8000, max(200, int(rng.lognormvariate(math.log(1100), 0.55))))
+        records.append({"title": text(rng.randint(15, 45), i % 9), "body": text(body, i % 9), "label": i % 9})
+    return records
+
+
+def load_records(args: Args) -> tuple[list[dict], str]:
+    path = args.dataset_dir / "train.jsonl"
+    if path.is_file():
+        return read_jsonl(path)[: args.documents], str(path)
+    return synthetic_records(args.documents), "synthetic livedoor-like lengths (see synthetic_records)"
+
+
+def local_tokenizers(records: list[dict], workdir: Path):
+    """A MeCab + WordPiece BertJapaneseTokenizer (the tohoku-nlp kind) and a fast Unigram tokenizer
+    (the SentencePiece kind), with vocabularies made from the texts: the code paths of the real ones,
+    without a download."""
+    sample = [r["title"] + r["body"] for r in records[:300]]
+    mecab_words = MecabTokenizer(mecab_dic="unidic_lite")
+    words = sorted({w for text in sample for w in mecab_words.tokenize(text)})
+    chars = sorted({c for w in words for c in w})
+    vocab = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *chars, *(f"##{c}" for c in chars)])
+    vocab_file = workdir / "mecab-vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    mecab = BertJapaneseTokenizer(
+        str(vocab_file), word_tokenizer_type="mecab", mecab_kwargs={"mecab_dic": "unidic_lite"}
+    )
+
+    unigram = Tokenizer(models.Unigram())
+    unigram.normalizer = normalizers.NFKC()
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    unigram.train_from_iterator(
+        sample, trainers.UnigramTrainer(vocab_size=8000, special_tokens=specials, unk_token="<unk>")
+    )
+    unigram.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
+                "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"}  # fmt: skip
+    fast = PreTrainedTokenizerFast(tokenizer_object=unigram, **specials)
+    return mecab, fast
+
+
+def time_tokenization(records, tokenizer, max_seq_len) -> tuple[list[dict], float]:
+    start = time.perf_counter()
+    examples = tokenize(records, tokenizer, ["title", "body"], max_seq_len, segment_ids=True)
+    return examples, len(records) / (time.perf_counter() - start)
+
+
+def padding_fraction(loader: DataLoader) -> float:
+    real = padded = 0
+    for batch in loader:
+        real += int(batch["attention_mask"].sum())
+        padded += batch["attention_mask"].numel()
+    return 1 - real / padded
+
+
+def samples_per_second(loader: DataLoader, epochs: int = 3) -> float:
+    start, samples = time.perf_counter(), 0
+    for epoch in range(epochs):
+        if hasattr(loader.batch_sampler, "set_epoch"):
+            loader.batch_sampler.set_epoch(epoch)
+        for batch in loader:
+            samples += len(batch["labels"])
+    return samples / (time.perf_counter() - start)
+
+
+def naive_loader(records, tokenizer, batch_size, max_seq_len) -> DataLoader:
+    """The pattern this template avoids: tokenize inside collate, every batch of every epoch, and pad
+    random batches to their longest member."""
+
+    def collate(batch):
+        encoded = tokenizer([r["title"] for r in batch], [r["body"] for r in batch], truncation="only_second",
+                            max_length=max_seq_len, padding="longest", return_tensors="pt")  # fmt: skip
+        return dict(encoded) | {"labels": torch.tensor([r["label"] for r in batch])}
+
+    return DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=collate)
+
+
+def random_batches_padding(examples, batch_size, seed=0) -> float:
+    """Padding of shuffled, ungrouped batches, rounded up to a multiple of 8 like the Collator's."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    lengths = [len(e["input_ids"]) for e in examples]
+    padded = sum(math.ceil(max(lengths[i] for i in b) / 8) * 8 * len(b) for b in batches)
+    return 1 - sum(lengths) / padded
+
+
+def pipeline_section(args: Args, records, examples, fast_tokenizer) -> dict:
+    collate = Collator(fast_tokenizer.pad_token_id, args.max_seq_len)
+    loader = train_loader(examples, args.batch_size, seed=0, collate=collate, pin_memory=False)
+    naive = naive_loader(records, fast_tokenizer, args.batch_size, args.max_seq_len)
+    titles = tokenize([r | {"body": ""} for r in records], fast_tokenizer, ["title"], args.max_seq_len, True)
+    title_loader = train_loader(titles, args.batch_size, seed=0, collate=collate, pin_memory=False)
+    result = {
+        "pipeline_samples_per_s": samples_per_second(loader),
+        "naive_samples_per_s": samples_per_second(naive, epochs=1),
+        "padding_grouped": padding_fraction(loader),
+        "padding_random": random_batches_padding(examples, args.batch_size),
+        "titles_padding_grouped": padding_fraction(title_loader),
+        "titles_padding_random": random_batches_padding(titles, args.batch_size),
+    }
+    result["pipeline_speedup_over_naive"] = result["pipeline_samples_per_s"] / result["naive_samples_per_s"]
+    return result
+
+
+def step_flops(lengths: list[int], config, non_embedding_params: int, training: bool) -> float:
+    """2 FLOPs per parameter per token for a forward pass (x3 with the backward), plus attention:
+    QK^T and attention x V, 2 * 2 * L^2 * hidden per layer and sequence, at each sequence's real length."""
+    dense = 2 * non_embedding_params * sum(lengths)
+    attention = 4 * config.hidden_size * config.num_hidden_layers * sum(n * n for n in lengths)
+    return (dense + attention) * (3 if training else 1)
+
+
+def model_step(args: Args, model, examples, pad_id: int, requested: str, variant: str) -> dict:
+    """Training and evaluation throughput of train.py's train_one_epoch and evaluate, in one precision."""
+    device = torch.device("cpu")
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    collate = Collator(pad_id, args.max_seq_len)
+    subset = examples[: args.model_batch_size * (args.steps + 1)]
+    warm_up, timed = subset[: args.model_batch_size], subset[args.model_batch_size :]
+    precision, reason = resolve_precision(requested, device)
+    targs = train.Args(batch_size=args.model_batch_size, epochs=1, log_every=10**9)
+    training, _ = train.build_training(model, targs, device, precision, args.steps + 1)
+    train.train_one_epoch(training, train_loader(warm_up, args.model_batch_size, 0, collate, False), targs)
+    start = time.perf_counter()
+    train.train_one_epoch(training, train_loader(timed, args.model_batch_size, 0, collate, False), targs)
+    train_seconds = time.perf_counter() - start
+    labels = [str(i) for i in range(model.config.num_labels)]
+    start = time.perf_counter()
+    train.evaluate(model, eval_loader(subset, args.model_batch_size, collate, False), training.autocast, device, labels)
+    eval_seconds = time.perf_counter() - start
+    peak = matmul_flops(device, AUTOCAST_DTYPES[precision], size=2048, min_seconds=1.0)
+    timed_lengths, lengths = [len(e["input_ids"]) for e in timed], [len(e["input_ids"]) for e in subset]
+    train_flops = step_flops(timed_lengths, model.config, non_embedding, training=True) / train_seconds
+    eval_flops = step_flops(lengths, model.config, non_embedding, training=False) / eval_seconds
+    return {
+        "precision": precision, "variant": variant, "reason": reason, "matmul_peak_flops": peak,
+        "train_samples_per_s": len(timed) / train_seconds, "train_tokens_per_s": sum(timed_lengths) / train_seconds,
+        "train_flops": train_flops, "train_utilisation": train_flops / peak,
+        "eval_samples_per_s": len(subset) / eval_seconds, "eval_tokens_per_s": sum(lengths) / eval_seconds,
+        "eval_flops": eval_flops, "eval_utilisation": eval_flops / peak,
+    }  # fmt: skip
+
+
+def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[dict]:
+    """Train a small BERT with train.py itself, once per precision, on the learnable synthetic task:
+    mixed precision must not cost accuracy."""
+    label2id = {str(i): i for i in range(9)}
+    data = workdir / "dataset"
+    data.mkdir(parents=True, exist_ok=True)
+    write_label2id(data / "label2id.json", label2id)
+    splits = {"train": records[:-200], "val": records[-200:-100], "test": records[-100:]}
+    for split, split_records in splits.items():
+        write_jsonl(data / f"{split}.jsonl", [r | {"label": str(r["label"])} for r in split_records])
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=1024, max_position_embeddings=512)  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(workdir / "model")
+    tokenizer.save_pretrained(workdir / "model")
+    rows = []
+    for precision in ("fp32", "auto"):
+        output = workdir / f"outputs-{precision}"
+        train.main(train.Args(model_name=str(workdir / "model"), dataset_dir=data, output_root=output, epochs=3,
+                              max_seq_len=64, lr=3e-4, warmup_epochs=0.5, precision=precision))  # fmt: skip
+        (run_dir,) = output.glob("*/*/*")
+        config, val = (json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics"))
+        seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(open(run_dir / "log.csv"))]
+        rows.append({"precision": config["precision_used"], "val_accuracy": val["accuracy"],
+                     "epoch_seconds": sum(seconds) / len(seconds)})  # fmt: skip
+    return rows
+
+
+def h100_section(model, examples, pipeline_samples_per_s: float) -> dict:
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    lengths = [len(e["input_ids"]) for e in examples]
+    per_sample = step_flops(lengths, model.config, non_embedding, training=True) / len(lengths)
+    needed = 0.5 * H100_BF16_DENSE_PEAK / per_sample
+    return {"h100_train_flops_per_sample": per_sample, "h100_samples_per_s_at_50pct": needed,
+            "pipeline_keeps_up": pipeline_samples_per_s >= needed}  # fmt: skip
+
+
+def bert_base(attention_dropout: float = 0.1) -> BertForSequenceClassification:
+    """BERT-base with the vocabulary size of tohoku-nlp BERT v3, randomly initialised."""
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=32768, num_labels=9, attention_probs_dropout_prob=attention_dropout)
+    return BertForSequenceClassification(config)
+
+
+def print_report(report: dict) -> None:
+    for key, value in report.items():
+        if isinstance(value, list):
+            for row in value:
+                print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        else:
+            print(f"{key:36} {value:.4g}" if isinstance(value, float) else f"{key:36} {value}")
+
+
+def main(args: Args) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    records, source = load_records(args)
+    mecab, fast = local_tokenizers(records, workdir)
+    report = {"documents": len(records), "lengths_from": source, "torch_threads": torch.get_num_threads()}
+    _, report["mecab_documents_per_s"] = time_tokenization(records, mecab, args.max_seq_len)
+    examples, report["fast_documents_per_s"] = time_tokenization(records, fast, args.max_seq_len)
+    report |= pipeline_section(args, records, examples, fast)
+    if args.model_name:
+        tokenizer, model = load_model(args.model_name, {str(i): i for i in range(9)})
+        examples = tokenize(records, tokenizer, ["title", "body"], args.max_seq_len, segment_ids=True)
+    else:
+        tokenizer, model = fast, bert_base()
+    report["model"] = args.model_name or "BERT-base shape, random weights"
+    report["mean_tokens_per_example"] = sum(len(e["input_ids"]) for e in examples) / len(examples)
+    report |= h100_section(model, examples, report["pipeline_samples_per_s"])
+    steps = [model_step(args, model, examples, tokenizer.pad_token_id, p, "as train.py") for p in args.precisions]
+    if not args.model_name:  # where the time goes: attention dropout forces PyTorch's unfused attention on CPUs
+        no_dropout = bert_base(attention_dropout=0.0)
+        steps.append(model_step(args, no_dropout, examples, fast.pad_token_id, "auto", "attention dropout 0"))
+    report["model_step"] = steps
+    report["precision_accuracy"] = precision_accuracy(synthetic_records(args.accuracy_records, seed=1), fast, workdir)
+    shutil.rmtree(workdir)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print_report(report)
+    print(f"-> {args.output}")
+
+
+if __name__ == "__main__":
+    main(Args.from_args())

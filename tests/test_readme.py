@@ -1,0 +1,56 @@
+"""The READMEs' commands are the contract: every script and option they name must exist."""
+
+import re
+import shlex
+
+import pytest
+
+from src import aggregate, baseline, bench, prepare, train
+from tests.conftest import ROOT
+
+READMES = ["README.md", "README.ja.md"]
+SCRIPT_ARGS = {
+    "src/train.py": train.Args,
+    "src/prepare.py": prepare.Args,
+    "src/aggregate.py": aggregate.Args,
+    "src/baseline.py": baseline.Args,
+    "src/bench.py": bench.Args,
+}
+
+
+def shell_commands(readme: str) -> list[str]:
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.DOTALL)
+    lines = [line.split(" #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line]
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_every_script_and_option_named_in_the_readme_exists(readme):
+    commands = shell_commands(readme)
+    assert any("src/train.py" in c for c in commands) and any("run.sh" in c for c in commands)
+    for command in commands:
+        for part in command.split("&&"):
+            words = shlex.split(part)
+            scripts = [w for w in words if w.endswith((".py", ".sh"))]
+            for script in scripts:
+                assert (ROOT / script).is_file(), f"{readme}: {script} does not exist"
+            script = scripts[0] if scripts else None
+            if script in SCRIPT_ARGS:
+                fields = SCRIPT_ARGS[script].__dataclass_fields__
+                for flag in (w[2:] for w in words[words.index(script) + 1 :] if w.startswith("--")):
+                    assert flag in fields, f"{readme}: {script} has no option --{flag}"
+            for variable in re.findall(r"\b([A-Z_]+)=", part):
+                if script == "run.sh":
+                    assert variable in (ROOT / "run.sh").read_text(), f"{readme}: run.sh ignores {variable}"
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_readme_test_command_is_what_ci_runs(readme):
+    assert "poetry run pytest" in shell_commands(readme)
+    assert "\npytest\n" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readmes_link_each_other():
+    assert "[日本語](README.ja.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "[English](README.md)" in (ROOT / "README.ja.md").read_text(encoding="utf-8")
