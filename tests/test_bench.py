@@ -13,18 +13,10 @@ def test_bench_reports_every_section(tmp_path):
     )  # fmt: skip
     report = json.loads(output.read_text())
     assert report["lengths_from"].startswith("synthetic")
-    positive = [
-        "mecab_documents_per_s",
-        "fast_documents_per_s",
-        "pipeline_samples_per_s",
-        "naive_samples_per_s",
-        "padding_grouped",
-        "padding_random",
-        "titles_padding_grouped",
-        "h100_samples_per_s_at_50pct",
-    ]
-    assert all(report[key] > 0 for key in positive)
-    assert report["padding_grouped"] < report["padding_random"]
+    rates = ["mecab_documents_per_s", "fast_documents_per_s", "pipeline_samples_per_s", "naive_samples_per_s"]
+    assert all(report[key] > 0 for key in rates + ["h100_samples_per_s_at_50pct"])
+    assert 0 <= report["padding_grouped"] <= report["padding_random"] < 1
+    assert 0 <= report["titles_padding_grouped"] <= report["titles_padding_random"] < 1
     steps = report["model_step"]
     assert [s["variant"] for s in steps] == ["as train.py", "as train.py", "attention dropout 0"]
     assert steps[0]["precision"] == "fp32" and all(0 < s["train_utilisation"] < 1 for s in steps)

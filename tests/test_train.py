@@ -258,8 +258,10 @@ def test_load_errors_tell_the_name_from_the_network():
 
     from src.models import why_not_loaded
 
+    # the Hub's exceptions, as transformers chains them (their constructors want an HTTP response)
+    name_error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)
     for cause, words in (
-        (RepositoryNotFoundError("404", response=None), "no such model on the Hugging Face Hub"),
+        (name_error, "no such model on the Hugging Face Hub"),
         (LocalEntryNotFoundError("offline"), "the Hugging Face Hub could not be reached"),
     ):
         error = OSError("wrapped by transformers")
