@@ -281,8 +281,8 @@ def main(args: Args) -> None:
         device, precision, model, loaders, run = setup(args)
     except ValueError as e:
         sys.exit(f"train.py: error: {e}")
-    say(f"device {device} ({run['device_name']}) x {run['world_size']}, precision {precision}: "
-        f"{run['precision_reason']}")  # fmt: skip
+    processes = f", {run['world_size']} processes" if run["world_size"] > 1 else ""
+    say(f"device {device} ({run['device_name']}){processes}, precision {precision}: {run['precision_reason']}")
     if device.type == "cuda":
         torch.backends.cuda.matmul.fp32_precision = "tf32"  # fp32 matmuls in TF32 where fp32 remains
     training, schedule = build_training(model, args, device, precision, len(loaders["train"]))
