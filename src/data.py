@@ -172,9 +172,9 @@ class Collator:
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         lengths = np.array([len(e["input_ids"]) for e in examples])
-        width = min(
-            math.ceil(lengths.max() / self.multiple_of) * self.multiple_of, max(self.max_seq_len, lengths.max())
-        )
+        longest = int(lengths.max())
+        # round up to a multiple of 8, but not past max_seq_len (the model's position limit)
+        width = max(longest, min(math.ceil(longest / self.multiple_of) * self.multiple_of, self.max_seq_len))
         batch = {"attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64))}
         for key in examples[0]:
             if key == "label":

@@ -2,11 +2,12 @@
 
 import json
 import shutil
+import sys
 
 import pytest
 
 from src.runs import is_complete
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -55,3 +56,14 @@ def test_a_failing_job_exits_with_the_error(bert_dir, tmp_path):
     result = torchrun("src/train.py", "--model_name", bert_dir, "--dataset_dir", tmp_path / "none", check=False)
     assert result.returncode != 0
     assert "train.py: error:" in result.stderr and "run `python src/prepare.py` first" in result.stderr
+
+
+def test_sweep_launches_runs_through_torchrun(bert_dir, dataset_dir, tmp_path):
+    env = {
+        "MODELS": str(bert_dir), "LRS": "3e-3", "SEEDS": "1", "NPROC": "2", "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "TRAIN_ARGS": f"--epochs 1 --max_seq_len 32 --dataset_dir {dataset_dir} --output_root {tmp_path}",
+    }  # fmt: skip
+    run_script(ROOT / "run.sh", env=env)
+    (run_dir,) = tmp_path.glob("*/*/*")
+    assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
