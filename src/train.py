@@ -284,7 +284,7 @@ def main(args: Args) -> None:
     processes = f", {run['world_size']} processes" if run["world_size"] > 1 else ""
     say(f"device {device} ({run['device_name']}){processes}, precision {precision}: {run['precision_reason']}")
     if device.type == "cuda":
-        torch.backends.cuda.matmul.fp32_precision = "tf32"  # fp32 matmuls in TF32 where fp32 remains
+        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in fp32
     training, schedule = build_training(model, args, device, precision, len(loaders["train"]))
     run_dir = None
     if distributed.is_main():
