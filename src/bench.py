@@ -33,8 +33,8 @@ from src import train
 from src.data import Collator, eval_loader, read_jsonl, tokenize, train_loader, write_jsonl, write_label2id
 from src.hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
 from src.models import load_model
+from src.runs import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
 WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
          "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
@@ -65,9 +65,10 @@ def synthetic_records(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
 
     def text(chars: int, label: int) -> str:
-        words = []
-        while sum(map(len, words)) < chars:
+        words, length = [], 0
+        while length < chars:
             words.append(LABEL_WORDS[label][len(words) % 2] if rng.random() < 0.05 else rng.choice(WORDS))
+            length += len(words[-1])
         return "".join(words)
 
     records = []
