@@ -3,7 +3,7 @@ and two tiny models saved to local directories (nothing is ever downloaded).
 
 - bert_dir: BERT with BertJapaneseTokenizer over MeCab (fugashi + unidic-lite) and WordPiece, the
   tokenizer of the tohoku-nlp models, with a vocabulary made from the fixture corpus;
-- xlmr_dir: XLM-RoBERTa with a Unigram tokenizer trained here on the same corpus.
+- roberta_dir: RoBERTa with a byte-level BPE tokenizer trained here on the same corpus.
 """
 
 import os
@@ -127,25 +127,27 @@ def bert_dir(corpus_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def xlmr_dir(corpus_dir, tmp_path_factory) -> Path:
+def roberta_dir(corpus_dir, tmp_path_factory) -> Path:
     import json
 
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
 
-    out = tmp_path_factory.mktemp("tiny-xlm-roberta")
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's order: <unk> must be id 3
-    trained = Tokenizer(models.Unigram())
-    trained.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>")
+    out = tmp_path_factory.mktemp("tiny-roberta")
+    # byte-level BPE as RoBERTa uses; unlike the Unigram trainer, the BPE trainer is deterministic
+    trained = Tokenizer(models.BPE())
+    trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
     trained.train_from_iterator(corpus_sentences(corpus_dir), trainer)
-    vocab = [tuple(piece) for piece in json.loads(trained.to_str())["model"]["vocab"]]
-    tokenizer = XLMRobertaTokenizer(vocab=vocab, model_max_length=128)
+    model = json.loads(trained.to_str())["model"]
+    merges = [tuple(m.split(" ") if isinstance(m, str) else m) for m in model["merges"]]
+    tokenizer = RobertaTokenizer(vocab=model["vocab"], merges=merges, model_max_length=128)
     tokenizer.save_pretrained(out)
-    config = XLMRobertaConfig(
+    config = RobertaConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
     torch.manual_seed(0)
-    XLMRobertaModel(config).save_pretrained(out)
+    RobertaModel(config).save_pretrained(out)
     return out

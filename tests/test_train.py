@@ -51,8 +51,8 @@ def test_bert_mecab_learns_far_above_chance(bert_run):
     assert max(row["val_accuracy"] for row in read_log(bert_run)) >= 0.6
 
 
-def test_bf16_autocast_on_cpu_learns(xlmr_dir, dataset_dir, tmp_path):
-    run_dir = train_run(xlmr_dir, dataset_dir, tmp_path, "--precision", "bf16")
+def test_bf16_autocast_on_cpu_learns(roberta_dir, dataset_dir, tmp_path):
+    run_dir = train_run(roberta_dir, dataset_dir, tmp_path, "--precision", "bf16")
     assert read_json(run_dir / "config.json")["precision_used"] == "bf16"
     assert read_json(run_dir / "test-metrics.json")["accuracy"] >= 0.6
 
@@ -98,7 +98,7 @@ def test_same_seed_same_metrics(bert_dir, dataset_dir, tmp_path):
         assert {k: v for k, v in a.items() if "_s" not in k} == {k: v for k, v in b.items() if "_s" not in k}
 
 
-def test_single_text_field_grad_accum_and_checkpointing(xlmr_dir, dataset_dir, tmp_path):
+def test_single_text_field_grad_accum_and_checkpointing(roberta_dir, dataset_dir, tmp_path):
     # a dataset of its own with one text field and label names, as a user's task would have
     own = tmp_path / "own"
     own.mkdir()
@@ -107,7 +107,7 @@ def test_single_text_field_grad_accum_and_checkpointing(xlmr_dir, dataset_dir, t
         records = read_jsonl(dataset_dir / f"{split}.jsonl")
         write_jsonl(own / f"{split}.jsonl", [{"text": r["title"], "label": r["category"]} for r in records])
     run_dir = train_run(
-        xlmr_dir, own, tmp_path / "out", "--text_fields", "text", "--grad_accum", "2", "--gradient_checkpointing",
+        roberta_dir, own, tmp_path / "out", "--text_fields", "text", "--grad_accum", "2", "--gradient_checkpointing",
         epochs=2,
     )  # fmt: skip
     assert is_complete(run_dir)
@@ -130,8 +130,8 @@ def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_p
     assert (run_dir / "config.json").exists() and not is_complete(run_dir)
 
 
-def test_every_1d_parameter_is_excluded_from_weight_decay(bert_dir, xlmr_dir):
-    for model_dir in (bert_dir, xlmr_dir):
+def test_every_1d_parameter_is_excluded_from_weight_decay(bert_dir, roberta_dir):
+    for model_dir in (bert_dir, roberta_dir):
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
         decay, no_decay = make_optimizer(model, lr=1e-3, weight_decay=0.01, fused=False).param_groups
         assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
@@ -161,10 +161,10 @@ def test_eval_loss_is_the_exact_mean_over_examples():
     assert metrics["accuracy"] == pytest.approx((logits_table.argmax(1) == torch.tensor(labels)).float().mean().item())
 
 
-def test_max_seq_len_is_capped_by_the_model(bert_dir, xlmr_dir):
+def test_max_seq_len_is_capped_by_the_model(bert_dir, roberta_dir):
     from transformers import AutoConfig, AutoTokenizer
 
-    for model_dir, limit in ((bert_dir, 128), (xlmr_dir, 128)):  # XLM-R: 130 positions - (pad id 1 + 1)
+    for model_dir, limit in ((bert_dir, 128), (roberta_dir, 128)):  # RoBERTa: 130 positions - (pad id 1 + 1)
         config, tokenizer = AutoConfig.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
         assert usable_seq_len(512, config, tokenizer) == limit
         assert usable_seq_len(64, config, tokenizer) == 64
