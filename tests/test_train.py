@@ -267,3 +267,14 @@ def test_load_errors_tell_the_name_from_the_network():
         error = OSError("wrapped by transformers")
         error.__cause__ = cause
         assert words in why_not_loaded(error, is_local=False)
+
+
+def test_a_missing_tokenizer_dependency_is_named(bert_dir, monkeypatch):
+    from src import models
+
+    def needs_sentencepiece(*args, **kwargs):
+        raise ImportError("this tokenizer requires the SentencePiece library")
+
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", needs_sentencepiece)
+    with pytest.raises(ValueError, match="a dependency of its tokenizer or model is missing: .*SentencePiece"):
+        models.load_model(str(bert_dir), {"a": 0, "b": 1})
