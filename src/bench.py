@@ -178,6 +178,11 @@ def pipeline_section(args: Args, records, examples, fast_tokenizer) -> dict:
     return result
 
 
+def non_embedding_parameters(model) -> int:
+    """Embedding lookups do no multiply-adds: only the other parameters count toward FLOPs."""
+    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+
+
 def step_flops(lengths: list[int], config, non_embedding_params: int, training: bool) -> float:
     """2 FLOPs per parameter per token for a forward pass (x3 with the backward), plus attention:
     QK^T and attention x V, 2 * 2 * L^2 * hidden per layer and sequence, at each sequence's real length."""
@@ -189,7 +194,7 @@ def step_flops(lengths: list[int], config, non_embedding_params: int, training: 
 def model_step(args: Args, model, examples, pad_id: int, requested: str, variant: str) -> dict:
     """Training and evaluation throughput of train.py's train_one_epoch and evaluate, in one precision."""
     device = torch.device("cpu")
-    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    non_embedding = non_embedding_parameters(model)
     collate = Collator(pad_id, args.max_seq_len)
     subset = examples[: args.model_batch_size * (args.steps + 1)]
     warm_up, timed = subset[: args.model_batch_size], subset[args.model_batch_size :]
@@ -246,7 +251,7 @@ def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[di
 
 
 def h100_section(model, examples, pipeline_samples_per_s: float) -> dict:
-    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    non_embedding = non_embedding_parameters(model)
     lengths = [len(e["input_ids"]) for e in examples]
     per_sample = step_flops(lengths, model.config, non_embedding, training=True) / len(lengths)
     needed = 0.5 * H100_BF16_DENSE_PEAK / per_sample
