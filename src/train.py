@@ -221,9 +221,14 @@ def setup(args: Args):
 def build_training(model, args: Args, device, precision: str, batches_per_epoch: int) -> tuple[Training, dict]:
     train_model = model
     if distributed.world_size() > 1:
-        # buffers (position ids) never change: no need to broadcast them before every forward
+        # Buffers (position ids) never change: no need to broadcast them before every forward.
+        # Some encoders hold parameters that plain text never reaches (LUKE's entity embeddings and
+        # entity-aware attention): DDP must look for them, or it stops at the second step still
+        # waiting for their gradients.
+        # (static_graph would avoid the search, but silently breaks no_sync accumulation: pytorch#187732.)
         device_ids = [device] if device.type == "cuda" else None
-        train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+        train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
+                                              find_unused_parameters=True)  # fmt: skip
     eval_model = model
     if args.compile:
         train_model, eval_model = torch.compile(train_model), torch.compile(model)
