@@ -10,7 +10,6 @@ the run is written to outputs/ in the same format (log.csv has a row per C inste
 
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from sklearn.metrics import log_loss
 
 from src.data import load_label2id, load_split
 from src.metrics import SUMMARY_KEYS, classification_metrics
-from src.runs import ROOT, append_csv_row, create_run_dir, git_commit, recorded_args, write_json
+from src.runs import ROOT, append_csv_row, create_run_dir, provenance, recorded_args, write_json
 
 MODEL_NAME = "tfidf-char-logreg"
 
@@ -71,9 +70,7 @@ def main(args: Args) -> None:
         "num_parameters": (len(vectorizer.vocabulary_) + 1) * len(label_names),
         "label2id": label2id,
         "num_examples": {split: len(records) for split, records in splits.items()},
-        "versions": {"python": sys.version.split()[0], "scikit-learn": sklearn.__version__},
-        "git_commit": git_commit(),
-        "start_time": datetime.now().isoformat(timespec="seconds"),
+        **provenance(**{"scikit-learn": sklearn.__version__}),
     })  # fmt: skip
     best = None
     for step, c in enumerate(args.c_values, start=1):

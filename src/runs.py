@@ -13,6 +13,7 @@ Every JSON file is written to a temporary name and renamed, so a file that exist
 import csv
 import json
 import os
+import platform
 import subprocess
 import tempfile
 from datetime import datetime
@@ -66,6 +67,15 @@ def recorded_args(args) -> dict:
 
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / COMPLETION_FILE).is_file() and (run_dir / "config.json").is_file()
+
+
+def provenance(**library_versions: str | None) -> dict:
+    """What config.json records of where a run came from: versions, git commit and start time."""
+    return {
+        "versions": {"python": platform.python_version(), **library_versions},
+        "git_commit": git_commit(),
+        "start_time": datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def git_commit() -> str | None:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from src.runs import (
     append_csv_row,
     create_run_dir,
     find_complete_run,
-    git_commit,
+    provenance,
     recorded_args,
     write_json,
 )
@@ -184,15 +183,12 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
         "label2id": label2id,
         "max_seq_len_used": max_seq_len,
         "num_examples": {split: len(loader.dataset) for split, loader in loaders.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__,
-        },
-        "git_commit": git_commit(),
-        "start_time": datetime.now().isoformat(timespec="seconds"),
+        **provenance(
+            torch=torch.__version__,
+            cuda=torch.version.cuda,
+            transformers=transformers.__version__,
+            tokenizers=tokenizers.__version__,
+        ),  # fmt: skip
     }
 
 
