@@ -42,7 +42,7 @@ read -r -a lrs <<<"${LRS:-1e-5 3e-5 5e-5}"
 read -r -a seeds <<<"${SEEDS:-42}"
 read -r -a train_args <<<"${TRAIN_ARGS:-}"
 [[ -n "${GPU:-}" ]] && export CUDA_VISIBLE_DEVICES="$GPU"
-export TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 
 PYTHON="${PYTHON:-python}"
 if (( ${NPROC:-1} > 1 )); then

@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from classopt import classopt, config
 
-from src.metrics import SUMMARY_KEYS
-from src.runs import ROOT, read_run
+from metrics import SUMMARY_KEYS
+from runs import ROOT, read_run
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 

@@ -19,9 +19,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from src.data import load_label2id, load_split
-from src.metrics import SUMMARY_KEYS, classification_metrics
-from src.runs import ROOT, append_csv_row, create_run_dir, provenance, recorded_args, write_json
+from data import load_label2id, load_split
+from metrics import SUMMARY_KEYS, classification_metrics
+from runs import ROOT, append_csv_row, create_run_dir, provenance, recorded_args, write_json
 
 MODEL_NAME = "tfidf-char-logreg"
 

@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader
 from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
-from src import train
-from src.data import Collator, eval_loader, read_jsonl, tokenize, train_loader, write_jsonl, write_label2id
-from src.hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
-from src.models import load_model
-from src.runs import ROOT
+import train
+from data import Collator, eval_loader, read_jsonl, tokenize, train_loader, write_jsonl, write_label2id
+from hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
+from models import load_model
+from runs import ROOT
 
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
 WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from classopt import classopt, config
 
-from src.data import write_jsonl, write_label2id
+from data import write_jsonl, write_label2id
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "val", "test")

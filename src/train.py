@@ -25,13 +25,13 @@ from classopt import classopt, config
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from src import distributed
-from src.data import Collator, eval_loader, load_label2id, load_split, tokenize, train_loader
-from src.hardware import AUTOCAST_DTYPES, resolve_device, resolve_precision
-from src.metrics import SUMMARY_KEYS, classification_metrics
-from src.models import load_model, usable_seq_len
-from src.optimization import make_optimizer, make_scheduler
-from src.runs import (
+import distributed
+from data import Collator, eval_loader, load_label2id, load_split, tokenize, train_loader
+from hardware import AUTOCAST_DTYPES, resolve_device, resolve_precision
+from metrics import SUMMARY_KEYS, classification_metrics
+from models import load_model, usable_seq_len
+from optimization import make_optimizer, make_scheduler
+from runs import (
     ROOT,
     append_csv_row,
     create_run_dir,

@@ -63,7 +63,8 @@ def write_corpus(root: Path, articles_per_category: int = ARTICLES_PER_CATEGORY)
 
 def run_script(*argv, cwd=ROOT, env=None, check=True) -> subprocess.CompletedProcess:
     """Run a pipeline stage as users do, in a fresh process."""
-    environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    environment.pop("PYTHONPATH", None)  # the scripts find their modules themselves
     command = ["bash", *map(str, argv)] if str(argv[0]).endswith(".sh") else [sys.executable, *map(str, argv)]
     result = subprocess.run(command, cwd=cwd, env=environment | (env or {}), capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -86,7 +87,7 @@ def corpus_archive(corpus_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def dataset_dir(corpus_dir, tmp_path_factory) -> Path:
-    from src.prepare import Args, main
+    from prepare import Args, main
 
     output = tmp_path_factory.mktemp("datasets") / "livedoor"
     main(Args(input_dir=corpus_dir, output_dir=output, seed=42))
@@ -94,7 +95,7 @@ def dataset_dir(corpus_dir, tmp_path_factory) -> Path:
 
 
 def corpus_sentences(corpus_dir: Path) -> list[str]:
-    from src.prepare import normalize
+    from prepare import normalize
 
     paths = sorted(corpus_dir.glob("*/*.txt"))
     return [normalize(line) for p in paths if p.name != "LICENSE.txt" for line in p.read_text().splitlines()[2:]]

@@ -6,7 +6,10 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from src import distributed, train
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # a script of its own: find train.py's modules
+
+import distributed  # noqa: E402
+import train  # noqa: E402
 
 
 def main(model_dir: str, dataset_dir: str, output: str) -> None:

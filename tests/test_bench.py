@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import run_script
+from conftest import run_script
 
 
 def test_bench_reports_every_section(tmp_path):

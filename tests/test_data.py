@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from src.data import (
+from data import (
     Collator,
     LengthGroupedBatchSampler,
     length_grouped_batches,

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from src.runs import is_complete
-from tests.conftest import ROOT, run_script
+from conftest import ROOT, run_script
+from runs import is_complete
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

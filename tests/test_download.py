@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_script
+from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_script
 
 ARTICLES = ARTICLES_PER_CATEGORY * len(CATEGORIES)
 

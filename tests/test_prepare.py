@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from src.data import read_jsonl
-from src.prepare import Args, allocate, main, normalize
-from tests.conftest import ARTICLES_PER_CATEGORY, CATEGORIES, run_script, write_corpus
+from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, run_script, write_corpus
+from data import read_jsonl
+from prepare import Args, allocate, main, normalize
 
 
 def prepare(input_dir, output_dir, seed=42):

@@ -5,8 +5,12 @@ import shlex
 
 import pytest
 
-from src import aggregate, baseline, bench, prepare, train
-from tests.conftest import ROOT
+import aggregate
+import baseline
+import bench
+import prepare
+import train
+from conftest import ROOT
 
 READMES = ["README.md", "README.ja.md"]
 SCRIPT_ARGS = {

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src import aggregate, baseline
-from src.runs import is_complete, write_json
-from tests.conftest import ROOT, run_script
+import aggregate
+import baseline
+from conftest import ROOT, run_script
+from runs import is_complete, write_json
 
 LABELS = {"a": 0, "b": 1}
 

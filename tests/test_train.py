@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from src import hardware, train
-from src.data import Collator, read_jsonl, sorted_batches, write_jsonl
-from src.models import usable_seq_len
-from src.optimization import make_optimizer
-from src.runs import is_complete
-from tests.conftest import run_script
+import hardware
+import train
+from conftest import run_script
+from data import Collator, read_jsonl, sorted_batches, write_jsonl
+from models import usable_seq_len
+from optimization import make_optimizer
+from runs import is_complete
 
 RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json"}
 FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3", "--warmup_epochs", "1"]
@@ -256,7 +257,7 @@ def test_auto_precision_run_records_its_reason(bert_dir, dataset_dir, tmp_path):
 def test_load_errors_tell_the_name_from_the_network():
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
-    from src.models import why_not_loaded
+    from models import why_not_loaded
 
     # the Hub's exceptions, as transformers chains them (their constructors want an HTTP response)
     name_error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)
@@ -270,7 +271,7 @@ def test_load_errors_tell_the_name_from_the_network():
 
 
 def test_a_missing_tokenizer_dependency_is_named(bert_dir, monkeypatch):
-    from src import models
+    import models
 
     def needs_sentencepiece(*args, **kwargs):
         raise ImportError("this tokenizer requires the SentencePiece library")
