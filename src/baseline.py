@@ -8,25 +8,17 @@ regularisation strength C is chosen by validation macro-F1, like the best epoch 
 the run is written to outputs/ in the same format (log.csv has a row per C instead of per epoch).
 """
 
-import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import sklearn
 from classopt import classopt, config
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
 
-from data import load_label2id, load_split
-from metrics import SUMMARY_KEYS, classification_metrics
-from runs import ROOT, append_csv_row, create_run_dir, provenance, recorded_args, write_json
+import cli
+from runs import ROOT
 
 MODEL_NAME = "tfidf-char-logreg"
 
 
-@classopt(default_long=True)
+@classopt(default_long=True, parser=cli.parser(__doc__))
 class Args:
     dataset_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="{train,val,test}.jsonl + label2id.json")
     text_fields: list[str] = config(default=["title", "body"], nargs="+", help="fields joined into one text")
@@ -38,24 +30,75 @@ class Args:
     output_root: Path = config(default=ROOT / "outputs", help="run folders go to <root>/<model>/<date>/<time>/")
 
 
+if __name__ == "__main__":
+    ARGS = Args.from_args()  # before scikit-learn is imported: --help answers at once
+
+import sys
+import time
+
+import numpy as np
+import sklearn
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+
+from data import label_names, load_label2id, load_split
+from metrics import SUMMARY_KEYS, classification_metrics
+from runs import (
+    append_csv_row,
+    create_run_dir,
+    dataset_fingerprint,
+    interruption_reported,
+    provenance,
+    recorded_args,
+    write_json,
+)
+
+
 def texts(records: list[dict], fields: list[str]) -> list[str]:
     return ["\n".join(r[field] for field in fields) for r in records]
 
 
-def evaluate(classifier, features, labels, label_names) -> dict:
-    probabilities = classifier.predict_proba(features)
-    metrics = classification_metrics(labels, probabilities.argmax(axis=1), label_names)
-    return {"loss": log_loss(labels, probabilities, labels=range(len(label_names)))} | metrics
+def probabilities(classifier, features, num_labels: int) -> np.ndarray:
+    """A column per label id. The classifier has a column per label it saw in train only (a rare label
+    may be missing there); a label it never saw gets probability 0, so that predictions, metrics and
+    the loss still cover every label."""
+    known = classifier.predict_proba(features)
+    full = np.zeros((known.shape[0], num_labels))
+    full[:, classifier.classes_] = known
+    return full
+
+
+def evaluate(classifier, features, labels, names: list[str]) -> dict:
+    p = probabilities(classifier, features, len(names))
+    metrics = classification_metrics(labels, p.argmax(axis=1), names)
+    return {"loss": log_loss(labels, p, labels=range(len(names)))} | metrics
+
+
+def check_args(args: Args) -> None:
+    """The numeric options, before anything runs: one line instead of scikit-learn's traceback later."""
+    if not 1 <= args.ngram_min <= args.ngram_max:
+        raise ValueError(
+            f"--ngram_min and --ngram_max must satisfy 1 <= min <= max (got {args.ngram_min}, {args.ngram_max})"
+        )
+    if args.max_features < 1 or not args.c_values or min(args.c_values) <= 0:
+        raise ValueError(
+            f"--max_features must be >= 1 and every --c_values > 0 (got {args.max_features}, {args.c_values})"
+        )
 
 
 def main(args: Args) -> None:
     try:
+        check_args(args)
         label2id = load_label2id(args.dataset_dir)
         splits = {s: load_split(args.dataset_dir, s, label2id, args.text_fields) for s in ("train", "val", "test")}
+        fingerprint = dataset_fingerprint(args.dataset_dir)
     except ValueError as e:
         sys.exit(f"baseline.py: error: {e}")
-    label_names = list(label2id)
+    names = label_names(label2id)
     labels = {split: np.array([r["label"] for r in records]) for split, records in splits.items()}
+    if len(set(labels["train"])) < 2:
+        sys.exit(f"baseline.py: error: {args.dataset_dir / 'train.jsonl'} has a single label: a classifier needs two")
     vectorizer = TfidfVectorizer(
         analyzer="char", ngram_range=(args.ngram_min, args.ngram_max), max_features=args.max_features,
         sublinear_tf=True, min_df=2,
@@ -64,34 +107,35 @@ def main(args: Args) -> None:
     features |= {s: vectorizer.transform(texts(splits[s], args.text_fields)) for s in ("val", "test")}
 
     run_dir = create_run_dir(args.output_root, MODEL_NAME)
-    write_json(run_dir / "config.json", {
-        "model_name": MODEL_NAME,
-        **recorded_args(args),
-        "num_parameters": (len(vectorizer.vocabulary_) + 1) * len(label_names),
-        "label2id": label2id,
-        "num_examples": {split: len(records) for split, records in splits.items()},
-        **provenance(**{"scikit-learn": sklearn.__version__}),
-    })  # fmt: skip
-    best = None
-    for step, c in enumerate(args.c_values, start=1):
-        start = time.perf_counter()
-        classifier = LogisticRegression(C=c, max_iter=2000, random_state=args.seed)
-        classifier.fit(features["train"], labels["train"])
-        seconds = time.perf_counter() - start
-        val = evaluate(classifier, features["val"], labels["val"], label_names)
-        metrics = {f"val_{key}": val[key] for key in ("loss", *SUMMARY_KEYS)}
-        append_csv_row(run_dir / "log.csv", {"epoch": step, "C": c, **metrics, "epoch_seconds": seconds})
-        print(f"C={c}: val accuracy {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s")
-        if best is None or val["f1"] > best[1]["f1"]:
-            best = (step, val, classifier)
-    step, val, classifier = best
-    test = evaluate(classifier, features["test"], labels["test"], label_names)
-    write_json(run_dir / "val-metrics.json", {"best_epoch": step, "C": args.c_values[step - 1]} | val)
-    write_json(run_dir / "test-metrics.json", {"best_epoch": step, "C": args.c_values[step - 1]} | test)
-    print(
-        f"best C={args.c_values[step - 1]}: test accuracy {test['accuracy']:.4f}, test F1 {test['f1']:.4f} -> {run_dir}"
-    )
+    with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder
+        write_json(run_dir / "config.json", {
+            "model_name": MODEL_NAME,
+            **recorded_args(args),
+            "num_parameters": (len(vectorizer.vocabulary_) + 1) * len(names),
+            "label2id": label2id,
+            "dataset_fingerprint": fingerprint,
+            "num_examples": {split: len(records) for split, records in splits.items()},
+            **provenance(**{"scikit-learn": sklearn.__version__}),
+        })  # fmt: skip
+        best = None
+        for step, c in enumerate(args.c_values, start=1):
+            start = time.perf_counter()
+            classifier = LogisticRegression(C=c, max_iter=2000, random_state=args.seed)
+            classifier.fit(features["train"], labels["train"])
+            seconds = time.perf_counter() - start
+            val = evaluate(classifier, features["val"], labels["val"], names)
+            metrics = {f"val_{key}": val[key] for key in ("loss", *SUMMARY_KEYS)}
+            append_csv_row(run_dir / "log.csv", {"epoch": step, "C": c, **metrics, "epoch_seconds": seconds})
+            print(f"C={c}: val accuracy {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s")
+            if best is None or val["f1"] > best[1]["f1"]:
+                best = (step, val, classifier)
+        step, val, classifier = best
+        test = evaluate(classifier, features["test"], labels["test"], names)
+        write_json(run_dir / "val-metrics.json", {"best_epoch": step, "C": args.c_values[step - 1]} | val)
+        write_json(run_dir / "test-metrics.json", {"best_epoch": step, "C": args.c_values[step - 1]} | test)
+    best_c = args.c_values[step - 1]
+    print(f"best C={best_c}: test accuracy {test['accuracy']:.4f}, test F1 {test['f1']:.4f} -> {run_dir}")
 
 
 if __name__ == "__main__":
-    main(Args.from_args())
+    main(ARGS)

@@ -9,41 +9,21 @@ so the numbers describe what training does, not a copy of it. Sections:
 2. the input pipeline after tokenization: samples/s and padding, next to a naive pipeline that
    tokenizes every batch and pads random batches to their longest member;
 3. the model step: samples/s, tokens/s and achieved FLOP/s against this machine's matmul peak;
-4. what one H100 needs to stay busy at half its dense bf16 peak, and whether the pipeline delivers it.
-The table is printed and written as JSON (--output).
+4. what one H100 needs to stay busy at half its dense bf16 peak, and whether the pipeline delivers it;
+5. accuracy: a small BERT trained by train.py in fp32 and in mixed precision.
+The table is printed and written as JSON (--output). If a section fails, the report still holds every
+section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
 """
 
-import csv
-import json
-import math
-import random
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
-import torch
 from classopt import classopt, config
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from torch.utils.data import DataLoader
-from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
-from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
-import train
-from data import Collator, eval_loader, read_jsonl, tokenize, train_loader, write_jsonl, write_label2id
-from hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
-from models import load_model
+import cli
 from runs import ROOT
 
-H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
-WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
-         "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
-         "こと もの よう ため 中 人 方 的 が の を に は と で も から まで より").split()  # fmt: skip
-LABEL_WORDS = [("独女", "恋愛"), ("パソコン", "ソフト"), ("掃除機", "冷蔵庫"), ("転職", "年収"), ("俳優", "上映"),
-               ("美容", "スイーツ"), ("ドコモ", "端末"), ("サッカー", "監督"), ("事件", "政治")]  # fmt: skip
 
-
-@classopt(default_long=True)
+@classopt(default_long=True, parser=cli.parser(__doc__))
 class Args:
     model_name: str = config(default="", help="model to measure; empty: a randomly initialised BERT-base shape")
     dataset_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="lengths from train.jsonl, if present")
@@ -55,6 +35,37 @@ class Args:
     precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="precisions to time the model in")
     accuracy_records: int = config(default=1100, help="synthetic examples for the precision accuracy check")
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
+
+
+if __name__ == "__main__":
+    ARGS = Args.from_args()  # before torch and transformers are imported: --help answers at once
+
+import csv
+import json
+import math
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from torch.utils.data import DataLoader
+from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
+from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
+
+import train
+from data import Collator, eval_loader, read_jsonl, tokenize, train_loader, write_jsonl, write_label2id
+from hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
+from models import load_model
+
+H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
+WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
+         "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
+         "こと もの よう ため 中 人 方 的 が の を に は と で も から まで より").split()  # fmt: skip
+LABEL_WORDS = [("独女", "恋愛"), ("パソコン", "ソフト"), ("掃除機", "冷蔵庫"), ("転職", "年収"), ("俳優", "上映"),
+               ("美容", "スイーツ"), ("ドコモ", "端末"), ("サッカー", "監督"), ("事件", "政治")]  # fmt: skip
 
 
 def synthetic_records(n: int, seed: int = 0) -> list[dict]:
@@ -241,7 +252,7 @@ def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[di
     for precision in ("fp32", "auto"):
         output = workdir / f"outputs-{precision}"
         train.main(train.Args(model_name=str(workdir / "model"), dataset_dir=data, output_root=output, epochs=3,
-                              max_seq_len=64, lr=3e-4, warmup_epochs=0.5, precision=precision))  # fmt: skip
+                              max_seq_len=64, lr=3e-4, precision=precision))  # fmt: skip
         (run_dir,) = output.glob("*/*/*")
         config, val = (json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics"))
         seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(open(run_dir / "log.csv"))]
@@ -275,14 +286,20 @@ def print_report(report: dict) -> None:
             print(f"{key:36} {value:.4g}" if isinstance(value, float) else f"{key:36} {value}")
 
 
-def main(args: Args) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None:
+    """Run the sections in order, each adding its results to report as it completes; started names
+    the sections begun, so that the last one is the one that failed."""
+    started.append("tokenization")
     records, source = load_records(args)
     mecab, fast = local_tokenizers(records, workdir)
-    report = {"documents": len(records), "lengths_from": source, "torch_threads": torch.get_num_threads()}
+    report |= {"documents": len(records), "lengths_from": source, "torch_threads": torch.get_num_threads()}
     _, report["mecab_documents_per_s"] = time_tokenization(records, mecab, args.max_seq_len)
     examples, report["fast_documents_per_s"] = time_tokenization(records, fast, args.max_seq_len)
+
+    started.append("pipeline")
     report |= pipeline_section(args, records, examples, fast)
+
+    started.append("model")
     if args.model_name:
         tokenizer, model = load_model(args.model_name, {str(i): i for i in range(9)})
         examples = tokenize(records, tokenizer, ["title", "body"], args.max_seq_len, segment_ids=True)
@@ -291,18 +308,43 @@ def main(args: Args) -> None:
     report["model"] = args.model_name or "BERT-base shape, random weights"
     report["mean_tokens_per_example"] = sum(len(e["input_ids"]) for e in examples) / len(examples)
     report |= h100_section(model, examples, report["pipeline_samples_per_s"])
-    steps = [model_step(args, model, examples, tokenizer.pad_token_id, p, "as train.py") for p in args.precisions]
+
+    started.append("model_step")
+    report["model_step"] = steps = []  # filled one precision at a time: a failure keeps the ones before
+    for precision in args.precisions:
+        steps.append(model_step(args, model, examples, tokenizer.pad_token_id, precision, "as train.py"))
     if not args.model_name:  # where the time goes: attention dropout forces PyTorch's unfused attention on CPUs
         no_dropout = bert_base(attention_dropout=0.0)
         steps.append(model_step(args, no_dropout, examples, fast.pad_token_id, "auto", "attention dropout 0"))
-    report["model_step"] = steps
+
+    started.append("precision_accuracy")
     report["precision_accuracy"] = precision_accuracy(synthetic_records(args.accuracy_records, seed=1), fast, workdir)
-    shutil.rmtree(workdir)
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def main(args: Args) -> None:
+    report, started = {}, []
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        measure(args, report, started, workdir)
+    except BaseException as e:  # also SystemExit (train.main exits on bad settings) and Ctrl-C
+        # A late section's failure must not cost the minutes measured before it: keep them, say what failed.
+        report["failed"] = {"section": started[-1], "error": one_line(e)}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print_report(report)
     print(f"-> {args.output}")
+    if "failed" in report:
+        failed = report["failed"]
+        sys.exit(f"bench.py: error: section {failed['section']} failed ({failed['error']}); "
+                 f"the sections before it are in {args.output}")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(Args.from_args())
+    main(ARGS)

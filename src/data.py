@@ -5,6 +5,7 @@ training batches group examples of similar length so that little of each batch i
 are padded only to their own longest example (rounded up to a multiple of 8 for tensor cores).
 """
 
+import copy
 import json
 import math
 import random
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from more_itertools import chunked
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from cli import first_line
 
 # How many batches are pooled and sorted by length together: large enough that neighbours in the
 # pool have nearly equal lengths, small enough that batches still differ from epoch to epoch.
@@ -61,54 +65,129 @@ def load_label2id(dataset_dir: Path) -> dict[str, int]:
     return label2id
 
 
+def label_names(label2id: dict[str, int]) -> list[str]:
+    """Label names in id order: index i is the name of id i, whatever order label2id.json lists them in."""
+    return sorted(label2id, key=label2id.get)
+
+
+def label_id(label, label2id: dict[str, int]) -> int | None:
+    """The one rule for a record's label: a value that is a label name (an integer counts as its
+    decimal string, so star ratings 1..5 with label2id {"1": 0, ...} are names) maps through
+    label2id; otherwise an integer is an id. None if neither."""
+    if isinstance(label, bool):
+        return None
+    if isinstance(label, str | int) and str(label) in label2id:
+        return label2id[str(label)]
+    if isinstance(label, int) and 0 <= label < len(label2id):
+        return label
+    return None
+
+
 def load_split(dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str]) -> list[dict]:
-    """Records of <dataset_dir>/<split>.jsonl, checked: the text fields are strings and each label
-    (an id, or a label name from label2id.json) is known."""
+    """Records of <dataset_dir>/<split>.jsonl, checked: the text fields are strings and each label is
+    known (see label_id). The labels are replaced by their ids."""
     path = dataset_dir / f"{split}.jsonl"
     if not path.is_file():
         raise ValueError(f"{path} not found: run `python src/prepare.py` first (or give --dataset_dir)")
     records = read_jsonl(path)
     if not records:
         raise ValueError(f"{path} is empty: every split needs at least one example")
-    ids = set(label2id.values())
     for line_number, record in enumerate(records, start=1):
         for field in text_fields:
             if not isinstance(record.get(field), str):
                 known = ", ".join(k for k, v in record.items() if isinstance(v, str))
                 raise ValueError(f"{path}:{line_number}: no text field {field!r} (text fields here: {known})")
-        label = record.get("label")
-        label = label2id.get(label) if isinstance(label, str) else label
-        if label not in ids or isinstance(label, bool):
+        label = label_id(record.get("label"), label2id)
+        if label is None:
             raise ValueError(f"{path}:{line_number}: label {record.get('label')!r} is not in label2id.json")
         record["label"] = label
     return records
 
 
 def tokenize(
-    records: list[dict], tokenizer, text_fields: Sequence[str], max_seq_len: int, segment_ids: bool
+    records: list[dict], tokenizer, text_fields: Sequence[str], max_seq_len: int, segment_ids: bool, split: str = ""
 ) -> list[dict]:
-    """Tokenize once, before training. With two fields (title, body) they form a sentence pair and only
-    the second is truncated, so the title always survives; with three or more, the rest are joined
-    into the second segment. segment_ids asks for token_type_ids, which models with segment embeddings
-    (BERT, ELECTRA) were pre-trained with; tokenizers do not always return them by default
-    (BertJapaneseTokenizer in transformers 5 does not). The attention mask is rebuilt per batch."""
-    truncation = "only_second" if len(text_fields) > 1 else True
+    """Tokenize once, before training. With two fields (title, body) they form a sentence pair; with
+    three or more, the rest are joined into the second segment. Truncation is ours (fit_pair), the
+    same for fast (Rust) and Python (MeCab) tokenizers: the tokenizers' own "only_second" raises for a
+    title longer than the budget (fast) or returns an over-long sequence (MeCab's Python tokenizer).
+    segment_ids asks for token_type_ids, which models with segment embeddings (BERT, ELECTRA) were
+    pre-trained with. The attention mask is rebuilt per batch. A record the tokenizer fails on is
+    named in a one-line ValueError."""
+    budget = max_seq_len - tokenizer.num_special_tokens_to_add(pair=len(text_fields) > 1)
+    if budget < 2:
+        raise ValueError(f"--max_seq_len {max_seq_len} leaves no room for text after the special tokens")
+    encode = encode_fast if tokenizer.is_fast else encode_python
     examples = []
-    chunk = 256
-    for start in tqdm(range(0, len(records), chunk), desc="tokenize", unit_scale=chunk, leave=False):
-        batch = records[start : start + chunk]
+    for batch in tqdm(list(chunked(records, 256)), desc=f"tokenize {split}", leave=False, disable=None):
         texts = [[r[field] for r in batch] for field in text_fields]
         if len(texts) > 2:
             texts = [texts[0], ["\n".join(parts) for parts in zip(*texts[1:], strict=True)]]
-        encoded = tokenizer(
-            *texts, truncation=truncation, max_length=max_seq_len,
-            return_token_type_ids=segment_ids, return_attention_mask=False,
-        )  # fmt: skip
-        for i, record in enumerate(batch):
-            example = {key: np.asarray(values[i], dtype=np.int64) for key, values in encoded.items()}
+        try:
+            encoded = encode(tokenizer, texts, budget)
+        except Exception as e:  # the Rust tokenizers raise bare Exceptions
+            raise ValueError(tokenizer_failure(encode, tokenizer, batch, texts, budget, split, e)) from None
+        for record, (input_ids, token_type_ids) in zip(batch, encoded, strict=True):
+            example = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
+            if segment_ids:
+                example["token_type_ids"] = np.asarray(token_type_ids, dtype=np.int64)
             example["label"] = record["label"]
             examples.append(example)
     return examples
+
+
+def fit_pair(first: int, second: int, budget: int) -> tuple[int, int]:
+    """How many tokens of each segment to keep within `budget`: each segment is sure of half of it,
+    and a segment shorter than its half gives the rest to the other. So a title is kept whole unless
+    it is longer than half the budget, and then the body still gets the other half."""
+    keep_first = min(first, max(budget - second, budget // 2))
+    return keep_first, min(second, budget - keep_first)
+
+
+def encode_fast(tokenizer, texts: list[list[str]], budget: int) -> list[tuple[list[int], list[int]]]:
+    """Rust tokenizers: encode each segment without special tokens, cut, then let the tokenizer's own
+    post-processor add the special tokens and segment ids of the model's template."""
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.no_truncation()  # a tokenizer.json may have been saved with truncation on: we cut ourselves
+    backend.no_padding()
+    segments = [backend.encode_batch(field, add_special_tokens=False) for field in texts]
+    encoded = []
+    for first, *second in zip(*segments, strict=True):
+        second = second[0] if second else None
+        keep_first, keep_second = fit_pair(len(first), len(second) if second else 0, budget)
+        first.truncate(keep_first)
+        if second is not None:
+            second.truncate(keep_second)
+        merged = backend.post_process(first, second, add_special_tokens=True)
+        encoded.append((merged.ids, merged.type_ids))
+    return encoded
+
+
+def encode_python(tokenizer, texts: list[list[str]], budget: int) -> list[tuple[list[int], list[int]]]:
+    """Python tokenizers (BertJapaneseTokenizer over MeCab): the same, through prepare_for_model."""
+    # tokenize + convert, not encode: encode warns about every text longer than the model, before we cut it
+    segments = [[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) for text in field] for field in texts]
+    encoded = []
+    for first, *second in zip(*segments, strict=True):
+        second = second[0] if second else None
+        keep_first, keep_second = fit_pair(len(first), len(second) if second else 0, budget)
+        pair = (first[:keep_first], second[:keep_second] if second is not None else None)
+        out = tokenizer.prepare_for_model(*pair, add_special_tokens=True, return_token_type_ids=True,
+                                          return_attention_mask=False)  # fmt: skip
+        encoded.append((out["input_ids"], out["token_type_ids"]))
+    return encoded
+
+
+def tokenizer_failure(encode, tokenizer, batch: list[dict], texts: list[list[str]], budget: int, split: str,
+                      error: Exception) -> str:  # fmt: skip
+    """Find the record of a failed batch that the tokenizer fails on, for a one-line message."""
+    for i, record in enumerate(batch):
+        try:
+            encode(tokenizer, [[field[i]] for field in texts], budget)
+        except Exception as e:
+            where = f"id {record['id']}" if "id" in record else f"line {i + 1} of its batch"
+            return f"{split}.jsonl: the tokenizer failed on the record with {where}: {first_line(e)}"
+    return f"{split}.jsonl: the tokenizer failed: {first_line(error)}"
 
 
 def length_grouped_batches(
@@ -126,7 +205,7 @@ def length_grouped_batches(
     global_batches = []
     for start in range(0, len(order), pool):
         by_length = sorted(order[start : start + pool], key=lambda i: -lengths[i])
-        global_batches += [by_length[j : j + global_size] for j in range(0, len(by_length), global_size)]
+        global_batches += chunked(by_length, global_size)
     # A last global batch too small to give every rank an example joins the one before it.
     if len(global_batches) > 1 and len(global_batches[-1]) < num_replicas:
         last = global_batches.pop()
@@ -159,8 +238,7 @@ def sorted_batches(lengths: Sequence[int], batch_size: int, num_replicas: int = 
     """Evaluation batches: examples sorted by length so that padding is minimal; order does not
     matter for metrics. Under DDP each rank takes every num_replicas-th batch."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    return batches[rank::num_replicas]
+    return list(chunked(order, batch_size))[rank::num_replicas]
 
 
 class Collator:

@@ -4,6 +4,7 @@ One code path serves every device: the chosen precision only decides the dtype t
 uses for the forward pass and whether fp16's GradScaler is enabled. Weights always stay fp32.
 """
 
+import os
 import time
 
 import torch
@@ -84,3 +85,23 @@ def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
 def cuda_has_native_bf16(device: torch.device) -> bool:
     # is_bf16_supported() alone also says yes for emulated bf16 on pre-Ampere GPUs, which is slow.
     return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels, so that a seed gives the same metrics on the same device and software.
+
+    Call it before the first cuBLAS call (best: before anything touches CUDA): PyTorch sizes cuBLAS's
+    workspaces from CUBLAS_WORKSPACE_CONFIG when it first makes one and keeps that size. cuBLAS is
+    bitwise reproducible only with fixed workspaces, ":4096:8" or ":16:8" (cuBLAS docs, "Results
+    reproducibility"); without either, use_deterministic_algorithms makes every matmul raise on CUDA.
+    A value the user set is kept.
+
+    The cost: slower steps, by an amount that depends on the model and GPU (measure before long sweeps).
+    cudnn.benchmark's per-shape autotuning is off; attention's backward runs its deterministic, slower
+    variants (cuDNN attention is excluded); index operations sort instead of adding atomically; an operation
+    without a deterministic implementation raises a RuntimeError instead of running; torch.compile skips
+    autotuning; ":4096:8" costs about 24 MiB of GPU memory. On the CPU training is deterministic anyway.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False  # autotuning may pick a different algorithm on every run

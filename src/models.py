@@ -3,8 +3,11 @@
 from pathlib import Path
 
 import torch
+import transformers
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from cli import first_line
 
 # Models whose position ids start after the padding index (RoBERTa's fairseq heritage): of their
 # max_position_embeddings (514), pad_token_id + 1 positions are unusable, leaving 512 tokens.
@@ -13,6 +16,8 @@ PADDING_OFFSET_MODELS = {"roberta", "xlm-roberta", "camembert", "luke", "data2ve
 
 def load_model(model_name: str, label2id: dict[str, int]):
     """Tokenizer and model, or a ValueError that says why not: name, network or a missing dependency."""
+    # The classifier head is new by design: transformers' report of its missing weights would be noise.
+    transformers.logging.set_verbosity_error()
     local = Path(model_name)
     if local.exists() and not (local / "config.json").is_file():
         raise ValueError(f"{model_name}: not a loadable model directory (no config.json in it)")
@@ -34,7 +39,20 @@ def load_model(model_name: str, label2id: dict[str, int]):
         raise ValueError(f"{model_name}: could not load its tokenizer or model: {first_line(e)}") from None
     if tokenizer.pad_token_id is None:
         raise ValueError(f"{model_name}: the tokenizer has no padding token")
+    check_tokenizer_covers(model_name, tokenizer, model.config)
     return tokenizer, model
+
+
+def check_tokenizer_covers(model_name: str, tokenizer, model_config) -> None:
+    """A model folder without tokenizer files still loads: transformers builds an empty tokenizer (a
+    handful of special tokens), every text becomes [CLS] [UNK] [SEP], and the run trains at chance.
+    Embedding tables are often padded beyond the vocabulary (to a multiple of 64, say), never to twice it."""
+    vocab_size = getattr(model_config, "vocab_size", None)
+    if vocab_size and len(tokenizer) < vocab_size // 2:
+        raise ValueError(
+            f"{model_name}: its tokenizer has {len(tokenizer)} tokens for an embedding table of {vocab_size}: "
+            "the tokenizer files are missing (save them beside the model with tokenizer.save_pretrained)"
+        )
 
 
 def why_not_loaded(error: OSError, is_local: bool) -> str:
@@ -49,10 +67,6 @@ def why_not_loaded(error: OSError, is_local: bool) -> str:
     return f"could not be loaded: {first_line(error)}"
 
 
-def first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def usable_seq_len(requested: int, model_config, tokenizer) -> int:
     limits = [requested]
     if getattr(model_config, "max_position_embeddings", None):
@@ -61,3 +75,19 @@ def usable_seq_len(requested: int, model_config, tokenizer) -> int:
     if tokenizer.model_max_length < 1_000_000:  # the tokenizer's "no limit" is a huge sentinel
         limits.append(tokenizer.model_max_length)
     return min(limits)
+
+
+# Architectures with parameters that our inputs (input_ids, attention_mask, token_type_ids) never reach,
+# found by a text-only forward and backward pass of transformers 5's sequence classifiers (tiny configs):
+# luke (mLUKE too): the entity embeddings and the entity-aware attention's w2e/e2w/e2e queries;
+# big_bird: the pooler (its classification head reads the first token's hidden state instead);
+# canine: the character-level projection and final encoder, which only token-level heads use;
+# markuplm: the XPath embeddings' second projection; esm: the unused contact-prediction head.
+UNUSED_PARAMETER_MODELS = {"luke", "big_bird", "canine", "markuplm", "esm"}
+
+
+def needs_unused_parameter_search(model) -> bool:
+    """Whether DDP must search for parameters that got no gradient (find_unused_parameters=True): without
+    it, such a model stops at its second step; with it, every step pays a walk over the autograd graph,
+    which models whose every parameter is used are spared."""
+    return model.config.model_type in UNUSED_PARAMETER_MODELS

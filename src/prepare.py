@@ -19,13 +19,14 @@ from pathlib import Path
 
 from classopt import classopt, config
 
+import cli
 from data import write_jsonl, write_label2id
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "val", "test")
 
 
-@classopt(default_long=True)
+@classopt(default_long=True, parser=cli.parser(__doc__))
 class Args:
     input_dir: Path = config(default=ROOT / "data" / "text", help="extracted corpus: <dir>/<category>/*.txt")
     output_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="where the JSONL splits go")
@@ -139,6 +140,8 @@ def main(args: Args) -> None:
         write_dataset(args.output_dir, records, splits, categories)
     except (ValueError, OSError) as e:
         sys.exit(f"prepare.py: error: {e}")
+    except KeyboardInterrupt:  # write_dataset has removed its staging folder
+        sys.exit(f"\nprepare.py: interrupted; {args.output_dir} is as it was before")
     print_summary(splits, categories)
     print(f"Wrote {args.output_dir}/{{all,train,val,test}}.jsonl and label2id.json")
 

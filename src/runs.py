@@ -8,19 +8,57 @@ finished run from one that crashed or is still going.
         test-metrics.json  written last: a run is complete exactly when this file exists
 
 Every JSON file is written to a temporary name and renamed, so a file that exists is whole.
+
+A run's identity (IDENTITY) is the dataset it trained on, by fingerprint, and every setting that
+changes its numbers: aggregate.py keeps runs of different identities apart, and train.py
+--skip_if_done counts a run as done only if one of the same identity is complete.
 """
 
 import csv
+import hashlib
 import json
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
+import sys
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETION_FILE = "test-metrics.json"
+DATASET_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "label2id.json")  # what a run reads, in a fixed order
+
+# The config.json keys that make a run's identity, each with the value a config.json that lacks the
+# key is taken to have: None where there was no such setting (the baseline has no lr, older runs no
+# fingerprint), or the behaviour before the option existed. A new setting that changes results
+# (truncation, windows, ...) is added here and nowhere else. Not here: what gives the same numbers
+# by other means (gradient_checkpointing, compile, eval_batch_size, the device's name, output paths).
+IDENTITY = {
+    "dataset_fingerprint": None,
+    "model_name": None,
+    "text_fields": None,
+    "lr": None,
+    "seed": None,
+    "epochs": None,
+    "global_batch_size": None,  # batch_size x grad_accum x world_size: see global_batch_size()
+    "max_seq_len_used": None,
+    "warmup_epochs": None,
+    "warmup_ratio": None,
+    "weight_decay": None,
+    "max_grad_norm": None,
+    "precision_used": None,
+    "deterministic": False,
+    "ngram_min": None,  # the baseline's own settings
+    "ngram_max": None,
+    "max_features": None,
+    "c_values": None,
+}
+# Values resolved when a run starts, and the argument each comes from: the model's position limit
+# caps max_seq_len, and "auto" picks a precision for the device. --skip_if_done decides before any
+# model is loaded, so it compares the arguments instead.
+RESOLVED_FROM = {"max_seq_len_used": "max_seq_len", "precision_used": "precision"}
 
 
 def model_dir_name(model_name: str) -> str:
@@ -44,11 +82,20 @@ def create_run_dir(output_root: Path, model_name: str) -> Path:
 
 
 def write_json(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write to a temporary name in the same folder, then rename: readers never see half a file. The
+    temporary file is created with mode 0o666 for the kernel to apply the umask (and a folder's
+    default ACL) to, as for any new file, so that colleagues on a shared server can read the run; it
+    is removed if anything fails, an interrupt included."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def append_csv_row(path: Path, row: dict) -> None:
@@ -65,25 +112,96 @@ def recorded_args(args) -> dict:
     return {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
+@contextmanager
+def interruption_reported(run_dir: Path | None):
+    """Ctrl-C inside: one line naming the run folder left incomplete instead of a traceback (from
+    every process under torchrun), and exit status 130, as a shell reports it. The folder lacks
+    COMPLETION_FILE, so aggregate.py and --skip_if_done ignore it. run_dir None: say nothing (the
+    processes of torchrun other than rank 0)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if run_dir is not None:
+            print(f"\ninterrupted: {run_dir} is incomplete (no {COMPLETION_FILE})", file=sys.stderr)
+        sys.exit(130)
+
+
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / COMPLETION_FILE).is_file() and (run_dir / "config.json").is_file()
 
 
+def dataset_fingerprint(dataset_dir: Path) -> str:
+    """SHA-256 (64 hex digits) of the files a run reads, in DATASET_FILES order, each framed by its
+    name and byte length: bytes moved from one file to the next change it, the folder's name and
+    place do not. aggregate.py shows the first 12 digits."""
+    digest = hashlib.sha256()
+    for name in DATASET_FILES:
+        path = dataset_dir / name
+        try:
+            with open(path, "rb") as f:
+                digest.update(f"{name}\0{os.fstat(f.fileno()).st_size}\0".encode())
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise ValueError(f"{path} not found: run `python src/prepare.py` first (or give --dataset_dir)") from None
+        except OSError as e:
+            raise ValueError(f"{path}: unreadable ({e.strerror})") from None
+    return digest.hexdigest()
+
+
+def global_batch_size(config: dict) -> int | None:
+    """Examples per optimizer step: as recorded, or from its factors (for a config.json that predates
+    the key, or the arguments of a run not yet started); None for the baseline."""
+    if config.get("global_batch_size") is not None:
+        return config["global_batch_size"]
+    if config.get("batch_size") is None:
+        return None
+    return config["batch_size"] * config.get("grad_accum", 1) * config.get("world_size", 1)
+
+
+def run_identity(config: dict, requested: bool = False) -> dict:
+    """The IDENTITY keys of a config.json, lists as tuples (hashable). requested=True takes the
+    arguments in place of the values resolved from them (RESOLVED_FROM), for a run not yet started."""
+    identity = {}
+    for key, missing in IDENTITY.items():
+        value = config.get(RESOLVED_FROM.get(key, key) if requested else key, missing)
+        identity[key] = tuple(value) if isinstance(value, list) else value
+    identity["global_batch_size"] = global_batch_size(config)
+    return identity
+
+
 def provenance(**library_versions: str | None) -> dict:
-    """What config.json records of where a run came from: versions, git commit and start time."""
+    """What config.json records of where a run came from: versions, git state and start time."""
     return {
         "versions": {"python": platform.python_version(), **library_versions},
-        "git_commit": git_commit(),
+        **git_state(),
         "start_time": datetime.now().isoformat(timespec="seconds"),
     }
 
 
-def git_commit() -> str | None:
+def git_state(cwd: Path = ROOT) -> dict:
+    """The commit, whether the tree differs from it (untracked files count: new code changes results
+    too), and the SHA-256 of `git diff HEAD --binary` when it does; all None outside a git checkout.
+    The hash cannot restore the changes, but tells two runs of different uncommitted code apart."""
+    commit = git(cwd, "rev-parse", "HEAD")
+    status = git(cwd, "status", "--porcelain")
+    if commit is None or status is None:
+        return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None}
+    diff = git(cwd, "diff", "HEAD", "--binary") if status else None
+    return {
+        "git_commit": commit.decode().strip(),
+        "git_dirty": bool(status),
+        "git_diff_sha256": hashlib.sha256(diff).hexdigest() if diff is not None else None,
+    }
+
+
+def git(cwd: Path, *args: str) -> bytes | None:
+    """A git command's output as bytes (diffs need not be text), or None if it fails."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
 
 
 def read_run(run_dir: Path) -> dict:
@@ -100,13 +218,17 @@ def read_run(run_dir: Path) -> dict:
     return files
 
 
-def find_complete_run(output_root: Path, model_name: str, settings: dict) -> Path | None:
-    """A complete run of this model whose config.json holds exactly these settings."""
+def find_complete_run(output_root: Path, model_name: str, planned: dict) -> Path | None:
+    """A complete run of this model with the identity of a run about to start. planned is what its
+    config.json will hold as far as known before the model loads: the arguments, "dataset_fingerprint"
+    and "world_size" (or "global_batch_size"); the values resolved later are compared by their
+    arguments. A run of another dataset, or one that predates fingerprints, is not this run."""
+    wanted = run_identity(planned, requested=True)
     for config_path in sorted((output_root / model_dir_name(model_name)).glob("*/*/config.json")):
         try:
             config = read_run(config_path.parent)["config"]
         except ValueError:
             continue
-        if all(config.get(key) == value for key, value in settings.items()):
+        if run_identity(config, requested=True) == wanted:
             return config_path.parent
     return None

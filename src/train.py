@@ -7,42 +7,15 @@ After every epoch the model is evaluated on val; the epoch with the best macro-F
 of the weights in CPU memory, restored at the end and evaluated once on val and once on test.
 """
 
-import math
-import platform
-import sys
-import time
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-import tokenizers
-import torch
-import torch.nn.functional as F
-import transformers
 from classopt import classopt, config
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
-import distributed
-from data import Collator, eval_loader, load_label2id, load_split, tokenize, train_loader
-from hardware import AUTOCAST_DTYPES, resolve_device, resolve_precision
-from metrics import SUMMARY_KEYS, classification_metrics
-from models import load_model, usable_seq_len
-from optimization import make_optimizer, make_scheduler
-from runs import (
-    ROOT,
-    append_csv_row,
-    create_run_dir,
-    find_complete_run,
-    provenance,
-    recorded_args,
-    write_json,
-)
+import cli
+from runs import ROOT
 
 
-@classopt(default_long=True)
+@classopt(default_long=True, parser=cli.parser(__doc__))
 class Args:
     model_name: str = config(default="tohoku-nlp/bert-base-japanese-v3", help="hub id or local model directory")
     dataset_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="{train,val,test}.jsonl + label2id.json")
@@ -51,8 +24,7 @@ class Args:
     eval_batch_size: int = config(default=64, help="examples per evaluation batch")
     epochs: int = config(default=20, help="passes over the training split")
     lr: float = config(default=3e-5, help="peak learning rate of AdamW")
-    warmup_epochs: float = config(default=2.0, help="linear warmup length in epochs")
-    warmup_ratio: float = config(default=0.0, help="if > 0: warmup as a fraction of all steps (overrides epochs)")
+    warmup_ratio: float = config(default=0.1, help="linear warmup, as a fraction of all optimizer steps")
     weight_decay: float = config(default=0.01, help="AdamW weight decay, applied to matrices only")
     max_grad_norm: float = config(default=1.0, help="gradient clipping norm (0 disables clipping)")
     grad_accum: int = config(default=1, help="micro-batches per optimizer step")
@@ -60,6 +32,7 @@ class Args:
     seed: int = config(default=42, help="seed for the head's initialisation, dropout and batch order")
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="autocast dtype")
+    deterministic: bool = config(default=False, help="deterministic CUDA kernels: same seed, same metrics; slower")
     compile: bool = config(default=False, help="torch.compile the model")
     gradient_checkpointing: bool = config(default=False, help="recompute activations to save memory")
     output_root: Path = config(default=ROOT / "outputs", help="run folders go to <root>/<model>/<date>/<time>/")
@@ -69,8 +42,75 @@ class Args:
     )
 
 
-# Arguments that do not change a run's results: a complete run that differs only in these is the same run.
-NOT_SETTINGS = {"output_root", "log_every", "skip_if_done"}
+if __name__ == "__main__":
+    # Parse before the imports below (torch and transformers take seconds): --help and a mistyped
+    # option answer at once.
+    ARGS = Args.from_args()
+
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+
+import tokenizers
+import torch
+import torch.nn.functional as F
+import transformers
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+import distributed
+from data import Collator, eval_loader, label_names, load_label2id, load_split, tokenize, train_loader
+from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
+from metrics import SUMMARY_KEYS, classification_metrics
+from models import load_model, needs_unused_parameter_search, usable_seq_len
+from optimization import make_optimizer, make_scheduler
+from runs import (
+    append_csv_row,
+    create_run_dir,
+    dataset_fingerprint,
+    find_complete_run,
+    interruption_reported,
+    provenance,
+    recorded_args,
+    write_json,
+)
+
+
+def check_args(args: Args) -> None:
+    """Every numeric option, before anything runs: one line naming each mistake, not a traceback later."""
+    rules = [  # option, its value, whether the value is valid, what it must be
+        ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
+        ("--eval_batch_size", args.eval_batch_size, args.eval_batch_size >= 1, ">= 1"),
+        ("--epochs", args.epochs, args.epochs >= 1, ">= 1"),
+        ("--grad_accum", args.grad_accum, args.grad_accum >= 1, ">= 1"),
+        ("--lr", args.lr, args.lr > 0, "> 0"),
+        ("--warmup_ratio", args.warmup_ratio, 0 <= args.warmup_ratio < 1, "in [0, 1)"),
+        ("--weight_decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
+        ("--max_grad_norm", args.max_grad_norm, args.max_grad_norm >= 0, ">= 0 (0 disables clipping)"),
+        ("--max_seq_len", args.max_seq_len, args.max_seq_len >= 8, ">= 8"),
+        ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
+        ("--text_fields", args.text_fields, 1 <= len(args.text_fields) <= 3, "1 to 3 field names"),
+    ]
+    mistakes = [f"{option} must be {must} (got {value})" for option, value, ok, must in rules if not ok]
+    if mistakes:
+        raise ValueError("; ".join(mistakes))
+
+
+def planned_run(args: Args) -> dict:
+    """What --skip_if_done compares with complete runs (runs.find_complete_run): these arguments on
+    this very dataset (a re-prepared dataset has another fingerprint, so its runs are not "done"),
+    with as many processes as torchrun is starting now."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # the process group does not exist yet
+    return recorded_args(args) | {
+        "dataset_fingerprint": dataset_fingerprint(args.dataset_dir),
+        "world_size": world_size,
+    }
 
 
 @dataclass
@@ -100,32 +140,51 @@ def forward_loss(model, batch, autocast, reduction: str = "mean"):
     return loss, logits
 
 
-def train_one_epoch(t: Training, loader, args: Args) -> float:
-    """One pass over this rank's batches; returns the mean training loss over all ranks."""
+def train_one_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
+    """One pass over this rank's batches; returns the mean training loss per example over all ranks
+    and the highest learning rate the epoch's optimizer steps used."""
     t.train_model.train()
+    sizes = [len(batch) for batch in loader.batch_sampler]  # this epoch's batches, as the loader will draw them
     loss_sum = torch.zeros((), device=t.device)  # summed on the device: no GPU sync per step
-    steps = tqdm(loader, desc="train", leave=False, dynamic_ncols=True, disable=not distributed.is_main())
+    max_lr = 0.0
+    steps = tqdm(loader, desc="train", leave=False, dynamic_ncols=True, disable=progress_bars_off())
     for i, batch in enumerate(steps):
         group_start = i - i % args.grad_accum
-        micro_batches = min(args.grad_accum, len(loader) - group_start)
-        step_now = i + 1 == group_start + micro_batches
+        group = sizes[group_start : group_start + args.grad_accum]  # the micro-batches of this optimizer step
+        step_now = i + 1 == group_start + len(group)
         # Under DDP, gradients are averaged across ranks only on the micro-batch that ends a step.
         no_sync = hasattr(t.train_model, "no_sync") and not step_now
         with t.train_model.no_sync() if no_sync else nullcontext():
-            loss, _ = forward_loss(t.train_model, to_device(batch, t.device), t.autocast)
-            t.scaler.scale(loss / micro_batches).backward()
+            loss, _ = forward_loss(t.train_model, to_device(batch, t.device), t.autocast, reduction="sum")
+            # The mean over the step's examples: dividing each micro-batch's mean by the number of
+            # micro-batches would overweight the examples of a short last micro-batch.
+            t.scaler.scale(loss / sum(group)).backward()
         loss_sum += loss.detach()
         if step_now:
-            t.scaler.unscale_(t.optimizer)  # clip the true gradients, not the fp16-scaled ones
-            if args.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(t.model.parameters(), args.max_grad_norm)
-            t.scaler.step(t.optimizer)
-            t.scaler.update()
-            t.scheduler.step()
-            t.optimizer.zero_grad(set_to_none=True)
+            max_lr = max(max_lr, t.scheduler.get_last_lr()[0])  # the rate this step uses
+            optimizer_step(t, args.max_grad_norm)
         if (i + 1) % args.log_every == 0:
-            steps.set_postfix(loss=f"{loss_sum.item() / (i + 1):.4f}")
-    return distributed.total(loss_sum).item() / (len(loader) * distributed.world_size())
+            steps.set_postfix(loss=f"{loss_sum.item() / sum(sizes[: i + 1]):.4f}")
+    totals = distributed.total(torch.stack([loss_sum, torch.tensor(float(sum(sizes)), device=t.device)]))
+    return (totals[0] / totals[1]).item(), max_lr
+
+
+def optimizer_step(t: Training, max_grad_norm: float) -> None:
+    t.scaler.unscale_(t.optimizer)  # clip the true gradients, not the fp16-scaled ones
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), max_grad_norm)
+    scale = t.scaler.get_scale()  # fp16 only: a GPU sync, the price of knowing whether the step ran
+    t.scaler.step(t.optimizer)  # skipped by fp16's GradScaler when a gradient overflowed
+    t.scaler.update()  # ... and then the scale shrinks
+    if t.scaler.get_scale() >= scale:  # bf16/fp32: the scaler is off and both are 1.0, no sync
+        t.scheduler.step()  # a skipped step must not use up the schedule
+    t.optimizer.zero_grad(set_to_none=True)
+
+
+def progress_bars_off() -> bool | None:
+    """None lets tqdm decide: bars on a terminal, none when the output goes to a file (a sweep log,
+    nohup, CI), where they would be escape sequences and blank lines. Only rank 0 shows them."""
+    return None if distributed.is_main() else True
 
 
 @torch.inference_mode()
@@ -143,8 +202,10 @@ def evaluate(model, loader, autocast, device, label_names: list[str]) -> dict:
         loss_sum += loss
         predictions.append(logits.argmax(dim=-1))
         labels.append(batch["labels"])
-    labels = distributed.gather(torch.cat(labels).tolist() if labels else [])
-    predictions = distributed.gather(torch.cat(predictions).tolist() if predictions else [])
+    # Gathered as tensors on the device, the first copy to the host after (a rank may have no batch at all).
+    none = torch.empty(0, dtype=torch.long, device=device)
+    labels = distributed.gather(torch.cat(labels) if labels else none).tolist()
+    predictions = distributed.gather(torch.cat(predictions) if predictions else none).tolist()
     loss = distributed.total(loss_sum).item() / len(labels)
     return {"loss": loss} | classification_metrics(labels, predictions, label_names)
 
@@ -161,7 +222,7 @@ def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], 
     loaders = {}
     for split in ("train", "val", "test"):
         records = load_split(args.dataset_dir, split, label2id, args.text_fields)
-        examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids)
+        examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids, split)
         if split == "train":
             loaders[split] = train_loader(examples, args.batch_size, args.seed, collate, pin, **shard)
         else:
@@ -181,6 +242,7 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "attn_implementation": model.config._attn_implementation,
         "label2id": label2id,
+        "dataset_fingerprint": dataset_fingerprint(args.dataset_dir),
         "max_seq_len_used": max_seq_len,
         "num_examples": {split: len(loader.dataset) for split, loader in loaders.items()},
         **provenance(
@@ -194,8 +256,9 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
 
 def setup(args: Args):
     """Everything that can fail because of the user's input, before any output is written."""
-    if args.grad_accum < 1 or args.batch_size < 1 or args.epochs < 1 or not 1 <= len(args.text_fields) <= 3:
-        raise ValueError("--batch_size, --grad_accum and --epochs must be >= 1, --text_fields 1 to 3 names")
+    check_args(args)
+    if args.deterministic:
+        make_deterministic()  # before the first CUDA kernel
     label2id = load_label2id(args.dataset_dir)
     device = resolve_device(args.device, distributed.local_rank())
     distributed.init(device)
@@ -218,19 +281,17 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
     train_model = model
     if distributed.world_size() > 1:
         # Buffers (position ids) never change: no need to broadcast them before every forward.
-        # Some encoders hold parameters that plain text never reaches (LUKE's entity embeddings and
-        # entity-aware attention): DDP must look for them, or it stops at the second step still
-        # waiting for their gradients.
+        # Only models with parameters that text never reaches (LUKE's entity parts) pay DDP's search for
+        # them, a walk over the autograd graph every step; without it they would stop at the second step.
         # (static_graph would avoid the search, but silently breaks no_sync accumulation: pytorch#187732.)
         device_ids = [device] if device.type == "cuda" else None
+        search = needs_unused_parameter_search(model)
         train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
-                                              find_unused_parameters=True)  # fmt: skip
+                                              find_unused_parameters=search)  # fmt: skip
     eval_model = model
     if args.compile:
         train_model, eval_model = torch.compile(train_model), torch.compile(model)
-    steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum)
-    total_steps = steps_per_epoch * args.epochs
-    warmup = round(args.warmup_ratio * total_steps if args.warmup_ratio > 0 else args.warmup_epochs * steps_per_epoch)
+    warmup, total_steps = schedule_steps(args, batches_per_epoch)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=device.type in ("cuda", "cpu"))
     autocast = nullcontext
     if precision != "fp32":
@@ -242,28 +303,39 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
     return training, {"warmup_steps": warmup, "total_steps": total_steps}
 
 
+def schedule_steps(args: Args, batches_per_epoch: int) -> tuple[int, int]:
+    """Warmup and total optimizer steps. Warmup is a fraction of the whole run (10%: the reference
+    setup's 2 of 20 epochs), so that a short run still trains at its peak rate for most of its steps."""
+    total_steps = math.ceil(batches_per_epoch / args.grad_accum) * args.epochs
+    warmup = round(args.warmup_ratio * total_steps)
+    if warmup >= total_steps:
+        message = f"{warmup} warmup steps of {total_steps} leave none to train"
+        raise ValueError(f"--warmup_ratio {args.warmup_ratio}: {message}; lower it or train longer")
+    return warmup, total_steps
+
+
 def say(message: str) -> None:
     if distributed.is_main():
         tqdm.write(message)
 
 
-def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, label_names: list[str]) -> tuple[int, dict]:
+def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: list[str]) -> tuple[int, dict]:
     """The epoch loop; returns the best epoch by validation macro-F1 and a CPU copy of its weights."""
     train_examples = len(loaders["train"].dataset)
     train_tokens = sum(len(example["input_ids"]) for example in loaders["train"].dataset)
     best_f1, best_epoch, best_state = -1.0, 0, None
-    for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True, disable=not distributed.is_main()):
+    for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
         loaders["train"].batch_sampler.set_epoch(epoch)
         start = time.perf_counter()
-        train_loss = train_one_epoch(t, loaders["train"], args)
+        train_loss, max_lr = train_one_epoch(t, loaders["train"], args)
         seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
-        val = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, label_names)
+        val = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
         if val["f1"] > best_f1:  # the same on every rank: the metrics were gathered from all of them
             best_f1, best_epoch = val["f1"], epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
         if distributed.is_main():
             append_csv_row(run_dir / "log.csv", {
-                "epoch": epoch, "train_loss": train_loss, **summary(val, "val"), "lr": t.scheduler.get_last_lr()[0],
+                "epoch": epoch, "train_loss": train_loss, **summary(val, "val"), "max_lr": max_lr,
                 "epoch_seconds": seconds, "train_samples_per_s": train_examples / seconds,
                 "train_tokens_per_s": train_tokens / seconds,
             })  # fmt: skip
@@ -273,31 +345,30 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, label_name
 
 
 def main(args: Args) -> None:
-    if args.skip_if_done:
-        same = {k: v for k, v in recorded_args(args).items() if k not in NOT_SETTINGS}
-        if done := find_complete_run(args.output_root, args.model_name, same):
+    try:
+        check_args(args)
+        if args.skip_if_done and (done := find_complete_run(args.output_root, args.model_name, planned_run(args))):
             say(f"already complete, skipped: {done}")
             return
-    try:
         device, precision, model, loaders, run = setup(args)
+        training, schedule = build_training(model, args, device, precision, len(loaders["train"]))
     except ValueError as e:
         sys.exit(f"train.py: error: {e}")
     processes = f", {run['world_size']} processes" if run["world_size"] > 1 else ""
     say(f"device {device} ({run['device_name']}){processes}, precision {precision}: {run['precision_reason']}")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in fp32
-    training, schedule = build_training(model, args, device, precision, len(loaders["train"]))
     run_dir = None
     if distributed.is_main():
         run_dir = create_run_dir(args.output_root, args.model_name)
         write_json(run_dir / "config.json", run | schedule)
         say(f"writing to {run_dir}")
-    label_names = list(run["label2id"])
-    best_epoch, best_state = fit(training, loaders, args, run_dir, label_names)
-
-    model.load_state_dict(best_state)
-    val = evaluate(training.eval_model, loaders["val"], training.autocast, device, label_names)
-    test = evaluate(training.eval_model, loaders["test"], training.autocast, device, label_names)
+    names = label_names(run["label2id"])
+    with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
+        best_epoch, best_state = fit(training, loaders, args, run_dir, names)
+        model.load_state_dict(best_state)
+        val = evaluate(training.eval_model, loaders["val"], training.autocast, device, names)
+        test = evaluate(training.eval_model, loaders["test"], training.autocast, device, names)
     if distributed.is_main():
         write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
         write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
@@ -307,4 +378,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(Args.from_args())
+    main(ARGS)

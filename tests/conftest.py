@@ -3,7 +3,9 @@ and two tiny models saved to local directories (nothing is ever downloaded).
 
 - bert_dir: BERT with BertJapaneseTokenizer over MeCab (fugashi + unidic-lite) and WordPiece, the
   tokenizer of the tohoku-nlp models, with a vocabulary made from the fixture corpus;
-- roberta_dir: RoBERTa with a byte-level BPE tokenizer trained here on the same corpus.
+- roberta_dir: RoBERTa with a byte-level BPE tokenizer trained here on the same corpus;
+- char_bert_dir: BERT with a character-level BertJapaneseTokenizer (MeCab words, then characters),
+  the tokenizer of tohoku-nlp's -char models: long titles in few characters' budget.
 """
 
 import os
@@ -151,4 +153,25 @@ def roberta_dir(corpus_dir, tmp_path_factory) -> Path:
     )  # fmt: skip
     torch.manual_seed(0)
     RobertaModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def char_bert_dir(corpus_dir, tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertJapaneseTokenizer, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-bert-japanese-char")
+    chars = sorted({c for s in corpus_sentences(corpus_dir) for c in s})
+    (out / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n")
+    tokenizer = BertJapaneseTokenizer(
+        str(out / "vocab.txt"), word_tokenizer_type="mecab", subword_tokenizer_type="character",
+        mecab_kwargs={"mecab_dic": "unidic_lite"}, model_max_length=128,
+    )  # fmt: skip
+    tokenizer.save_pretrained(out)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
     return out

@@ -1,5 +1,6 @@
 """Evaluate a model, untrained, on the validation split exactly as train.py does, and write the
-metrics to a JSON file. Run plainly or under torchrun: the two must agree (see test_distributed.py)."""
+metrics to a JSON file. Run plainly or under torchrun, on the CPU or (a 4th argument) on "cuda": the
+two must agree (see test_distributed.py and test_gpu.py)."""
 
 import json
 import sys
@@ -10,13 +11,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # a scr
 
 import distributed  # noqa: E402
 import train  # noqa: E402
+from data import label_names  # noqa: E402
 
 
-def main(model_dir: str, dataset_dir: str, output: str) -> None:
+def main(model_dir: str, dataset_dir: str, output: str, device: str = "cpu") -> None:
     args = train.Args(model_name=model_dir, dataset_dir=Path(dataset_dir), eval_batch_size=4, max_seq_len=64,
-                      device="cpu", precision="fp32")  # fmt: skip
+                      device=device, precision="fp32")  # fmt: skip
     device, _, model, loaders, run = train.setup(args)
-    metrics = train.evaluate(model, loaders["val"], nullcontext, device, list(run["label2id"]))
+    metrics = train.evaluate(model, loaders["val"], nullcontext, device, label_names(run["label2id"]))
     if distributed.is_main():
         Path(output).write_text(json.dumps(metrics | {"world_size": distributed.world_size()}))
     distributed.finish()

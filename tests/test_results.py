@@ -11,21 +11,34 @@ import pytest
 import aggregate
 import baseline
 from conftest import ROOT, run_script
-from runs import is_complete, write_json
+from runs import dataset_fingerprint, is_complete, model_dir_name, write_json
 
 LABELS = {"a": 0, "b": 1}
+FINGERPRINT = "0123456789abcdef" * 4
+BASELINE = "tfidf-char-logreg"
 
 
-def make_run(root: Path, model: str, lr: float | None, seed: int, val_f1: float, test_f1: float, stamp: str) -> Path:
-    """A run folder as train.py writes it, with made-up numbers."""
-    run_dir = root / model.replace("/", "__") / "2026-01-01" / stamp
+def make_run(
+    root: Path, model: str, lr: float | None, seed: int, val_f1: float, test_f1: float, stamp: str, **settings
+) -> Path:
+    """A run folder as train.py (or, for BASELINE, baseline.py) writes it, with made-up numbers;
+    settings replace or add config.json keys."""
+    run_dir = root / model_dir_name(model) / "2026-01-01" / stamp
     run_dir.mkdir(parents=True)
-    config = {"model_name": model, "lr": lr, "seed": seed, "batch_size": 16, "epochs": 2, "label2id": LABELS,
-              "num_parameters": 110_000_000, "max_seq_len_used": 512, "precision_used": "bf16"}  # fmt: skip
-    write_json(run_dir / "config.json", config)
+    config = {"model_name": model, "dataset_dir": "/data/livedoor", "dataset_fingerprint": FINGERPRINT,
+              "text_fields": ["title", "body"], "seed": seed, "label2id": LABELS,
+              "num_parameters": 110_000_000}  # fmt: skip
+    if model == BASELINE:
+        config |= {"ngram_min": 1, "ngram_max": 3, "max_features": 300_000, "c_values": [1.0, 10.0]}
+    else:
+        config |= {"lr": lr, "batch_size": 16, "grad_accum": 1, "world_size": 1, "global_batch_size": 16,
+                   "epochs": 2, "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "max_seq_len": 512,
+                   "max_seq_len_used": 512, "precision": "auto", "precision_used": "bf16"}  # fmt: skip
+    write_json(run_dir / "config.json", config | settings)
     with open(run_dir / "log.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["epoch", "train_loss", "val_f1", "epoch_seconds"])
+        writer.writerow(["epoch", "C", "val_f1", "epoch_seconds"] if model == BASELINE else
+                        ["epoch", "train_loss", "val_f1", "epoch_seconds"])  # fmt: skip
         writer.writerows([[1, 0.9, val_f1 - 0.1, 10.0], [2, 0.5, val_f1, 12.0]])
     metrics = {"accuracy": test_f1, "precision": test_f1, "recall": test_f1, "loss": 0.3}
     write_json(run_dir / "val-metrics.json", {"best_epoch": 2, **metrics, "accuracy": val_f1, "f1": val_f1})
@@ -57,28 +70,118 @@ def test_aggregate_tables_and_plots(outputs, tmp_path, capsys):
     assert "00-01-00.000000: incomplete" in printed and "org__other" in printed and "unreadable" in printed
 
     all_runs = pd.read_csv(results / "all.csv")
-    assert len(all_runs) == 7 and set(all_runs["model"]) == {"org/bert", "tfidf-char-logreg"}
+    assert len(all_runs) == 7 and set(all_runs["model"]) == {"org/bert", BASELINE}
     assert all_runs.loc[all_runs["model"] == "org/bert", "train_seconds"].tolist() == [22.0] * 6
 
     best = pd.read_csv(results / "best.csv").set_index("model")
     assert best.loc["org/bert", "lr"] == 5e-5 and best.loc["org/bert", "seeds"] == 3
     assert best.loc["org/bert", "test_f1_mean"] == pytest.approx(0.92)
     assert best.loc["org/bert", "test_f1_std"] == pytest.approx(0.01)
-    assert best.loc["tfidf-char-logreg", "seeds"] == 1
+    assert best.loc[BASELINE, "seeds"] == 1
+    assert set(best["dataset_fingerprint"]) == {FINGERPRINT}
 
     table = (results / "results.md").read_text()
-    assert "| [org/bert](https://huggingface.co/org/bert) | 110M | 92.00 ± 1.00 |" in table
-    assert "| tfidf-char-logreg | 110M | 78.00 | 78.00 | 78.00 | 78.00 |" in table
+    assert table.startswith(f"## livedoor (dataset {FINGERPRINT[:12]})\n")
+    assert "| Model | LR | Epochs | Max len | Batch | Params | Accuracy | Precision | Recall | F1 |" in table
+    assert "| [org/bert](https://huggingface.co/org/bert) | 5e-05 | 2 | 512 | 16 | 110M | 92.00 ± 1.00 |" in table
+    assert f"| {BASELINE} | – | – | – | – | 110M | 78.00 | 78.00 | 78.00 | 78.00 |" in table
+    assert "text_fields title body" in table  # settings shared by every row are named under the table
     for plot in ("test_f1.png", "val_f1_per_epoch.png"):
         assert (results / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_aggregate_keeps_the_newest_of_repeated_runs(tmp_path, capsys):
-    make_run(tmp_path, "org/bert", 3e-5, 1, 0.5, 0.5, "00-00-00.000000")
-    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.9, "00-00-01.000000")
+    old = make_run(tmp_path, "org/bert", 3e-5, 1, 0.5, 0.5, "00-00-00.000000")
+    new = make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.9, "00-00-01.000000")
     aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
-    assert "a newer run has the same model, lr and seed" in capsys.readouterr().out
+    assert f"skipped {old}: {new} is a newer run of the same dataset and settings" in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "results" / "all.csv")["test_f1"].tolist() == [0.9]
+
+
+def test_runs_of_other_settings_are_other_rows_with_their_settings_shown(tmp_path):
+    """Same model, lr and seed, but more epochs, a longer max_seq_len or another batch: none of them
+    may replace or be averaged with another."""
+    variants = [{}, {"epochs": 4}, {"max_seq_len_used": 256}, {"global_batch_size": 32}, {"text_fields": ["body"]}]
+    for i, settings in enumerate(variants):
+        make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.80 + i / 100, f"00-00-0{i}.000000", **settings)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    assert len(pd.read_csv(tmp_path / "results" / "all.csv")) == 5
+    best = pd.read_csv(tmp_path / "results" / "best.csv")
+    assert sorted(best["test_f1_mean"]) == pytest.approx([0.80, 0.81, 0.82, 0.83, 0.84]) and set(best["seeds"]) == {1}
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert "| Model | LR | Epochs | Max len | Batch | Text fields | Params |" in table
+    link = "[org/bert](https://huggingface.co/org/bert)"
+    for row in ["2 | 512 | 16 | title body | 110M | 80.00", "4 | 512 | 16 | title body | 110M | 81.00",
+                "2 | 256 | 16 | title body | 110M | 82.00", "2 | 512 | 32 | title body | 110M | 83.00",
+                "2 | 512 | 16 | body | 110M | 84.00"]:  # fmt: skip
+        assert f"| {link} | 3e-05 | {row} |" in table
+
+
+def test_the_lr_is_chosen_within_runs_of_the_same_settings(tmp_path):
+    """At 2 epochs lr 5e-5 wins on val, at 4 epochs 3e-5 does: each setting gets its own choice."""
+    for i, (lr, epochs, val_f1) in enumerate([(3e-5, 2, 0.80), (5e-5, 2, 0.90), (3e-5, 4, 0.95), (5e-5, 4, 0.70)]):
+        make_run(tmp_path, "org/bert", lr, 1, val_f1, val_f1, f"00-00-0{i}.000000", epochs=epochs)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    best = pd.read_csv(tmp_path / "results" / "best.csv").set_index("epochs")
+    assert best.loc[2, "lr"] == 5e-5 and best.loc[4, "lr"] == 3e-5
+
+
+def test_runs_on_different_datasets_are_never_in_one_table(tmp_path):
+    other = "f" * 64
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.91, "00-00-00.000000")
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.61, "00-00-01.000000", dataset_fingerprint=other,
+             dataset_dir="/data/reviews")  # fmt: skip
+    make_run(tmp_path, BASELINE, None, 42, 0.8, 0.78, "00-00-00.000000")
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    assert len(pd.read_csv(tmp_path / "results" / "all.csv")) == 3
+    best = pd.read_csv(tmp_path / "results" / "best.csv")
+    assert sorted(best["test_f1_mean"]) == pytest.approx([0.61, 0.78, 0.91])
+    table = (tmp_path / "results" / "results.md").read_text()
+    livedoor, reviews = table.split(f"## reviews (dataset {other[:12]})")
+    assert livedoor.startswith(f"## livedoor (dataset {FINGERPRINT[:12]})")
+    assert "91.00" in livedoor and BASELINE in livedoor and "61.00" not in livedoor
+    assert "61.00" in reviews and BASELINE not in reviews and "91.00" not in reviews
+
+
+def test_an_unreadable_log_is_reported_with_its_run_folder(tmp_path, capsys):
+    good = make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.9, "00-00-00.000000")
+    for i, text in enumerate(["", 'epoch,val_f1\n1,"0.5\n', "epoch,val_f1\n1,2,3,4\n"], start=1):
+        bad = make_run(tmp_path, "org/bert", 3e-5, 1 + i, 0.9, 0.9, f"00-00-0{i}.000000")
+        (bad / "log.csv").write_text(text)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    skipped = [line for line in capsys.readouterr().out.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 3
+    for i, line in enumerate(skipped, start=1):
+        assert line.startswith(f"skipped {good.parent / f'00-00-0{i}.000000' / 'log.csv'}: unreadable")
+    assert len(pd.read_csv(tmp_path / "results" / "all.csv")) == 1
+
+
+def test_all_csv_keeps_integer_columns_integer(outputs, tmp_path):
+    aggregate.main(aggregate.Args(output_root=outputs, results_dir=tmp_path / "results"))
+    all_runs = pd.read_csv(tmp_path / "results" / "all.csv", dtype=str, keep_default_na=False)
+    for column in ("seed", "batch_size", "epochs", "best_epoch", "max_seq_len", "num_parameters"):
+        assert all(value == "" or value.isdigit() for value in all_runs[column]), (column, list(all_runs[column]))
+    baseline_row = all_runs[all_runs["model"] == BASELINE].iloc[0]
+    assert baseline_row["epochs"] == "" and baseline_row["seed"] == "42"
+
+
+def test_plots_name_models_briefly_and_count_epochs_in_whole_numbers(tmp_path, monkeypatch):
+    local_model = tmp_path / "models" / "my-bert"
+    local_model.mkdir(parents=True)
+    make_run(tmp_path / "outputs", str(local_model), 3e-5, 1, 0.9, 0.9, "00-00-00.000000")
+    make_run(tmp_path / "outputs", "org/bert", 3e-5, 1, 0.8, 0.8, "00-00-00.000000")
+    figures = []
+    monkeypatch.setattr(aggregate.plt, "close", figures.append)
+    aggregate.main(aggregate.Args(output_root=tmp_path / "outputs", results_dir=tmp_path / "results"))
+    test_f1, per_epoch = figures
+    bars = [label.get_text() for label in test_f1.axes[0].get_yticklabels()]
+    assert sorted(bars) == ["my-bert", "org/bert"]
+    (axes,) = per_epoch.axes
+    assert sorted(text.get_text() for text in axes.get_legend().get_texts()) == ["my-bert (lr 3e-05)",
+                                                                                  "org/bert (lr 3e-05)"]  # fmt: skip
+    ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert str(tmp_path) not in (tmp_path / "results" / "results.md").read_text()
 
 
 def test_aggregate_without_runs_is_an_error(tmp_path):
@@ -97,6 +200,68 @@ def test_baseline_on_the_fixture_corpus(dataset_dir, tmp_path):
     assert row["model"] == "tfidf-char-logreg" and row["lr"] is None
 
 
+def write_small_dataset(folder: Path, label2id: dict, splits: dict[str, list[tuple[str, str]]]) -> Path:
+    """A dataset of (text, label name) pairs; label2id.json exactly as given, in its key order."""
+    folder.mkdir(parents=True)
+    (folder / "label2id.json").write_text(json.dumps(label2id))
+    for split, pairs in splits.items():
+        lines = [json.dumps({"text": text, "label": label}, ensure_ascii=False) for text, label in pairs]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+GOOD = ["とても良い", "良い商品です", "良かった", "最高に良い"]
+BAD = ["とても悪い", "悪い商品です", "悪かった", "最悪に悪い"]
+
+
+def test_baseline_names_classes_by_their_ids_not_by_the_order_of_label2id(tmp_path):
+    label2id = {"positive": 1, "negative": 0}  # listed in the other order than the ids
+    splits = {
+        "train": [(t, "positive") for t in GOOD] + [(t, "negative") for t in BAD],
+        "val": [("良い", "positive"), ("悪い", "negative")],
+        "test": [("良い良い", "positive"), ("良い品", "positive"), ("良い感じ", "positive"), ("悪い", "negative")],
+    }
+    dataset = write_small_dataset(tmp_path / "reviews", label2id, splits)
+    baseline.main(baseline.Args(dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out",
+                                ngram_max=2, c_values=[100.0]))  # fmt: skip
+    (run_dir,) = (tmp_path / "out").glob("*/*/*")
+    test = json.loads((run_dir / "test-metrics.json").read_text())
+    assert test["per_class"]["positive"]["support"] == 3 and test["per_class"]["negative"]["support"] == 1
+    assert test["confusion_matrix"] == [[1, 0], [0, 3]]  # row i: true id i (0 negative, 1 positive)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset_fingerprint"] == dataset_fingerprint(dataset)
+
+
+def test_baseline_covers_a_label_that_train_never_has(tmp_path):
+    """A rare label can be missing from train: the classifier then knows fewer classes than the
+    label set, yet the metrics, the loss and per_class must still cover every label."""
+    label2id = {"good": 0, "bad": 1, "neutral": 2}
+    splits = {
+        "train": [(t, "good") for t in GOOD] + [(t, "bad") for t in BAD],
+        "val": [("良い", "good"), ("悪い", "bad"), ("普通", "neutral")],
+        "test": [("良い良い", "good"), ("悪い悪い", "bad"), ("普通です", "neutral")],
+    }
+    dataset = write_small_dataset(tmp_path / "reviews", label2id, splits)
+    baseline.main(baseline.Args(dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out",
+                                ngram_max=2, c_values=[100.0]))  # fmt: skip
+    (run_dir,) = (tmp_path / "out").glob("*/*/*")
+    test = json.loads((run_dir / "test-metrics.json").read_text())
+    assert set(test["per_class"]) == {"good", "bad", "neutral"} and len(test["confusion_matrix"]) == 3
+    assert test["per_class"]["neutral"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert test["accuracy"] == pytest.approx(2 / 3) and test["loss"] > 1.0  # the neutral example costs a lot
+
+
+def test_baseline_with_a_single_label_in_train_is_a_one_line_error(tmp_path):
+    splits = {"train": [(t, "good") for t in GOOD], "val": [("悪い", "bad")], "test": [("悪い", "bad")]}
+    dataset = write_small_dataset(tmp_path / "reviews", {"good": 0, "bad": 1}, splits)
+    result = run_script("src/baseline.py", "--dataset_dir", dataset, "--text_fields", "text",
+                        "--output_root", tmp_path / "out", check=False)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    message = f"baseline.py: error: {dataset / 'train.jsonl'} has a single label: a classifier needs two"
+    assert result.stderr.strip() == message
+    assert not (tmp_path / "out").exists()
+
+
 def test_sweep_continues_after_a_failure_and_resumes(bert_dir, dataset_dir, tmp_path):
     env = {
         "MODELS": f"{bert_dir} {tmp_path / 'missing-model'}",
@@ -108,14 +273,14 @@ def test_sweep_continues_after_a_failure_and_resumes(bert_dir, dataset_dir, tmp_
     first = run_script(ROOT / "run.sh", env=env, check=False)
     assert first.returncode != 0
     assert f"1 of 2 runs failed:\n  {tmp_path / 'missing-model'} lr=2e-3 seed=1" in first.stderr
-    (run_dir,) = (tmp_path / "out").glob("*/*/*")
+    (run_dir,) = (tmp_path / "out" / bert_dir.name).glob("*/*")
     assert is_complete(run_dir)
 
     env["MODELS"] = str(bert_dir)
     second = run_script(ROOT / "run.sh", env=env)
     assert f"already complete, skipped: {run_dir}" in second.stdout
-    assert list((tmp_path / "out").glob("*/*/*")) == [run_dir]
+    assert list((tmp_path / "out" / bert_dir.name).glob("*/*")) == [run_dir]
 
     env["SEEDS"] = "1 2"  # a new seed runs; the finished one is still skipped
     run_script(ROOT / "run.sh", env=env)
-    assert len(list((tmp_path / "out").glob("*/*/*"))) == 2
+    assert len(list((tmp_path / "out" / bert_dir.name).glob("*/*"))) == 2

@@ -2,7 +2,11 @@
 
 import csv
 import json
+import math
+import os
 import shutil
+import signal
+import subprocess
 import sys
 from functools import partial
 from types import SimpleNamespace
@@ -14,14 +18,14 @@ from transformers import AutoModelForSequenceClassification
 
 import hardware
 import train
-from conftest import run_script
+from conftest import ROOT, run_script
 from data import Collator, read_jsonl, sorted_batches, write_jsonl
 from models import usable_seq_len
 from optimization import make_optimizer
 from runs import is_complete
 
 RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json"}
-FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3", "--warmup_epochs", "1"]
+FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3"]
 
 
 def train_run(model_dir, dataset_dir, output_root, *extra, epochs=15):
@@ -81,10 +85,13 @@ def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, dataset_dir)
     log = read_log(bert_run)
     assert len(log) == 15 and [row["epoch"] for row in log] == list(range(1, 16))
     assert set(log[0]) == {
-        "epoch", "train_loss", "val_loss", "val_accuracy", "val_precision", "val_recall", "val_f1", "lr",
+        "epoch", "train_loss", "val_loss", "val_accuracy", "val_precision", "val_recall", "val_f1", "max_lr",
         "epoch_seconds", "train_samples_per_s", "train_tokens_per_s",
     }  # fmt: skip
-    assert log[-1]["lr"] == 0.0  # linear decay ends at zero
+    # 18 steps an epoch, 10% of 270 steps warm up: the peak is reached in epoch 2, then decays linearly
+    assert log[0]["max_lr"] < 3e-3 and log[1]["max_lr"] == pytest.approx(3e-3)
+    assert all(a["max_lr"] > b["max_lr"] for a, b in zip(log[1:], log[2:], strict=False))
+    assert log[-1]["max_lr"] == pytest.approx(3e-3 * 18 / 243)  # the last epoch's first step: 18 steps to go
     test = read_json(bert_run / "test-metrics.json")
     assert set(test) == {"best_epoch", "loss", "accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
     assert set(test["per_class"]) == set(config["label2id"])
@@ -125,8 +132,9 @@ def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_p
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "evaluate", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as exit_info:
         train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
+    assert exit_info.value.code == 130  # as a shell reports Ctrl-C
     (run_dir,) = tmp_path.glob("*/*/*")
     assert (run_dir / "config.json").exists() and not is_complete(run_dir)
 
@@ -181,12 +189,16 @@ def test_max_seq_len_is_capped_by_the_model(bert_dir, roberta_dir):
         ("text-field", "no text field 'headline'"),
         ("model-name", "the Hugging Face Hub could not be reached and no copy is cached"),
         ("model-dir", "not a loadable model directory"),
+        ("no-tokenizer", "the tokenizer files are missing"),
+        ("negative-lr", "--lr must be > 0 (got -0.001)"),
+        ("zero-eval-batch", "--eval_batch_size must be >= 1 (got 0)"),
+        ("warmup-too-long", "warmup steps of 18 leave none to train"),
     ],
 )
 def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir, dataset_dir, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(dataset_dir, data)
-    model, fields = str(bert_dir), ["title", "body"]
+    model, fields, extra = str(bert_dir), ["title", "body"], []
     if breakage == "no-dataset":
         shutil.rmtree(data)
     elif breakage == "bad-label":
@@ -199,11 +211,22 @@ def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir
         fields = ["headline"]
     elif breakage == "model-name":
         model = "no-such-org/no-such-model"
+    elif breakage == "no-tokenizer":  # a model saved without its tokenizer: transformers builds an empty one
+        model = tmp_path / "model-only"
+        model.mkdir()
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy(bert_dir / name, model)
+    elif breakage == "negative-lr":
+        extra = ["--lr=-1e-3"]
+    elif breakage == "zero-eval-batch":
+        extra = ["--eval_batch_size", "0"]
+    elif breakage == "warmup-too-long":
+        extra = ["--warmup_ratio", "0.99", "--batch_size", "8"]  # 18 steps in the single epoch
     else:
         model = str(tmp_path)  # a directory without a model
     result = run_script(
         "src/train.py", "--model_name", model, "--dataset_dir", data, "--output_root", tmp_path / "out",
-        "--text_fields", *fields, "--epochs", "1", check=False,
+        "--text_fields", *fields, "--epochs", "1", *extra, check=False,
     )  # fmt: skip
     assert result.returncode != 0
     assert message in result.stderr
@@ -279,3 +302,50 @@ def test_a_missing_tokenizer_dependency_is_named(bert_dir, monkeypatch):
     monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", needs_sentencepiece)
     with pytest.raises(ValueError, match="a dependency of its tokenizer or model is missing: .*SentencePiece"):
         models.load_model(str(bert_dir), {"a": 0, "b": 1})
+
+
+def test_a_short_run_trains_at_its_peak_rate(bert_dir, dataset_dir, tmp_path):
+    """Warmup was 2 epochs whatever --epochs was: a 2-epoch run never reached its peak rate."""
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
+    config = read_json(run_dir / "config.json")
+    assert (config["warmup_steps"], config["total_steps"]) == (4, 36)  # 10% of 2 epochs of 18 steps
+    assert read_log(run_dir)[0]["max_lr"] == pytest.approx(3e-3)
+
+
+def test_a_step_that_fp16_loss_scaling_skips_does_not_use_up_the_schedule(bert_dir, dataset_dir):
+    args = train.Args(model_name=str(bert_dir), dataset_dir=dataset_dir, batch_size=8, max_seq_len=32,
+                      device="cpu", precision="fp16")  # fmt: skip
+    device, precision, model, loaders, _ = train.setup(args)
+    training, _ = train.build_training(model, args, device, precision, len(loaders["train"]))
+    for overflow, steps_after in ((True, 0), (False, 1)):
+        training.scaler.scale(torch.ones(()))  # as the backward pass of a step does
+        for p in model.parameters():
+            p.grad = torch.full_like(p, math.inf if overflow else 1e-3)
+        train.optimizer_step(training, args.max_grad_norm)
+        assert training.scheduler.last_epoch == steps_after
+
+
+def test_ctrl_c_prints_one_line_naming_the_incomplete_run(bert_dir, dataset_dir, tmp_path):
+    argv = [sys.executable, ROOT / "src" / "train.py", "--model_name", bert_dir, "--dataset_dir", dataset_dir,
+            "--output_root", tmp_path, "--epochs", "1000", "--max_seq_len", "32", "--precision", "fp32"]  # fmt: skip
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        for line in process.stdout:
+            if line.startswith("epoch 1:"):  # training is under way
+                break
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=60)[1]
+    (run_dir,) = tmp_path.glob("*/*/*")
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"interrupted: {run_dir} is incomplete")
+    assert not is_complete(run_dir)
+
+
+def test_output_to_a_file_has_one_line_per_epoch_and_no_progress_bars(bert_dir, dataset_dir, tmp_path):
+    result = run_script("src/train.py", "--model_name", bert_dir, "--dataset_dir", dataset_dir,
+                        "--output_root", tmp_path, "--epochs", "3", "--max_seq_len", "32")  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "\r" not in output and "\x1b[" not in output
+    assert [line.split(":")[0] for line in output.splitlines() if line.startswith("epoch ")] == [
+        "epoch 1", "epoch 2", "epoch 3"
+    ]  # fmt: skip

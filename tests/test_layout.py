@@ -1,0 +1,48 @@
+"""How the scripts find their modules: from any directory, always their own checkout's, and nothing of the
+repository on sys.path to shadow an installed package (our datasets/ folder vs Hugging Face `datasets`)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_script
+
+SCRIPTS = ["train.py", "prepare.py", "baseline.py", "aggregate.py", "bench.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_works_from_any_directory_without_pythonpath(script, tmp_path):
+    result = run_script(ROOT / "src" / script, "--help", cwd=tmp_path)
+    assert result.stdout.startswith("usage: ") and "(default: " in result.stdout  # every option's default
+
+
+def test_a_second_checkout_runs_its_own_code(tmp_path):
+    """Checkout B's script must import B's modules even when checkout A's are on the path."""
+    other = tmp_path / "checkout-b"
+    shutil.copytree(ROOT / "src", other / "src")
+    env = {"PYTHONPATH": str(ROOT / "src")}  # A's modules, as an editable install of A would put them
+    result = subprocess.run([sys.executable, other / "src" / "train.py", "--help"], cwd=ROOT, text=True,
+                            capture_output=True, env=os.environ | env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert str(other / "datasets" / "livedoor") in result.stdout.replace("\n", "").replace(" ", "")
+
+
+@pytest.mark.parametrize("name", ["datasets", "outputs", "tests", "src"])
+def test_the_repository_folders_are_not_importable_in_the_project_environment(name, tmp_path):
+    """`import datasets` must be Hugging Face `datasets` or ModuleNotFoundError, never our folder."""
+    code = f"import importlib.util as u; spec = u.find_spec({name!r}); print(spec.origin if spec else 'absent')"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, text=True, capture_output=True, env=env)
+    found = result.stdout.strip()
+    assert found == "absent" or (found not in ("None", "") and not found.startswith(str(ROOT)))
+
+
+def test_help_does_not_import_torch():
+    """--help and argument errors answer at once: parsing comes before the seconds of importing torch."""
+    for script in ("train.py", "bench.py", "baseline.py", "aggregate.py"):
+        result = run_script("-X", "importtime", ROOT / "src" / script, "--help")
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+        assert not {"torch", "transformers", "sklearn", "pandas"} & imported, script
