@@ -105,18 +105,24 @@ def corpus_sentences(corpus_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def bert_dir(corpus_dir, tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertJapaneseTokenizer, BertModel
+    from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
     out = tmp_path_factory.mktemp("tiny-bert-japanese")
-    from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
     mecab = MecabTokenizer(do_lower_case=False, mecab_dic="unidic_lite")
     words = sorted({w for s in corpus_sentences(corpus_dir) for w in mecab.tokenize(s)})
     chars = sorted({c for w in words for c in w})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *(f"##{c}" for c in chars), *chars]
     (out / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    return save_tiny_bert(out, subword_tokenizer_type="wordpiece")
+
+
+def save_tiny_bert(out: Path, subword_tokenizer_type: str) -> Path:
+    """A tiny BERT with a BertJapaneseTokenizer (MeCab words, then subwords) over out/vocab.txt."""
+    from transformers import BertConfig, BertJapaneseTokenizer, BertModel
+
     tokenizer = BertJapaneseTokenizer(
-        str(out / "vocab.txt"), word_tokenizer_type="mecab", subword_tokenizer_type="wordpiece",
+        str(out / "vocab.txt"), word_tokenizer_type="mecab", subword_tokenizer_type=subword_tokenizer_type,
         mecab_kwargs={"mecab_dic": "unidic_lite"}, model_max_length=128,
     )  # fmt: skip
     tokenizer.save_pretrained(out)
@@ -158,20 +164,7 @@ def roberta_dir(corpus_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def char_bert_dir(corpus_dir, tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertJapaneseTokenizer, BertModel
-
     out = tmp_path_factory.mktemp("tiny-bert-japanese-char")
     chars = sorted({c for s in corpus_sentences(corpus_dir) for c in s})
     (out / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n")
-    tokenizer = BertJapaneseTokenizer(
-        str(out / "vocab.txt"), word_tokenizer_type="mecab", subword_tokenizer_type="character",
-        mecab_kwargs={"mecab_dic": "unidic_lite"}, model_max_length=128,
-    )  # fmt: skip
-    tokenizer.save_pretrained(out)
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)
-    return out
+    return save_tiny_bert(out, subword_tokenizer_type="character")
