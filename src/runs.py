@@ -5,6 +5,8 @@ finished run from one that crashed or is still going.
         config.json        written first: arguments and what was resolved from them
         log.csv            a row per epoch, appended as training goes
         val-metrics.json   the best epoch's weights on the validation split
+        val-predictions.jsonl, test-predictions.jsonl   a line per example (write_predictions)
+        model/             only with train.py --save_model: the best epoch's weights and tokenizer
         test-metrics.json  written last: a run is complete exactly when this file exists
 
 Every JSON file is written to a temporary name and renamed, so a file that exists is whole.
@@ -22,6 +24,7 @@ import platform
 import secrets
 import subprocess
 import sys
+from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -81,7 +84,7 @@ def create_run_dir(output_root: Path, model_name: str) -> Path:
             continue
 
 
-def write_json(path: Path, data) -> None:
+def write_text(path: Path, text: str) -> None:
     """Write to a temporary name in the same folder, then rename: readers never see half a file. The
     temporary file is created with mode 0o666 for the kernel to apply the umask (and a folder's
     default ACL) to, as for any new file, so that colleagues on a shared server can read the run; it
@@ -89,13 +92,28 @@ def write_json(path: Path, data) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_predictions(path: Path, ids: Sequence, labels: Sequence[int], probabilities, names: Sequence[str]) -> None:
+    """<split>-predictions.jsonl: a line per example, in dataset order: its id, the gold label, the
+    predicted label (the most probable, taken before rounding) and every label's probability rounded to
+    4 decimals. Metrics recomputed from "label" and "predicted" equal the reported ones."""
+    lines = []
+    for example_id, label, row in zip(ids, labels, probabilities, strict=True):
+        record = {"id": example_id, "label": names[label], "predicted": names[int(row.argmax())],
+                  "probabilities": {name: round(float(p), 4) for name, p in zip(names, row, strict=True)}}  # fmt: skip
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    write_text(path, "".join(lines))
 
 
 def append_csv_row(path: Path, row: dict) -> None:

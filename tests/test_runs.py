@@ -140,11 +140,10 @@ def test_written_files_follow_the_umask(tmp_path, umask, mask, mode):
 def test_a_failed_write_leaves_no_temporary_file_and_the_old_file_whole(tmp_path, monkeypatch, error):
     write_json(tmp_path / "config.json", {"a": 1})
 
-    def fail_halfway(data, f, **kwargs):
-        f.write('{"a": ')
+    def fail_after_writing(*args):  # the temporary file is written, the rename fails
         raise error("interrupted")
 
-    monkeypatch.setattr(runs.json, "dump", fail_halfway)
+    monkeypatch.setattr(runs.os, "replace", fail_after_writing)
     with pytest.raises(error):
         write_json(tmp_path / "config.json", {"a": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
