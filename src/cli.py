@@ -4,20 +4,55 @@ This module imports nothing heavy, so that a script can parse its arguments befo
 """
 
 import argparse
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Each option's default after its help; the script's docstring kept as written."""
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    def error(self, message: str):
+        """A mistyped option is one line, not the whole usage block followed by the error."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     """The parser for a script's classopt Args (`@classopt(parser=cli.parser(__doc__))`). classopt adds
     the options to it on every from_args() call (the tests call it many times): "resolve" lets the
     second call replace them instead of failing on a duplicate."""
-    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter, conflict_handler="resolve")
+    return OneLineErrors(description=description, formatter_class=HelpFormatter, conflict_handler="resolve")
+
+
+def parse(args_class, check=None):
+    """The script's arguments from the command line, and check(args)'s ValueError as a one-line error:
+    both before the script imports torch, so that mistakes are answered at once."""
+    args = args_class.from_args()
+    try:
+        if check is not None:
+            check(args)
+    except ValueError as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")
+    return args
 
 
 def first_line(error: Exception) -> str:
     """An exception as one line: the first line of its message, or its type when it has none."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def dies_of_sigint():
+    """Around a script's main(): Ctrl-C ends the process without a traceback, and by SIGINT itself
+    rather than an exit status of its own, because a shell (run.sh's loop over runs) stops only when
+    its child was killed by the signal; the shell then reports status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)

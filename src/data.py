@@ -10,6 +10,7 @@ import json
 import math
 import random
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,16 +72,16 @@ def label_names(label2id: dict[str, int]) -> list[str]:
 
 
 def label_id(label, label2id: dict[str, int]) -> int | None:
-    """The one rule for a record's label: a value that is a label name (an integer counts as its
-    decimal string, so star ratings 1..5 with label2id {"1": 0, ...} are names) maps through
-    label2id; otherwise an integer is an id. None if neither."""
-    if isinstance(label, bool):
+    """The one rule for a record's label. A string is a label name. An integer is an id, unless the
+    label names are themselves integers (star ratings {"1": 0, ..., "5": 4}): then it is a name too,
+    so that rating 1 is never read as id 1. None if the label is neither."""
+    if isinstance(label, str):
+        return label2id.get(label)
+    if not isinstance(label, int) or isinstance(label, bool):
         return None
-    if isinstance(label, str | int) and str(label) in label2id:
-        return label2id[str(label)]
-    if isinstance(label, int) and 0 <= label < len(label2id):
-        return label
-    return None
+    if all(name.lstrip("-").isdigit() for name in label2id):
+        return label2id.get(str(label))
+    return label if 0 <= label < len(label2id) else None
 
 
 def load_split(dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str]) -> list[dict]:
@@ -117,16 +118,22 @@ def tokenize(
     budget = max_seq_len - tokenizer.num_special_tokens_to_add(pair=len(text_fields) > 1)
     if budget < 2:
         raise ValueError(f"--max_seq_len {max_seq_len} leaves no room for text after the special tokens")
-    encode = encode_fast if tokenizer.is_fast else encode_python
+    if tokenizer.is_fast:
+        backend = copy.deepcopy(tokenizer.backend_tokenizer)  # a tokenizer.json may have been saved with
+        backend.no_truncation()  # truncation or padding on: we cut ourselves, without changing the caller's
+        backend.no_padding()
+        encode = partial(encode_fast, backend)
+    else:
+        encode = partial(encode_python, tokenizer)
     examples = []
     for batch in tqdm(list(chunked(records, 256)), desc=f"tokenize {split}", leave=False, disable=None):
         texts = [[r[field] for r in batch] for field in text_fields]
         if len(texts) > 2:
             texts = [texts[0], ["\n".join(parts) for parts in zip(*texts[1:], strict=True)]]
         try:
-            encoded = encode(tokenizer, texts, budget)
+            encoded = encode(texts, budget)
         except Exception as e:  # the Rust tokenizers raise bare Exceptions
-            raise ValueError(tokenizer_failure(encode, tokenizer, batch, texts, budget, split, e)) from None
+            raise ValueError(tokenizer_failure(encode, batch, texts, budget, split, e)) from None
         for record, (input_ids, token_type_ids) in zip(batch, encoded, strict=True):
             example = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
             if segment_ids:
@@ -144,12 +151,9 @@ def fit_pair(first: int, second: int, budget: int) -> tuple[int, int]:
     return keep_first, min(second, budget - keep_first)
 
 
-def encode_fast(tokenizer, texts: list[list[str]], budget: int) -> list[tuple[list[int], list[int]]]:
+def encode_fast(backend, texts: list[list[str]], budget: int) -> list[tuple[list[int], list[int]]]:
     """Rust tokenizers: encode each segment without special tokens, cut, then let the tokenizer's own
     post-processor add the special tokens and segment ids of the model's template."""
-    backend = copy.deepcopy(tokenizer.backend_tokenizer)
-    backend.no_truncation()  # a tokenizer.json may have been saved with truncation on: we cut ourselves
-    backend.no_padding()
     segments = [backend.encode_batch(field, add_special_tokens=False) for field in texts]
     encoded = []
     for first, *second in zip(*segments, strict=True):
@@ -178,12 +182,12 @@ def encode_python(tokenizer, texts: list[list[str]], budget: int) -> list[tuple[
     return encoded
 
 
-def tokenizer_failure(encode, tokenizer, batch: list[dict], texts: list[list[str]], budget: int, split: str,
+def tokenizer_failure(encode, batch: list[dict], texts: list[list[str]], budget: int, split: str,
                       error: Exception) -> str:  # fmt: skip
     """Find the record of a failed batch that the tokenizer fails on, for a one-line message."""
     for i, record in enumerate(batch):
         try:
-            encode(tokenizer, [[field[i]] for field in texts], budget)
+            encode([[field[i]] for field in texts], budget)
         except Exception as e:
             where = f"id {record['id']}" if "id" in record else f"line {i + 1} of its batch"
             return f"{split}.jsonl: the tokenizer failed on the record with {where}: {first_line(e)}"

@@ -66,7 +66,7 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def total(value: torch.Tensor) -> torch.Tensor:
-    """Sum of a scalar tensor over all ranks."""
+    """Elementwise sum of a tensor over all ranks (a scalar, or a few values reduced in one call)."""
     if dist.is_initialized():
         value = value.clone()
         dist.all_reduce(value)

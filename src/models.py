@@ -18,7 +18,10 @@ def load_model(model_name: str, label2id: dict[str, int]):
     """Tokenizer and model, or a ValueError that says why not: name, network or a missing dependency."""
     # The classifier head is new by design: transformers' report of its missing weights would be noise.
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # its loading bar would be escape sequences in a log file
     local = Path(model_name)
+    if model_name.startswith(("/", "./", "../", "~")) and not local.exists():
+        raise ValueError(f"{model_name}: no such directory (a hub id looks like org/name)")
     if local.exists() and not (local / "config.json").is_file():
         raise ValueError(f"{model_name}: not a loadable model directory (no config.json in it)")
     try:

@@ -47,7 +47,6 @@ IDENTITY = {
     "epochs": None,
     "global_batch_size": None,  # batch_size x grad_accum x world_size: see global_batch_size()
     "max_seq_len_used": None,
-    "warmup_epochs": None,
     "warmup_ratio": None,
     "weight_decay": None,
     "max_grad_norm": None,
@@ -132,16 +131,15 @@ def recorded_args(args) -> dict:
 
 @contextmanager
 def interruption_reported(run_dir: Path | None):
-    """Ctrl-C inside: one line naming the run folder left incomplete instead of a traceback (from
-    every process under torchrun), and exit status 130, as a shell reports it. The folder lacks
-    COMPLETION_FILE, so aggregate.py and --skip_if_done ignore it. run_dir None: say nothing (the
-    processes of torchrun other than rank 0)."""
+    """Ctrl-C inside: first one line naming the run folder left incomplete (it lacks COMPLETION_FILE,
+    so aggregate.py and --skip_if_done ignore it); the script's cli.dies_of_sigint then ends the
+    process without a traceback. run_dir None: say nothing (torchrun's processes other than rank 0)."""
     try:
         yield
     except KeyboardInterrupt:
         if run_dir is not None:
             print(f"\ninterrupted: {run_dir} is incomplete (no {COMPLETION_FILE})", file=sys.stderr)
-        sys.exit(130)
+        raise
 
 
 def is_complete(run_dir: Path) -> bool:

@@ -7,6 +7,7 @@ After every epoch the model is evaluated on val; the epoch with the best macro-F
 of the weights in CPU memory, restored at the end and evaluated once on val and once on test.
 """
 
+import math
 from pathlib import Path
 
 from classopt import classopt, config
@@ -42,12 +43,33 @@ class Args:
     )
 
 
-if __name__ == "__main__":
-    # Parse before the imports below (torch and transformers take seconds): --help and a mistyped
-    # option answer at once.
-    ARGS = Args.from_args()
+def check_args(args: Args) -> None:
+    """Every numeric option, before anything runs: one line naming each mistake, not a traceback later."""
+    finite = all(math.isfinite(v) for v in (args.lr, args.warmup_ratio, args.weight_decay, args.max_grad_norm))
+    rules = [  # option, its value, whether the value is valid, what it must be
+        ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
+        ("--eval_batch_size", args.eval_batch_size, args.eval_batch_size >= 1, ">= 1"),
+        ("--epochs", args.epochs, args.epochs >= 1, ">= 1"),
+        ("--grad_accum", args.grad_accum, args.grad_accum >= 1, ">= 1"),
+        ("--lr", args.lr, args.lr > 0, "> 0"),
+        ("--warmup_ratio", args.warmup_ratio, 0 <= args.warmup_ratio < 1, "in [0, 1)"),
+        ("--weight_decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
+        ("--max_grad_norm", args.max_grad_norm, args.max_grad_norm >= 0, ">= 0 (0 disables clipping)"),
+        ("--max_seq_len", args.max_seq_len, args.max_seq_len >= 8, ">= 8"),
+        ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
+        ("--text_fields", args.text_fields, 1 <= len(args.text_fields) <= 3, "1 to 3 field names"),
+        ("--lr, --warmup_ratio, --weight_decay and --max_grad_norm", "inf or nan", finite, "finite numbers"),
+    ]
+    mistakes = [f"{option} must be {must} (got {value})" for option, value, ok, must in rules if not ok]
+    if mistakes:
+        raise ValueError("; ".join(mistakes))
 
-import math
+
+if __name__ == "__main__":
+    # Parse and check before the imports below (torch and transformers take seconds): --help and a
+    # mistyped option or value are answered at once.
+    ARGS = cli.parse(Args, check_args)
+
 import os
 import platform
 import sys
@@ -80,26 +102,6 @@ from runs import (
     recorded_args,
     write_json,
 )
-
-
-def check_args(args: Args) -> None:
-    """Every numeric option, before anything runs: one line naming each mistake, not a traceback later."""
-    rules = [  # option, its value, whether the value is valid, what it must be
-        ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
-        ("--eval_batch_size", args.eval_batch_size, args.eval_batch_size >= 1, ">= 1"),
-        ("--epochs", args.epochs, args.epochs >= 1, ">= 1"),
-        ("--grad_accum", args.grad_accum, args.grad_accum >= 1, ">= 1"),
-        ("--lr", args.lr, args.lr > 0, "> 0"),
-        ("--warmup_ratio", args.warmup_ratio, 0 <= args.warmup_ratio < 1, "in [0, 1)"),
-        ("--weight_decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
-        ("--max_grad_norm", args.max_grad_norm, args.max_grad_norm >= 0, ">= 0 (0 disables clipping)"),
-        ("--max_seq_len", args.max_seq_len, args.max_seq_len >= 8, ">= 8"),
-        ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
-        ("--text_fields", args.text_fields, 1 <= len(args.text_fields) <= 3, "1 to 3 field names"),
-    ]
-    mistakes = [f"{option} must be {must} (got {value})" for option, value, ok, must in rules if not ok]
-    if mistakes:
-        raise ValueError("; ".join(mistakes))
 
 
 def planned_run(args: Args) -> dict:
@@ -157,7 +159,9 @@ def train_one_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
         with t.train_model.no_sync() if no_sync else nullcontext():
             loss, _ = forward_loss(t.train_model, to_device(batch, t.device), t.autocast, reduction="sum")
             # The mean over the step's examples: dividing each micro-batch's mean by the number of
-            # micro-batches would overweight the examples of a short last micro-batch.
+            # micro-batches would overweight the examples of a short last micro-batch. (Under DDP each
+            # rank divides by its own count and DDP averages the ranks: exact while the ranks hold
+            # equally many examples, i.e. on every step but possibly an epoch's last.)
             t.scaler.scale(loss / sum(group)).backward()
         loss_sum += loss.detach()
         if step_now:
@@ -256,7 +260,6 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
 
 def setup(args: Args):
     """Everything that can fail because of the user's input, before any output is written."""
-    check_args(args)
     if args.deterministic:
         make_deterministic()  # before the first CUDA kernel
     label2id = load_label2id(args.dataset_dir)
@@ -347,6 +350,8 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: lis
 def main(args: Args) -> None:
     try:
         check_args(args)
+        if Path(args.model_name).is_dir():  # one local model, however it was spelled: one name in the results
+            args.model_name = str(Path(args.model_name).resolve())
         if args.skip_if_done and (done := find_complete_run(args.output_root, args.model_name, planned_run(args))):
             say(f"already complete, skipped: {done}")
             return
@@ -360,7 +365,10 @@ def main(args: Args) -> None:
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in fp32
     run_dir = None
     if distributed.is_main():
-        run_dir = create_run_dir(args.output_root, args.model_name)
+        try:
+            run_dir = create_run_dir(args.output_root, args.model_name)
+        except OSError as e:
+            sys.exit(f"train.py: error: --output_root {args.output_root}: cannot create a run folder ({e.strerror})")
         write_json(run_dir / "config.json", run | schedule)
         say(f"writing to {run_dir}")
     names = label_names(run["label2id"])
@@ -378,4 +386,5 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    with cli.dies_of_sigint():
+        main(ARGS)

@@ -90,7 +90,9 @@ def test_a_tokenizer_failure_names_the_split_and_the_record(bert_dir, monkeypatc
 def test_label_rule_names_first_then_ids():
     stars = {"1": 0, "2": 1, "3": 2}  # star ratings: the names are digit strings
     assert [label_id(v, stars) for v in (1, 2, 3, "3")] == [0, 1, 2, 2]  # an integer rating is a name
-    assert label_id(0, stars) == 0  # not a name: an id
+    assert label_id(0, stars) is None  # the names are integers, so integers are names: 0 is none of them
+    # ids 0..2 written beside integer names: an error at id 0, never two classes silently merged
+    assert [label_id(v, stars) for v in (0, 1, 2)] == [None, 0, 1]
     categories = {"sports": 0, "movie": 1}
     assert [label_id(v, categories) for v in ("movie", 1, 0)] == [1, 1, 0]
     assert [label_id(v, categories) for v in ("politics", 2, -1, True, 1.0, None)] == [None] * 6
