@@ -139,6 +139,7 @@ def tokenize(
             if segment_ids:
                 example["token_type_ids"] = np.asarray(token_type_ids, dtype=np.int64)
             example["label"] = record["label"]
+            example["id"] = record.get("id", len(examples))  # the record's own id, or its line in the split
             examples.append(example)
     return examples
 
@@ -259,7 +260,7 @@ class Collator:
         width = max(longest, min(math.ceil(longest / self.multiple_of) * self.multiple_of, self.max_seq_len))
         batch = {"attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64))}
         for key in examples[0]:
-            if key == "label":
+            if key in ("label", "id"):  # not model inputs
                 continue
             padded = np.full((len(examples), width), self.pad_token_id if key == "input_ids" else 0, np.int64)
             for row, example in zip(padded, examples, strict=True):

@@ -5,6 +5,7 @@ uses for the forward pass and whether fp16's GradScaler is enabled. Weights alwa
 """
 
 import os
+import sys
 import time
 
 import torch
@@ -22,7 +23,7 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
             return torch.device("cuda", local_rank)
         if torch.backends.mps.is_available():
             return torch.device("mps")
-        print("notice: no CUDA GPU or Apple MPS device found; training on the CPU will be slow")
+        print("notice: no CUDA GPU or Apple MPS device found; running on the CPU will be slow", file=sys.stderr)
         return torch.device("cpu")
     if requested == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")

@@ -1,36 +1,84 @@
-"""Turn the extracted livedoor corpus (data/text/) into NFKC-normalized JSONL splits.
+"""Turn the livedoor corpus, or a table of your own, into NFKC-normalized JSONL splits.
 
-    python src/prepare.py                # data/text -> datasets/livedoor/{all,train,val,test}.jsonl
+    python src/prepare.py              # data/text/ (livedoor) -> datasets/livedoor/
     python src/prepare.py --seed 0 --output_dir datasets/livedoor-seed0
+    python src/prepare.py --input datasets/reviews.csv --text_columns text --label_column rating --name reviews
+    python src/prepare.py --train a.jsonl --val b.jsonl --test c.jsonl --text_columns title body --name tickets
 
-The split is 8:1:1, stratified by category: val and test each get floor(N/10) articles, train the
-rest. It depends only on the input and the seed (files are read in sorted order, never in the
-filesystem's listing order, and the shuffle uses Python's own seeded generator, which does not change
-across numpy versions), so the same corpus and seed give byte-identical files on any machine.
+Every dataset lands in datasets/<name>/ as train.jsonl, val.jsonl, test.jsonl (livedoor adds all.jsonl),
+label2id.json (label names sorted, ids 0..n-1) and dataset.json, a manifest: the sources and their
+SHA-256, text fields, label column, normalization, seed, ratios, counts per split and label, and the
+fingerprint that train.py records (runs.dataset_fingerprint of the files written). A failed run
+leaves the previous dataset, or none: everything is written into a temporary folder, swapped in last.
+
+The split of one table (or of livedoor) is 8:1:1 by default (--val_ratio, --test_ratio), stratified
+by label: val gets floor(N x val_ratio) rows in all, shared out over the labels in proportion to their
+size, and likewise test; train the rest. Each label needs at least 3 rows, one per split. The split
+depends only on the input and the seed (rows in file order, livedoor's files in sorted order, never the
+filesystem's listing order; Python's own seeded shuffle, which does not change across numpy versions),
+so the same input and seed give byte-identical files on any machine. Files given as --train/--val/--test
+are kept as they are, and every label of val and test must occur in train.
+
+Tables: .csv, .tsv (header line first) or .jsonl (an object per line), UTF-8 with or without a BOM.
+One text column, or two as a sentence pair; the label column holds names (strings, or integers, whose
+names are their decimal strings). A record is {"id": the table's own "id" column if it has one, else
+the 0-based row number in its file; each text column under its own name; "label": the label NAME}.
+Text is NFKC-normalized and stripped unless --no_normalize; label names are kept exactly as written.
+A table is read twice and never held in memory: pass 1 checks every row and keeps only its label,
+the split is drawn from the labels, pass 2 writes each row to its split's file.
+
+Another layout: write one function that takes a path and yields (line number, row dict) pairs, and
+register it by file extension in READERS; the columns are then named with --text_columns/--label_column.
 """
 
+import csv
+import hashlib
+import json
+import math
+import os
 import random
 import shutil
 import sys
 import tempfile
 import unicodedata
+from array import array
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 from classopt import classopt, config
 
 import cli
 from data import write_jsonl, write_label2id
+from runs import dataset_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # a row's split code is its index here
+LIVEDOOR = "livedoor"
+RECORD_KEYS = ("id", "label")  # what a record has besides its text columns
+# Texts of a whole article in one CSV field exceed the csv module's default limit of 128 KiB.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
 class Args:
-    input_dir: Path = config(default=ROOT / "data" / "text", help="extracted corpus: <dir>/<category>/*.txt")
-    output_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="where the JSONL splits go")
+    input_dir: Path = config(default=ROOT / "data" / "text", help="livedoor corpus: <dir>/<category>/*.txt")
+    input: Path | None = config(default=None, type=Path, help="one table to split: .csv, .tsv or .jsonl")
+    train: Path | None = config(default=None, type=Path, help="a table already split off: the training rows")
+    val: Path | None = config(default=None, type=Path, help="with --train: the validation rows")
+    test: Path | None = config(default=None, type=Path, help="with --train: the test rows")
+    text_columns: list[str] | None = config(
+        default=None, nargs="+", type=str, help="a table's text column, or two as a sentence pair; unset: text"
+    )
+    label_column: str | None = config(default=None, type=str, help="a table's label column; unset: label")
+    name: str | None = config(default=None, type=str, help="datasets/<name>/; unset: livedoor or --output_dir's name")
+    output_dir: Path | None = config(default=None, type=Path, help="where the dataset goes; unset: datasets/<name>")
     seed: int = config(default=42, help="seed of the stratified split")
+    val_ratio: float = config(default=0.1, help="share of the rows that go to val")
+    test_ratio: float = config(default=0.1, help="share of the rows that go to test")
+    no_normalize: bool = config(default=False, help="no NFKC: tables as written (livedoor lines still stripped)")
 
 
 def normalize(text: str) -> str:
@@ -39,7 +87,14 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip()
 
 
-def parse_article(path: Path) -> dict:
+def as_written(text: str) -> str:
+    return text
+
+
+# --- livedoor: <dir>/<category>/*.txt, a URL, a date, a title and the body per file ---
+
+
+def parse_article(path: Path, clean: Callable[[str], str] = normalize) -> dict:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -47,17 +102,18 @@ def parse_article(path: Path) -> dict:
     lines = text.splitlines()
     if len(lines) < 3:
         raise ValueError(f"{path}: an article needs a URL, a date and a title line, found {len(lines)} lines")
-    body_lines = (normalize(line) for line in lines[3:])
+    body_lines = (clean(line) for line in lines[3:])
     return {
         "url": lines[0].strip(),
         "date": lines[1].strip(),
-        "title": normalize(lines[2]),
+        "title": clean(lines[2]),
         "body": "\n".join(line for line in body_lines if line),
     }
 
 
-def read_corpus(input_dir: Path) -> tuple[list[dict], list[str]]:
-    """Every article of input_dir/<category>/*.txt, sorted by category then file name."""
+def read_livedoor(input_dir: Path, clean: Callable[[str], str] = normalize) -> tuple[list[dict], list[str]]:
+    """Every article of input_dir/<category>/*.txt, sorted by category then file name. The label is
+    the category's id and "category" its name: the records of the livedoor datasets before tables."""
     if not input_dir.is_dir():
         raise ValueError(f"{input_dir} not found: run `bash src/download.sh` first")
     categories = sorted(d.name for d in input_dir.iterdir() if d.is_dir())
@@ -66,11 +122,111 @@ def read_corpus(input_dir: Path) -> tuple[list[dict], list[str]]:
         for path in sorted((input_dir / category).glob("*.txt")):
             if path.name == "LICENSE.txt":
                 continue
-            article = parse_article(path)
+            article = parse_article(path, clean)
             records.append({"id": len(records), "label": label, "category": category, "stem": path.stem} | article)
     if not records:
         raise ValueError(f"no articles found in {input_dir}/<category>/*.txt: run `bash src/download.sh` again")
     return records, categories
+
+
+# --- tables: a reader per file extension, each yielding (line number, row dict) ---
+
+
+def read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict]]:
+    """Rows of a CSV file with a header line. csv.reader rather than DictReader, which would pad a short
+    row with None and hide a long one's extra fields: a row must have as many fields as the header."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path}: empty file: the first line must name the columns")
+            if duplicates := sorted({c for c in header if header.count(c) > 1}):
+                raise ValueError(f"{path}:1: column {duplicates[0]!r} appears twice in the header; rename one")
+            line = reader.line_num + 1  # where the next row starts (a quoted field may span lines)
+            for fields in reader:
+                if fields and len(fields) != len(header):
+                    raise ValueError(
+                        f"{path}:{line}: {len(fields)} fields where the header has {len(header)}; "
+                        f"quote a text that contains {delimiter!r} or a line break"
+                    )
+                if fields:  # a blank line
+                    yield line, dict(zip(header, fields, strict=True))
+                line = reader.line_num + 1
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+
+
+def read_tsv(path: Path) -> Iterator[tuple[int, dict]]:
+    return read_csv(path, delimiter="\t")
+
+
+def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    with open(path, encoding="utf-8-sig") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{line_number}: expected a JSON object per line")
+            yield line_number, row
+
+
+READERS = {".csv": read_csv, ".tsv": read_tsv, ".jsonl": read_jsonl_rows}
+
+
+def reader_for(path: Path) -> Callable[[Path], Iterator[tuple[int, dict]]]:
+    if path.suffix.lower() not in READERS:
+        known = ", ".join(READERS)
+        raise ValueError(f"{path}: unknown extension {path.suffix!r}: give a {known} file (or add a reader to READERS)")
+    return READERS[path.suffix.lower()]
+
+
+def read_table(path: Path) -> Iterator[tuple[int, dict]]:
+    """The rows of a table, streamed, by its extension's reader; a file that is not UTF-8 is one error."""
+    try:
+        yield from reader_for(path)(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 ({e.reason}); save it as UTF-8") from None
+
+
+def table_records(path: Path, text_columns: Sequence[str], label_column: str, clean) -> Iterator[dict]:
+    """The records of a table, each checked; an error names the file and line."""
+    for row_number, (line, row) in enumerate(read_table(path)):
+        try:
+            record = table_record(row, row_number, text_columns, label_column, clean)
+        except ValueError as e:
+            raise ValueError(f"{path}:{line}: {e}") from None
+        yield record
+
+
+def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_column: str, clean) -> dict:
+    for column, option in [(c, "--text_columns") for c in text_columns] + [(label_column, "--label_column")]:
+        if column not in row:
+            existing = ", ".join(map(str, row))
+            raise ValueError(f"no column {column!r} (the columns are: {existing}); give {option}")
+    record = {"id": row.get("id", row_number)}
+    for column in text_columns:
+        text = row[column]
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{column!r} is {type(text).__name__} {text!r}, not text")
+        text = clean(text or "")
+        if not text.strip():
+            raise ValueError(f"empty text in column {column!r}; fill it in or drop the row")
+        record[column] = text
+    label = row[label_column]
+    if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
+        raise ValueError(f"label {label!r} in column {label_column!r} is neither a name nor an integer")
+    if label is None or not str(label).strip():
+        raise ValueError(f"empty label in column {label_column!r}; fill it in or drop the row")
+    record["label"] = str(label)  # a name, as written: label ids are given by label2id.json alone
+    return record
+
+
+# --- the split: the same stratified, seeded draw for livedoor and tables ---
 
 
 def allocate(counts: dict[str, int], total: int) -> dict[str, int]:
@@ -84,33 +240,82 @@ def allocate(counts: dict[str, int], total: int) -> dict[str, int]:
     return quotas
 
 
-def split(records: list[dict], seed: int) -> dict[str, list[dict]]:
-    by_category: dict[str, list[dict]] = {}
-    for record in records:
-        by_category.setdefault(record["category"], []).append(record)
-    held_out = allocate({c: len(rs) for c, rs in by_category.items()}, len(records) // 10)
+def held_out(n: int, ratio: float) -> int:
+    # The ratio as the decimal written (0.1 is 1/10, not the binary float just above it), so that the
+    # default takes exactly n // 10 rows, as livedoor's split always has.
+    return math.floor(n * Fraction(str(ratio)))
+
+
+def assign(labels: Sequence[int], names: Sequence[str], seed: int, val_ratio: float, test_ratio: float) -> bytearray:
+    """The split of every row as a code (an index into SPLITS), from the rows' labels alone: a byte
+    per row and an array of row numbers per label, so that a million rows take a few megabytes. Each
+    label's rows, in file order, are shuffled by one generator, labels in name order; the first go to
+    val, the next to test, the rest to train."""
+    rows_of: dict[str, array] = {}
+    for row, label in enumerate(labels):
+        rows_of.setdefault(names[label], array("q")).append(row)
+    counts = {name: len(rows) for name, rows in rows_of.items()}
+    val = allocate(counts, held_out(len(labels), val_ratio))
+    test = allocate(counts, held_out(len(labels), test_ratio))
     rng = random.Random(seed)
-    splits = {name: [] for name in SPLITS}
-    for category in sorted(by_category):
-        shuffled = by_category[category][:]
-        rng.shuffle(shuffled)
-        k = held_out[category]
-        splits["val"] += shuffled[:k]
-        splits["test"] += shuffled[k : 2 * k]
-        splits["train"] += shuffled[2 * k :]
-    return {name: sorted(rs, key=lambda r: r["id"]) for name, rs in splits.items()}
+    codes = bytearray(len(labels))  # 0: train
+    for name in sorted(rows_of):
+        rows = rows_of[name]
+        rng.shuffle(rows)  # the same permutation as shuffling a list of rows of that length
+        for row in rows[: val[name]]:
+            codes[row] = SPLITS.index("val")
+        for row in rows[val[name] : val[name] + test[name]]:
+            codes[row] = SPLITS.index("test")
+    return codes
 
 
-def write_dataset(output_dir: Path, records: list[dict], splits: dict, categories: list[str]) -> None:
-    """Write into a fresh temporary directory and move it into place only when every file is there:
-    an interrupted run leaves either the previous dataset or none, never a partial one."""
+def check_class_sizes(labels: Sequence[int], names: Sequence[str], source: Path) -> None:
+    for name, n in sorted(Counter(names[label] for label in labels).items()):
+        if n < len(SPLITS):
+            raise ValueError(
+                f"{source}: label {name!r} has {n} row(s): a label needs at least {len(SPLITS)}, "
+                "one each for train, val and test; add rows or drop the label"
+            )
+
+
+def split_counts(labels: Sequence[int], names: Sequence[str], codes: Sequence[int]) -> dict[str, Counter]:
+    pairs = Counter(zip(codes, labels, strict=True))
+    counts = {split: Counter() for split in SPLITS}
+    for (code, label), n in pairs.items():
+        counts[SPLITS[code]][names[label]] = n
+    return counts
+
+
+def check_train_has_every_label(counts: dict[str, Counter], names: Sequence[str]) -> None:
+    """Only very large ratios can leave a label of 3 or more rows without a training row."""
+    for name in sorted(names):
+        if not counts["train"][name]:
+            raise ValueError(f"label {name!r} gets no training row: lower --val_ratio/--test_ratio")
+
+
+def split(records: list[dict], seed: int, val_ratio: float = 0.1, test_ratio: float = 0.1) -> dict[str, list[dict]]:
+    """livedoor's split: its records by split, each in id order."""
+    names = sorted({r["category"] for r in records})
+    index = {name: i for i, name in enumerate(names)}
+    codes = assign([index[r["category"]] for r in records], names, seed, val_ratio, test_ratio)
+    return {name: [r for r, c in zip(records, codes, strict=True) if c == code] for code, name in enumerate(SPLITS)}
+
+
+# --- writing: into a staging folder, swapped in when complete ---
+
+
+@contextmanager
+def staged(output_dir: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside output_dir for the body to write into, moved into place only
+    when the body has finished: an interrupted or failed run leaves the previous dataset or none,
+    never a partial one."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700: colleagues on a shared server could not read it
     try:
-        write_jsonl(staging / "all.jsonl", records)
-        for name, split_records in splits.items():
-            write_jsonl(staging / f"{name}.jsonl", split_records)
-        write_label2id(staging / "label2id.json", {c: i for i, c in enumerate(categories)})
+        yield staging
         if output_dir.exists():
             old = output_dir.with_name(f".{output_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -122,28 +327,230 @@ def write_dataset(output_dir: Path, records: list[dict], splits: dict, categorie
         raise
 
 
-def print_summary(splits: dict[str, list[dict]], categories: list[str]) -> None:
+def jsonl_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False) + "\n"  # as data.write_jsonl writes each record
+
+
+def open_split_files(staging: Path) -> list:
+    return [open(staging / f"{name}.jsonl", "w", encoding="utf-8", newline="\n") for name in SPLITS]
+
+
+def rows_again(path: Path, args: Args, clean, labels: Sequence[int], names: Sequence[str]) -> Iterator[dict]:
+    """Pass 2: the records of path once more, checked to be the rows pass 1 saw."""
+    count = 0
+    for count, record in enumerate(table_records(path, args.text_columns, args.label_column, clean), start=1):
+        if count > len(labels) or record["label"] != names[labels[count - 1]]:
+            raise ValueError(f"{path} changed while prepare.py was reading it: run it again")
+        yield record
+    if count != len(labels):
+        raise ValueError(f"{path} changed while prepare.py was reading it: run it again")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_sha256(folder: Path, paths: Sequence[Path]) -> str:
+    """A folder source as one hash: each file read, in sorted order, framed by its relative path and
+    byte length (as runs.dataset_fingerprint frames its files), so a renamed or moved file changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def shown(path: Path) -> str:
+    """A path as the manifest records it: relative to the repository when inside it, else absolute."""
+    path = path.resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+def write_manifest(staging: Path, about: dict, counts: dict[str, Counter]) -> None:
+    """dataset.json: how the dataset was made (about), what it holds, and the fingerprint that runs
+    record, computed over the split files and label2id.json just written (not over dataset.json)."""
+    manifest = about | {
+        "counts": {split: dict(sorted(counts[split].items())) for split in SPLITS},
+        "fingerprint": dataset_fingerprint(staging),
+    }
+    (staging / "dataset.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def ratios(args: Args) -> dict[str, float]:
+    return {"val": args.val_ratio, "test": args.test_ratio}
+
+
+# --- the three ways in: livedoor, one table, tables already split ---
+
+
+def prepare_livedoor(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
+    clean = str.strip if args.no_normalize else normalize  # article lines are stripped either way
+    records, categories = read_livedoor(args.input_dir, clean)
+    check_class_sizes([r["label"] for r in records], categories, args.input_dir)
+    splits = split(records, args.seed, args.val_ratio, args.test_ratio)
     counts = {name: Counter(r["category"] for r in rs) for name, rs in splits.items()}
-    width = max(len(c) for c in categories + ["total"])
-    print(f"{'category':<{width}} " + " ".join(f"{name:>6}" for name in SPLITS) + f" {'all':>6}")
-    for category in categories:
-        row = [counts[name][category] for name in SPLITS]
-        print(f"{category:<{width}} " + " ".join(f"{n:>6}" for n in row) + f" {sum(row):>6}")
-    totals = [len(splits[name]) for name in SPLITS]
-    print(f"{'total':<{width}} " + " ".join(f"{n:>6}" for n in totals) + f" {sum(totals):>6}")
+    paths = [args.input_dir / r["category"] / f"{r['stem']}.txt" for r in records]
+    about = {
+        "name": args.name, "sources": [{"path": shown(args.input_dir), "sha256": folder_sha256(args.input_dir, paths)}],
+        "text_fields": ["title", "body"], "label_column": "category", "normalize": not args.no_normalize,
+        "seed": args.seed, "ratios": ratios(args),
+    }  # fmt: skip
+    with staged(output_dir) as staging:
+        write_jsonl(staging / "all.jsonl", records)
+        for name, split_records in splits.items():
+            write_jsonl(staging / f"{name}.jsonl", split_records)
+        write_label2id(staging / "label2id.json", {c: i for i, c in enumerate(categories)})
+        write_manifest(staging, about, counts)
+    return counts, categories
+
+
+def scan(path: Path, args: Args, clean) -> tuple[array, list[str]]:
+    """Pass 1: check every row of path and keep only its label, as a code into the names returned
+    (in order of first appearance)."""
+    codes: dict[str, int] = {}
+    labels = array("I")
+    for record in table_records(path, args.text_columns, args.label_column, clean):
+        labels.append(codes.setdefault(record["label"], len(codes)))
+    if not labels:
+        raise ValueError(f"{path}: no rows, only a header or nothing")
+    return labels, list(codes)
+
+
+def table_about(args: Args, sources: list[dict], seed: int | None, split_ratios) -> dict:
+    return {
+        "name": args.name, "sources": sources, "text_fields": list(args.text_columns),
+        "label_column": args.label_column, "normalize": not args.no_normalize, "seed": seed, "ratios": split_ratios,
+    }  # fmt: skip
+
+
+def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
+    clean = as_written if args.no_normalize else normalize
+    labels, names = scan(args.input, args, clean)
+    check_class_sizes(labels, names, args.input)
+    codes = assign(labels, names, args.seed, args.val_ratio, args.test_ratio)
+    counts = split_counts(labels, names, codes)
+    check_train_has_every_label(counts, names)
+    about = table_about(args, [{"path": shown(args.input), "sha256": file_sha256(args.input)}], args.seed, ratios(args))
+    with staged(output_dir) as staging:
+        files = open_split_files(staging)
+        try:
+            for row, record in enumerate(rows_again(args.input, args, clean, labels, names)):
+                files[codes[row]].write(jsonl_line(record))
+        finally:
+            for f in files:
+                f.close()
+        write_label2id(staging / "label2id.json", {name: i for i, name in enumerate(sorted(names))})
+        write_manifest(staging, about, counts)
+    return counts, sorted(names)
+
+
+def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
+    clean = as_written if args.no_normalize else normalize
+    paths = {"train": args.train, "val": args.val, "test": args.test}
+    scanned = {split: scan(path, args, clean) for split, path in paths.items()}
+    counts = {split: Counter(names[label] for label in labels) for split, (labels, names) in scanned.items()}
+    for split in ("val", "test"):
+        if unseen := sorted(set(counts[split]) - set(counts["train"])):
+            raise ValueError(
+                f"{paths[split]}: label {unseen[0]!r} ({counts[split][unseen[0]]} rows) does not occur in "
+                f"{paths['train']}; a model cannot learn a label it never sees"
+            )
+    sources = [{"path": shown(path), "sha256": file_sha256(path), "split": split} for split, path in paths.items()]
+    about = table_about(args, sources, None, "pre-split")
+    with staged(output_dir) as staging:
+        for split, path in paths.items():
+            with open(staging / f"{split}.jsonl", "w", encoding="utf-8", newline="\n") as f:
+                for record in rows_again(path, args, clean, *scanned[split]):
+                    f.write(jsonl_line(record))
+        names = sorted(counts["train"])
+        write_label2id(staging / "label2id.json", {name: i for i, name in enumerate(names)})
+        write_manifest(staging, about, counts)
+    return counts, names
+
+
+def resolve(args: Args) -> Path:
+    """Check the options together, fill in the table defaults, and return the output folder."""
+    pre_split = {"--train": args.train, "--val": args.val, "--test": args.test}
+    if args.input and any(pre_split.values()):
+        raise ValueError("give --input (one table, split here) or --train/--val/--test (split already), not both")
+    if any(pre_split.values()) and not all(pre_split.values()):
+        raise ValueError(f"--train, --val and --test go together: {next(k for k, v in pre_split.items() if not v)} "
+                         "is missing")  # fmt: skip
+    if not (args.val_ratio > 0 and args.test_ratio > 0 and args.val_ratio + args.test_ratio < 1):
+        raise ValueError("--val_ratio and --test_ratio must be above 0, and together below 1")
+    tables = [args.input] if args.input else [p for p in pre_split.values() if p]
+    if not tables:
+        if args.text_columns or args.label_column:
+            raise ValueError("--text_columns and --label_column are for tables (--input or --train/--val/--test)")
+        args.name = args.name or (args.output_dir.name if args.output_dir else LIVEDOOR)
+    else:
+        check_table_options(args, tables)
+    if not args.name or args.name in (".", "..") or "/" in args.name or "\\" in args.name:
+        raise ValueError(f"--name {args.name!r}: give a plain folder name, such as reviews")
+    return args.output_dir or ROOT / "datasets" / args.name
+
+
+def check_table_options(args: Args, tables: list[Path]) -> None:
+    for path in tables:
+        reader_for(path)
+        if not path.is_file():
+            raise ValueError(f"{path} not found")
+    args.text_columns = args.text_columns or ["text"]
+    args.label_column = args.label_column or "label"
+    if len(args.text_columns) > 2 or len(set(args.text_columns)) < len(args.text_columns):
+        raise ValueError(f"--text_columns {' '.join(args.text_columns)}: give one column, or two as a sentence pair")
+    if clash := set(args.text_columns) & {*RECORD_KEYS, args.label_column}:
+        raise ValueError(f"--text_columns: {sorted(clash)[0]!r} cannot be a text column: it is the label column "
+                         "or a key of every record (id, label)")  # fmt: skip
+    if not args.name and not args.output_dir:
+        raise ValueError("a table needs --name: the dataset goes to datasets/<name>/")
+    args.name = args.name or args.output_dir.name
+
+
+def print_summary(counts: dict[str, Counter], names: list[str]) -> None:
+    width = max(display_width(name) for name in names + ["total"])
+    print(pad("label", width) + " " + " ".join(f"{name:>6}" for name in SPLITS) + f" {'all':>6}")
+    for label in names:
+        row = [counts[name][label] for name in SPLITS]
+        print(pad(label, width) + " " + " ".join(f"{n:>6}" for n in row) + f" {sum(row):>6}")
+    totals = [sum(counts[name].values()) for name in SPLITS]
+    print(pad("total", width) + " " + " ".join(f"{n:>6}" for n in totals) + f" {sum(totals):>6}")
+
+
+def display_width(text: str) -> int:
+    # Japanese label names take two terminal columns per character: pad by columns, not characters.
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))
 
 
 def main(args: Args) -> None:
+    output_dir = None
     try:
-        records, categories = read_corpus(args.input_dir)
-        splits = split(records, args.seed)
-        write_dataset(args.output_dir, records, splits, categories)
+        output_dir = resolve(args)
+        if args.input:
+            counts, names = prepare_table(args, output_dir)
+        elif args.train:
+            counts, names = prepare_pre_split(args, output_dir)
+        else:
+            counts, names = prepare_livedoor(args, output_dir)
     except (ValueError, OSError) as e:
         sys.exit(f"prepare.py: error: {e}")
-    except KeyboardInterrupt:  # write_dataset has removed its staging folder
-        sys.exit(f"\nprepare.py: interrupted; {args.output_dir} is as it was before")
-    print_summary(splits, categories)
-    print(f"Wrote {args.output_dir}/{{all,train,val,test}}.jsonl and label2id.json")
+    except KeyboardInterrupt:  # staged() has removed its staging folder
+        sys.exit(f"\nprepare.py: interrupted; {output_dir or 'the dataset'} is as it was before")
+    print_summary(counts, names)
+    files = "{all,train,val,test}" if not (args.input or args.train) else "{train,val,test}"
+    print(f"Wrote {output_dir}/{files}.jsonl, label2id.json and dataset.json")
+    if args.input or args.train:
+        fields = " ".join(args.text_columns)
+        print(f"Train on it: python src/train.py --dataset_dir {output_dir} --text_fields {fields}")
 
 
 if __name__ == "__main__":

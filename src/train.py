@@ -36,6 +36,7 @@ class Args:
     deterministic: bool = config(default=False, help="deterministic CUDA kernels: same seed, same metrics; slower")
     compile: bool = config(default=False, help="torch.compile the model")
     gradient_checkpointing: bool = config(default=False, help="recompute activations to save memory")
+    save_model: bool = config(default=False, help="also write the best epoch's model and tokenizer to <run>/model/")
     output_root: Path = config(default=ROOT / "outputs", help="run folders go to <root>/<model>/<date>/<time>/")
     log_every: int = config(default=20, help="steps between progress-bar loss updates (each one syncs the GPU)")
     skip_if_done: bool = config(
@@ -72,6 +73,7 @@ if __name__ == "__main__":
 
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -85,6 +87,7 @@ import torch.nn.functional as F
 import transformers
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+from transformers import AutoTokenizer
 
 import distributed
 from data import Collator, eval_loader, label_names, load_label2id, load_split, tokenize, train_loader
@@ -101,6 +104,7 @@ from runs import (
     provenance,
     recorded_args,
     write_json,
+    write_predictions,
 )
 
 
@@ -192,26 +196,36 @@ def progress_bars_off() -> bool | None:
 
 
 @torch.inference_mode()
-def evaluate(model, loader, autocast, device, label_names: list[str]) -> dict:
-    """Metrics over a whole split. The loss is the exact mean over examples (summed per batch, then
-    divided by the number of examples), not the last batch's or a mean of batch means. Under DDP each
-    rank evaluates its own batches and the results of all ranks are gathered, so that every example
-    counts exactly once and every rank computes the same metrics."""
+def predict(model, loader, autocast, device, num_labels: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Every example's label probabilities and gold label, in dataset order, and the summed loss. Under
+    DDP each rank predicts its own batches and the results of all ranks are gathered (as tensors, on
+    the device), so that every example counts exactly once and every rank holds the same result."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
-    predictions, labels = [], []
+    probabilities, labels = [], []
     for batch in loader:
         batch = to_device(batch, device)
         loss, logits = forward_loss(model, batch, autocast, reduction="sum")
         loss_sum += loss
-        predictions.append(logits.argmax(dim=-1))
+        probabilities.append(logits.float().softmax(dim=-1))
         labels.append(batch["labels"])
-    # Gathered as tensors on the device, the first copy to the host after (a rank may have no batch at all).
-    none = torch.empty(0, dtype=torch.long, device=device)
-    labels = distributed.gather(torch.cat(labels) if labels else none).tolist()
-    predictions = distributed.gather(torch.cat(predictions) if predictions else none).tolist()
-    loss = distributed.total(loss_sum).item() / len(labels)
-    return {"loss": loss} | classification_metrics(labels, predictions, label_names)
+    # The dataset index of each of this rank's examples, in the order its batches came (length-sorted).
+    order = torch.tensor([i for batch in loader.batch_sampler for i in batch], dtype=torch.long, device=device)
+    none = torch.empty(0, dtype=torch.long, device=device)  # a rank may have no batch at all
+    probabilities = torch.cat(probabilities) if probabilities else torch.empty(0, num_labels, device=device)
+    labels = torch.cat(labels) if labels else none
+    back = distributed.gather(order).argsort()  # to dataset order
+    probabilities, labels = distributed.gather(probabilities)[back], distributed.gather(labels)[back]
+    return probabilities.cpu(), labels.cpu(), distributed.total(loss_sum).item()
+
+
+def evaluate(model, loader, autocast, device, names: list[str]) -> tuple[dict, torch.Tensor]:
+    """Metrics over a whole split, and its probabilities in dataset order. The loss is the exact mean
+    over examples (summed per batch, then divided by the number of examples), not the last batch's or
+    a mean of batch means."""
+    probabilities, labels, loss_sum = predict(model, loader, autocast, device, len(names))
+    metrics = classification_metrics(labels.tolist(), probabilities.argmax(dim=-1).tolist(), names)
+    return {"loss": loss_sum / len(labels)} | metrics, probabilities
 
 
 def summary(metrics: dict, prefix: str) -> dict:
@@ -332,7 +346,7 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: lis
         start = time.perf_counter()
         train_loss, max_lr = train_one_epoch(t, loaders["train"], args)
         seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
-        val = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
+        val, _ = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
         if val["f1"] > best_f1:  # the same on every rank: the metrics were gathered from all of them
             best_f1, best_epoch = val["f1"], epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
@@ -345,6 +359,17 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: lis
         say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
             f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s")  # fmt: skip
     return best_epoch, best_state
+
+
+def save_model(model, model_name: str, path: Path) -> None:
+    """The best epoch's weights (safetensors), config (with id2label) and tokenizer: a plain Hugging
+    Face model folder that AutoModelForSequenceClassification and pipeline() load, and predict.py
+    uses. Written under a temporary name and renamed when whole."""
+    staging = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    AutoTokenizer.from_pretrained(model_name).save_pretrained(staging)  # the tokenizer train.py loaded
+    staging.rename(path)
 
 
 def main(args: Args) -> None:
@@ -375,11 +400,17 @@ def main(args: Args) -> None:
     with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
         best_epoch, best_state = fit(training, loaders, args, run_dir, names)
         model.load_state_dict(best_state)
-        val = evaluate(training.eval_model, loaders["val"], training.autocast, device, names)
-        test = evaluate(training.eval_model, loaders["test"], training.autocast, device, names)
-    if distributed.is_main():
-        write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
-        write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
+        val, val_probabilities = evaluate(training.eval_model, loaders["val"], training.autocast, device, names)
+        test, test_probabilities = evaluate(training.eval_model, loaders["test"], training.autocast, device, names)
+        if distributed.is_main():
+            write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
+            for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
+                examples = loaders[split].dataset
+                write_predictions(run_dir / f"{split}-predictions.jsonl", [e["id"] for e in examples],
+                                  [e["label"] for e in examples], probabilities.numpy(), names)  # fmt: skip
+            if args.save_model:
+                save_model(model, args.model_name, run_dir / "model")
+            write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
     say(f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
         f"test F1 {test['f1']:.4f} -> {run_dir}")  # fmt: skip
     distributed.finish()

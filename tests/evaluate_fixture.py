@@ -18,9 +18,10 @@ def main(model_dir: str, dataset_dir: str, output: str, device: str = "cpu") -> 
     args = train.Args(model_name=model_dir, dataset_dir=Path(dataset_dir), eval_batch_size=4, max_seq_len=64,
                       device=device, precision="fp32")  # fmt: skip
     device, _, model, loaders, run = train.setup(args)
-    metrics = train.evaluate(model, loaders["val"], nullcontext, device, label_names(run["label2id"]))
-    if distributed.is_main():
-        Path(output).write_text(json.dumps(metrics | {"world_size": distributed.world_size()}))
+    metrics, probabilities = train.evaluate(model, loaders["val"], nullcontext, device, label_names(run["label2id"]))
+    if distributed.is_main():  # the probabilities in dataset order: every example once, wherever it was evaluated
+        extra = {"world_size": distributed.world_size(), "probabilities": probabilities.tolist()}
+        Path(output).write_text(json.dumps(metrics | extra))
     distributed.finish()
 
 

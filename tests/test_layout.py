@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, run_script
 
-SCRIPTS = ["train.py", "prepare.py", "baseline.py", "aggregate.py", "bench.py"]
+SCRIPTS = ["train.py", "prepare.py", "baseline.py", "aggregate.py", "bench.py", "predict.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -42,7 +42,7 @@ def test_the_repository_folders_are_not_importable_in_the_project_environment(na
 
 def test_help_does_not_import_torch():
     """--help and argument errors answer at once: parsing comes before the seconds of importing torch."""
-    for script in ("train.py", "bench.py", "baseline.py", "aggregate.py"):
+    for script in ("train.py", "bench.py", "baseline.py", "aggregate.py", "predict.py"):
         result = run_script("-X", "importtime", ROOT / "src" / script, "--help")
         imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
         assert not {"torch", "transformers", "sklearn", "pandas"} & imported, script

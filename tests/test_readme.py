@@ -8,6 +8,7 @@ import pytest
 import aggregate
 import baseline
 import bench
+import predict
 import prepare
 import train
 from conftest import ROOT
@@ -19,6 +20,7 @@ SCRIPT_ARGS = {
     "src/aggregate.py": aggregate.Args,
     "src/baseline.py": baseline.Args,
     "src/bench.py": bench.Args,
+    "src/predict.py": predict.Args,
 }
 
 

@@ -24,7 +24,8 @@ from models import usable_seq_len
 from optimization import make_optimizer
 from runs import is_complete
 
-RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json"}
+RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json", "val-predictions.jsonl",
+             "test-predictions.jsonl"}  # fmt: skip
 FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3"]
 
 
@@ -163,9 +164,11 @@ def test_eval_loss_is_the_exact_mean_over_examples():
     examples = [{"input_ids": [i] * (1 + i % 4), "label": labels[i]} for i in range(11)]
     batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size=4)  # sizes 4, 4, 3
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=Collator(0, 16))
-    metrics = train.evaluate(
+    metrics, probabilities = train.evaluate(
         TableModel(), loader, partial(torch.autocast, "cpu", enabled=False), "cpu", ["a", "b", "c"]
     )
+    # evaluated in length-sorted batches, returned in dataset order
+    torch.testing.assert_close(probabilities, logits_table.softmax(dim=-1))
     assert metrics["loss"] == pytest.approx(F.cross_entropy(logits_table, torch.tensor(labels)).item(), rel=1e-6)
     assert metrics["accuracy"] == pytest.approx((logits_table.argmax(1) == torch.tensor(labels)).float().mean().item())
 

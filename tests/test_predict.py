@@ -1,0 +1,78 @@
+"""What a run leaves besides its metrics: per-example predictions, an opt-in model, and predict.py."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import AutoModelForSequenceClassification, pipeline
+
+import train
+from conftest import ROOT, run_script
+from data import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def saved_run(bert_dir, dataset_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("outputs")
+    argv = ["--model_name", str(bert_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(out),
+            "--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3", "--epochs", "4", "--precision", "fp32",
+            "--eval_batch_size", "4", "--save_model"]  # fmt: skip
+    train.main(train.Args.from_args(argv))
+    (run_dir,) = out.glob("*/*/*")
+    return run_dir
+
+
+def read_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_metrics_recomputed_from_the_predictions_equal_the_reported_ones(saved_run, dataset_dir, split):
+    predictions = read_lines(saved_run / f"{split}-predictions.jsonl")
+    metrics = json.loads((saved_run / f"{split}-metrics.json").read_text())
+    gold, predicted = [p["label"] for p in predictions], [p["predicted"] for p in predictions]
+    assert accuracy_score(gold, predicted) == metrics["accuracy"]
+    names = list(json.loads((dataset_dir / "label2id.json").read_text()))
+    assert f1_score(gold, predicted, labels=names, average="macro", zero_division=0) == pytest.approx(metrics["f1"])
+    records = read_jsonl(dataset_dir / f"{split}.jsonl")  # every example once, in dataset order
+    assert [p["id"] for p in predictions] == [r["id"] for r in records]
+    assert all(set(p["probabilities"]) == set(names) for p in predictions)
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-3 for p in predictions)
+
+
+def test_the_saved_model_is_a_plain_hugging_face_model(saved_run, dataset_dir):
+    model_dir = saved_run / "model"
+    assert (model_dir / "model.safetensors").is_file() and not list(saved_run.glob(".model*"))
+    label2id = json.loads((dataset_dir / "label2id.json").read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    assert model.config.label2id == label2id
+    classify = pipeline("text-classification", model=str(model_dir), device="cpu")
+    (result,) = classify("サッカーの試合で選手がゴールを決めた")
+    assert result["label"] in label2id and 0 < result["score"] <= 1
+
+
+def test_predict_reproduces_the_runs_test_predictions(saved_run, dataset_dir):
+    result = run_script("src/predict.py", saved_run / "model", "--input", dataset_dir / "test.jsonl")
+    predicted = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = read_lines(saved_run / "test-predictions.jsonl")
+    assert [(p["id"], p["label"], p["probabilities"]) for p in predicted] == [
+        (e["id"], e["predicted"], e["probabilities"]) for e in expected
+    ]
+
+
+def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir):
+    titles = [r["title"] for r in read_jsonl(dataset_dir / "test.jsonl")]
+    command = [sys.executable, ROOT / "src" / "predict.py", saved_run / "model", "--text_columns", "title"]
+    result = subprocess.run(command, input="\n".join(titles) + "\n", capture_output=True, text=True, check=True)
+    predicted = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(predicted) == len(titles) and "id" not in predicted[0]
+    label2id = json.loads((dataset_dir / "label2id.json").read_text())
+    assert all(p["label"] in label2id for p in predicted)
+
+
+def test_predict_refuses_a_folder_without_a_model(saved_run, tmp_path):
+    result = run_script("src/predict.py", saved_run, check=False)  # the run folder, not its model/
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("not a saved model (train.py --save_model writes <run folder>/model/)")
