@@ -1,19 +1,29 @@
-"""Collect every complete run under outputs/ into tables and plots under results/.
+"""Collect every complete run of a dataset under outputs/<dataset>/ into tables and plots under results/<dataset>/.
 
-    python src/aggregate.py
+    python src/aggregate.py                     # livedoor: outputs/livedoor/ -> results/livedoor/
+    python src/aggregate.py --dataset reviews   # outputs/reviews/ -> results/reviews/
 
     results/all.csv                 one row per run: its dataset, settings, and val and test metrics
     results/best.csv                per model and settings: the learning rate with the best mean validation
-                                    macro-F1 across seeds, and its test metrics as mean and std across seeds
+                                    macro-F1 across seeds, its test metrics as mean and std across seeds,
+                                    their 95% bootstrap intervals, and the difference from the best row
     results/results.md              best.csv as Markdown tables in %, one section per dataset
     results/test_f1.png             test macro-F1 per row of best.csv, with the std across seeds as error bars
     results/val_f1_per_epoch.png    validation macro-F1 per epoch of each row's chosen run
+    results/confusion_matrix_<dataset>.png, per_class_<dataset>.csv
+                                    per dataset (first 12 digits of its fingerprint): the best row's chosen run
 
 Runs count together only if they share a dataset (by fingerprint) and every setting that changes
 results (runs.IDENTITY): a run with more epochs, another max_seq_len or batch size is another row,
 never averaged with the others nor replacing them, and the settings that tell rows apart are shown.
 The learning rate is chosen on validation only: choosing it by test scores would report an
 optimistic number. Parameter counts come from each run's config.json; nothing is downloaded.
+
+How sure the numbers are (significance.py), from each run's test-predictions.jsonl: a 95% percentile
+bootstrap interval over the test examples per row (Efron & Tibshirani 1993), and per row the paired
+bootstrap of its macro-F1 difference from the best row of its dataset on the same resampled examples
+(Koehn 2004), pairing examples by id. Runs older than the prediction files still count; their rows
+have no interval, and results.md says so.
 """
 
 from pathlib import Path
@@ -25,24 +35,27 @@ from runs import ROOT
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
-class Args:
-    output_root: Path = config(default=ROOT / "outputs", help="where train.py and baseline.py wrote their runs")
-    results_dir: Path = config(default=ROOT / "results", help="where the tables and plots go")
+class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root: whose runs to collect
+    results_dir: Path = config(default=ROOT / "results", help="the tables and plots go to <results_dir>/<dataset>/")
 
 
 if __name__ == "__main__":
-    ARGS = Args.from_args()  # before pandas and matplotlib are imported: --help answers at once
+    ARGS = cli.parse(Args)  # before pandas and matplotlib are imported: --help answers at once
 
+import json
 import math
 import re
 import sys
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from metrics import SUMMARY_KEYS
+from metrics import SUMMARY_KEYS, classification_metrics
 from runs import IDENTITY, read_run, run_identity
+from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 SHORT_FINGERPRINT = 12  # hex digits of a dataset fingerprint shown in tables and plots
@@ -56,6 +69,19 @@ SETTINGS = [c for c in IDENTITY_COLUMNS if c not in ("dataset_fingerprint", "mod
 ROW_COLUMNS = ["dataset_fingerprint", "model", *SETTINGS]
 ALWAYS_SHOWN = ["epochs", "max_seq_len", "batch_size"]  # in results.md, whether they vary or not
 HEADERS = {"epochs": "Epochs", "max_seq_len": "Max len", "batch_size": "Batch", "text_fields": "Text fields"}
+RESAMPLES = 1000  # bootstrap resamples of the test set: a percentile interval's ends settle by about 1,000
+BOOTSTRAP_SEED = 0  # the same resamples for every row and every run of aggregate.py: the tables are reproducible
+BOOTSTRAPPED = {"accuracy": accuracy, "f1": macro_f1}
+SIGNIFICANCE_COLUMNS = [  # best.csv's, after the scores
+    *(f"test_{key}_ci_{end}" for key in BOOTSTRAPPED for end in ("low", "high")),
+    *("f1_vs_best", "f1_vs_best_low", "f1_vs_best_high", "differs_from_best", "bootstrap_note"),
+]
+# Why a row has no interval or comparison: best.csv's bootstrap_note, and "<models>: <note>." in results.md.
+NO_PREDICTIONS = "no 95% CI and no comparison with the best row, as the runs predate test-predictions.jsonl"
+UNREADABLE = "no 95% CI and no comparison with the best row, as a test-predictions.jsonl is unreadable (see the log)"
+SEEDS_DIFFER = "no 95% CI and no comparison with the best row, as the seeds were tested on different examples"
+OTHER_EXAMPLES = "not compared with the best row, as tested on other test examples (by id) than the best row"
+BEST_UNPAIRED = "not compared with the best row, as the best row's runs predate test-predictions.jsonl"
 
 
 def run_row(run_dir: Path) -> dict:
@@ -140,10 +166,118 @@ def choose_lr(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"test_{key}_std"] = chosen[f"test_{key}"].std(ddof=1) if len(chosen) > 1 else math.nan
         row["num_parameters"] = chosen["num_parameters"].iloc[0]
         row["chosen_run"] = chosen.loc[chosen["val_f1"].idxmax(), "run_dir"]
+        row["chosen_seed"] = chosen.loc[chosen["val_f1"].idxmax(), "seed"]
+        row["seed_runs"] = tuple(chosen["run_dir"])  # for the bootstrap; not written to best.csv
         rows.append(row)
     best = pd.DataFrame(rows).astype(runs[[*ROW_COLUMNS, "num_parameters"]].dtypes.to_dict())
     order = ["dataset_fingerprint", "test_f1_mean"]
     return best.sort_values(order, ascending=[True, False], na_position="first", kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A row's test predictions, from its runs' test-predictions.jsonl."""
+
+    ids: tuple[str, ...]  # each example's id as JSON text: 1 and "1" stay apart
+    names: tuple[str, ...]  # the label names, in id order
+    gold: np.ndarray  # label ids
+    predicted: np.ndarray  # label ids, a row per seed
+
+
+def read_predictions(run_dir: Path) -> Predictions:
+    """One run's test predictions; ValueError(NO_PREDICTIONS or UNREADABLE) if it has none to use."""
+    path = Path(run_dir) / "test-predictions.jsonl"
+    if not path.is_file():
+        raise ValueError(NO_PREDICTIONS)
+    try:
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names = tuple(lines[0]["probabilities"])
+        ids = {name: i for i, name in enumerate(names)}
+        gold = np.array([ids[line["label"]] for line in lines])
+        predicted = np.array([[ids[line["predicted"]] for line in lines]])
+        example_ids = tuple(json.dumps(line["id"]) for line in lines)
+    except (OSError, ValueError, LookupError, TypeError) as e:  # JSONDecodeError is a ValueError
+        print(f"no bootstrap for {path}: unreadable ({e!r})")
+        raise ValueError(UNREADABLE) from None
+    return Predictions(example_ids, names, gold, predicted)
+
+
+def row_predictions(run_dirs: tuple[str, ...]) -> Predictions:
+    """The seeds' predictions of one row, on the same examples; ValueError with the reason otherwise."""
+    seeds = [read_predictions(run_dir) for run_dir in run_dirs]
+    first = seeds[0]
+    for other in seeds[1:]:
+        if other.ids != first.ids or other.names != first.names or not np.array_equal(other.gold, first.gold):
+            raise ValueError(SEEDS_DIFFER)
+    return Predictions(first.ids, first.names, first.gold, np.vstack([seed.predicted for seed in seeds]))
+
+
+def aligned(row: Predictions, reference: Predictions) -> np.ndarray:
+    """row's predictions (seeds x examples) in reference's example order and label ids: examples are
+    matched by id, never by position. ValueError(OTHER_EXAMPLES) unless both have the same examples
+    with the same gold labels (runs of another dataset, or another split of it)."""
+    position = {example_id: i for i, example_id in enumerate(row.ids)}
+    if (
+        len(position) != len(row.ids)
+        or sorted(row.ids) != sorted(reference.ids)
+        or set(row.names) != set(reference.names)
+    ):
+        raise ValueError(OTHER_EXAMPLES)
+    order = [position[example_id] for example_id in reference.ids]
+    relabel = np.array([reference.names.index(name) for name in row.names])
+    if not np.array_equal(relabel[row.gold[order]], reference.gold):
+        raise ValueError(OTHER_EXAMPLES)
+    return relabel[row.predicted[:, order]]
+
+
+def intervals(predictions: Predictions) -> dict:
+    """The 95% bootstrap interval of test accuracy and macro-F1 (averaged over seeds per resample)."""
+    columns = {}
+    for key, metric in BOOTSTRAPPED.items():
+        low, high = bootstrap_ci(predictions.gold, predictions.predicted, metric, RESAMPLES, BOOTSTRAP_SEED,
+                                 num_labels=len(predictions.names))  # fmt: skip
+        columns |= {f"test_{key}_ci_low": low, f"test_{key}_ci_high": high}
+    return columns
+
+
+def versus_best(row: Predictions, best: Predictions | None) -> dict:
+    """The row's macro-F1 minus the best row's on the same test examples, by paired bootstrap."""
+    if best is None:
+        raise ValueError(BEST_UNPAIRED)
+    difference = paired_bootstrap(best.gold, best.predicted, aligned(row, best), macro_f1, RESAMPLES, BOOTSTRAP_SEED,
+                                  num_labels=len(best.names))  # fmt: skip
+    return {"f1_vs_best": difference.difference, "f1_vs_best_low": difference.low,
+            "f1_vs_best_high": difference.high, "differs_from_best": difference.excludes_zero}  # fmt: skip
+
+
+def section_significance(section: pd.DataFrame) -> pd.DataFrame:
+    """One dataset's rows: intervals, and each row against the best (by mean test macro-F1)."""
+    predictions, notes = {}, {}
+    for index, run_dirs in section["seed_runs"].items():
+        try:
+            predictions[index] = row_predictions(run_dirs)
+        except ValueError as e:
+            notes[index] = str(e)
+    best_index = section["test_f1_mean"].idxmax()
+    rows = {}
+    for index in section.index:
+        row = {}
+        if index in predictions:
+            row |= intervals(predictions[index])
+        if index in predictions and index != best_index:
+            try:
+                row |= versus_best(predictions[index], predictions.get(best_index))
+            except ValueError as e:
+                notes[index] = str(e)
+        rows[index] = row | {"bootstrap_note": notes.get(index, "")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def with_significance(best: pd.DataFrame) -> pd.DataFrame:
+    """best with SIGNIFICANCE_COLUMNS, computed within each dataset: rows of different datasets are never compared."""
+    sections = best.groupby("dataset_fingerprint", dropna=False, sort=False)
+    columns = pd.concat([section_significance(section) for _, section in sections])
+    return best.join(columns.reindex(columns=SIGNIFICANCE_COLUMNS))
 
 
 def varying_settings(best: pd.DataFrame) -> list[str]:
@@ -165,20 +299,45 @@ def cell(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def is_local(model: str) -> bool:
+    """A path, never a Hub id: it starts with "." or "/" (train.py records local models resolved; older
+    runs may not), or names a folder of this checkout. Judged without the working directory, so that
+    the tables are the same wherever aggregate.py runs."""
+    return model.startswith((".", "/", "~")) or (ROOT / model).is_dir()
+
+
 def short_name(model: str) -> str:
     """A hub id as is; a local model folder by its name, not by a path on one machine."""
-    path = Path(model)
-    return path.name if path.is_absolute() or path.is_dir() else model
+    return Path(model).name if is_local(model) else model
 
 
 def model_cell(model: str) -> str:
-    if HUB_ID.match(model) and not Path(model).exists():
+    if HUB_ID.match(model) and not is_local(model):
         return f"[{model}](https://huggingface.co/{model})"
     return short_name(model)
 
 
 def percent(mean: float, std: float) -> str:
     return f"{mean * 100:.2f}" if math.isnan(std) else f"{mean * 100:.2f} ± {std * 100:.2f}"
+
+
+def interval(low: float, high: float, signed: bool = False) -> str:
+    if pd.isna(low):
+        return "–"
+    number = "{:+.2f}" if signed else "{:.2f}"
+    return f"[{number.format(low * 100)}, {number.format(high * 100)}]"
+
+
+def versus_best_cell(row: dict, is_best: bool) -> str:
+    """The F1 difference from the best row in points and its interval, marked "≈ best" when the interval
+    includes 0 (not distinguishable from the best on this test set)."""
+    if is_best:
+        return "best"
+    if pd.isna(row["f1_vs_best"]):
+        return "–"
+    low, high = row["f1_vs_best_low"], row["f1_vs_best_high"]
+    difference = f"{row['f1_vs_best'] * 100:+.2f} {interval(low, high, signed=True)}"
+    return difference if row["differs_from_best"] else f"{difference} ≈ best"
 
 
 def parameters(count: int) -> str:
@@ -193,16 +352,21 @@ def dataset_heading(section: pd.DataFrame) -> str:
     return f"## {names} (dataset {fingerprint[:SHORT_FINGERPRINT]})"
 
 
-def markdown_table(section: pd.DataFrame) -> str:
-    """One dataset's rows: the settings that tell rows apart as columns, those shared under the table."""
+def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -> str:
+    """One dataset's rows: the settings that tell rows apart as columns, those shared under the table,
+    how sure the scores are, and the best row's scores per class (classes, from class_scores)."""
     shown = ALWAYS_SHOWN + varying_settings(section)
-    header = ["Model", "LR", *(HEADERS.get(c, c) for c in shown), "Params", "Accuracy", "Precision", "Recall", "F1"]
-    rule = "|---" * (2 + len(shown)) + "|--:" * 5 + "|"  # scores right-aligned
+    header = ["Model", "LR", *(HEADERS.get(c, c) for c in shown), "Params", "Accuracy", "Precision", "Recall", "F1",
+              "Accuracy 95% CI", "F1 95% CI", "F1 vs best"]  # fmt: skip
+    rule = "|---" * (2 + len(shown)) + "|--:" * 8 + "|"  # scores right-aligned
     lines = [dataset_heading(section), "", "| " + " | ".join(header) + " |", rule]
-    for row in section.to_dict("records"):
+    best_index = section["test_f1_mean"].idxmax()
+    for index, row in zip(section.index, section.to_dict("records"), strict=True):
         scores = [percent(row[f"test_{k}_mean"], row[f"test_{k}_std"]) for k in SUMMARY_KEYS]
+        scores += [interval(row[f"test_{k}_ci_low"], row[f"test_{k}_ci_high"]) for k in BOOTSTRAPPED]
         cells = [model_cell(row["model"]), cell(row["lr"]), *(cell(row[c]) for c in shown)]
-        lines.append("| " + " | ".join([*cells, parameters(row["num_parameters"]), *scores]) + " |")
+        lines.append("| " + " | ".join([*cells, parameters(row["num_parameters"]), *scores,
+                                        versus_best_cell(row, index == best_index)]) + " |")  # fmt: skip
     hidden = [c for c in SETTINGS if c not in shown and section[c].notna().any()]  # one value in every row
     shared = [f"{c} {cell(section[c].dropna().iloc[0])}" for c in hidden]
     seeds = sorted(set(section["seeds"]))
@@ -211,14 +375,75 @@ def markdown_table(section: pd.DataFrame) -> str:
         f"Test scores in % (macro precision, recall and F1), {'/'.join(map(str, seeds))} seed(s) per row: "
         "mean ± standard deviation across seeds, at the learning rate (LR) with the best mean validation macro-F1. "
         f"Settings of every row that records them: {', '.join(shared) or 'none'}.",
+        "",
+        f"95% CI: percentile bootstrap over the test examples ({RESAMPLES:,} resamples; Efron & Tibshirani 1993); "
+        "a row of several seeds scores every seed on the same resample and averages them, so the interval is "
+        "the test sample's uncertainty of the mean (the ± is the seeds' spread). F1 vs best: macro-F1 points "
+        "minus the best row's (best mean test macro-F1), with the 95% interval of a paired bootstrap on the same "
+        "resampled examples, matched by id (Koehn 2004); ≈ best: the interval includes 0, the two are not "
+        "distinguishable on this test set.",
+        *notes(section),
     ]
+    if classes is not None:
+        lines += ["", *per_class_table(section.loc[best_index], classes)]
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(best: pd.DataFrame) -> str:
-    """A section per dataset fingerprint: scores on different data are never in one table."""
-    sections = best.groupby("dataset_fingerprint", dropna=False, sort=False)
-    return "\n".join(markdown_table(section) for _, section in sections)
+def notes(section: pd.DataFrame) -> list[str]:
+    """A line per reason some rows lack an interval or a comparison, naming those rows."""
+    named = section[section["bootstrap_note"].fillna("") != ""]
+    lines = [f"{', '.join(short_name(m) for m in group['model'])}: {note}."
+             for note, group in named.groupby("bootstrap_note", sort=False)]  # fmt: skip
+    return ["", *lines] if lines else []  # a paragraph of its own
+
+
+def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
+    run = f"{short_name(best_row['model'])}, lr {cell(best_row['lr'])}, seed {cell(best_row['chosen_seed'])}"
+    lines = [f"Per class on test, in %: the best row's run with the best validation macro-F1 ({run}).", "",
+             "| Class | Precision | Recall | F1 | Support |", "|---|--:|--:|--:|--:|"]  # fmt: skip
+    for c in classes.to_dict("records"):
+        lines.append(f"| {c['class']} | {c['precision'] * 100:.2f} | {c['recall'] * 100:.2f} | {c['f1'] * 100:.2f} "
+                     f"| {c['support']} |")  # fmt: skip
+    return [*lines, "", f"![Confusion matrix]({confusion_file(best_row)})"]
+
+
+def section_file(row, prefix: str, suffix: str) -> str:
+    """A file of one dataset's section, named by its fingerprint as in the section's heading."""
+    fingerprint = row["dataset_fingerprint"]
+    return f"{prefix}_{'unrecorded' if pd.isna(fingerprint) else fingerprint[:SHORT_FINGERPRINT]}{suffix}"
+
+
+def confusion_file(row) -> str:
+    return section_file(row, "confusion_matrix", ".png")
+
+
+def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray, tuple[str, ...]] | None:
+    """Per-class precision, recall, F1 and support, the confusion matrix and the class names of the best
+    row's chosen run (the seed with the best validation macro-F1); None if it has no test predictions."""
+    try:
+        predictions = read_predictions(best_row["chosen_run"])
+    except ValueError:
+        return None
+    metrics = classification_metrics(predictions.gold, predictions.predicted[0], predictions.names)
+    table = pd.DataFrame([{"class": name, **scores} for name, scores in metrics["per_class"].items()])
+    return table, np.array(metrics["confusion_matrix"]), predictions.names
+
+
+def confusion_figure(matrix: np.ndarray, names: tuple[str, ...], title: str) -> plt.Figure:
+    """Counts, rows the true class and columns the predicted one: the diagonal is what is right."""
+    size = max(4.5, 0.6 * len(names) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    positions = range(len(names))
+    ax.set_xticks(positions, names, rotation=45, ha="right")
+    ax.set_yticks(positions, names)
+    for (true, predicted), count in np.ndenumerate(matrix):
+        dark = count > matrix.max() / 2
+        ax.text(predicted, true, str(count), ha="center", va="center", color="white" if dark else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize="medium")
+    return fig
 
 
 def row_details(best: pd.DataFrame) -> list[list[str]]:
@@ -270,22 +495,40 @@ def save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def section_report(section: pd.DataFrame, results_dir: Path) -> str:
+    """One dataset's table, with the best row's per-class CSV and confusion matrix written beside it."""
+    best_row = section.loc[section["test_f1_mean"].idxmax()]
+    scores = class_scores(best_row)
+    if scores is None:
+        return markdown_table(section) + "\nNo per-class scores: the best row's run predates test-predictions.jsonl.\n"
+    classes, matrix, names = scores
+    classes.to_csv(results_dir / section_file(best_row, "per_class", ".csv"), index=False)
+    title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
+    save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
+    return markdown_table(section, classes)
+
+
 def main(args: Args) -> None:
+    # One dataset's runs, one dataset's results: tables of two datasets never mix. Absolute from here
+    # on: all.csv's run folders read the same from whatever directory this runs in.
+    args.resolve_dataset()
+    output_root, results_dir = (args.output_root / args.dataset).resolve(), (args.results_dir / args.dataset).resolve()
     try:
-        runs = collect_runs(args.output_root)
+        runs = collect_runs(output_root)
     except ValueError as e:
         sys.exit(f"aggregate.py: error: {e}")
-    best = choose_lr(runs)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(args.results_dir / "all.csv", index=False)
-    best.to_csv(args.results_dir / "best.csv", index=False)
-    report = markdown_report(best)
-    (args.results_dir / "results.md").write_text(report, encoding="utf-8")
-    save(f1_figure(best), args.results_dir / "test_f1.png")
-    save(val_f1_per_epoch_figure(best), args.results_dir / "val_f1_per_epoch.png")
+    best = with_significance(choose_lr(runs))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(results_dir / "all.csv", index=False)
+    best.drop(columns="seed_runs").to_csv(results_dir / "best.csv", index=False)
+    save(f1_figure(best), results_dir / "test_f1.png")
+    save(val_f1_per_epoch_figure(best), results_dir / "val_f1_per_epoch.png")
+    sections = best.groupby("dataset_fingerprint", dropna=False, sort=False)  # different data: never one table
+    report = "\n".join(section_report(section, results_dir) for _, section in sections)
+    (results_dir / "results.md").write_text(report, encoding="utf-8")
     print(report)
     datasets = best["dataset_fingerprint"].nunique(dropna=False)
-    print(f"{len(runs)} runs, {len(best)} rows, {datasets} dataset(s) -> {args.results_dir}")
+    print(f"{len(runs)} runs, {len(best)} rows, {datasets} dataset(s) -> {results_dir}")
 
 
 if __name__ == "__main__":

@@ -56,9 +56,10 @@ from transformers import BertConfig, BertForSequenceClassification, BertJapanese
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
 import train
-from data import Collator, eval_loader, read_jsonl, tokenize, train_loader, write_jsonl, write_label2id
+from data import Collator, eval_loader, tokenize, train_loader
 from hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
 from models import load_model
+from splits import read_jsonl, write_jsonl, write_label2id
 
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
 WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
@@ -253,7 +254,7 @@ def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[di
         output = workdir / f"outputs-{precision}"
         train.main(train.Args(model_name=str(workdir / "model"), dataset_dir=data, output_root=output, epochs=3,
                               max_seq_len=64, lr=3e-4, precision=precision))  # fmt: skip
-        (run_dir,) = output.glob("*/*/*")
+        (run_dir,) = output.glob("*/*/*/*")  # <dataset>/<model>/<date>/<time>
         config, val = (json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics"))
         seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(open(run_dir / "log.csv"))]
         rows.append({"precision": config["precision_used"], "val_accuracy": val["accuracy"],

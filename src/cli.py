@@ -8,7 +8,29 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from classopt import config
+
+from runs import ROOT
+
+
+@dataclass
+class DatasetOptions:
+    """The options of every stage after prepare.py (train, baseline, aggregate): which prepared
+    dataset, and where its runs go. A script's Args inherits them, so each is defined once."""
+
+    dataset: str = config(default="livedoor", help="a dataset prepared by prepare.py, in datasets/<name>/")
+    dataset_dir: Path = config(default=None, help="a prepared dataset folder anywhere (instead of --dataset)")
+    output_root: Path = config(default=ROOT / "outputs", help="runs go to <root>/<dataset>/<model>/<date>/<time>/")
+
+    def resolve_dataset(self) -> None:
+        """--dataset_dir wins and names the dataset by its folder; else datasets/<--dataset>."""
+        if self.dataset_dir is None:
+            self.dataset_dir = ROOT / "datasets" / self.dataset
+        self.dataset_dir = Path(self.dataset_dir).resolve()
+        self.dataset = self.dataset_dir.name
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -1,4 +1,4 @@
-"""Datasets on disk (JSONL + label2id.json) and the input pipeline that feeds the model.
+"""The input pipeline that feeds the model (the files it reads are splits.py's).
 
 The pipeline is built for speed without extra processes: every split is tokenized once, up front;
 training batches group examples of similar length so that little of each batch is padding; batches
@@ -6,12 +6,10 @@ are padded only to their own longest example (rounded up to a multiple of 8 for 
 """
 
 import copy
-import json
 import math
 import random
 from collections.abc import Iterator, Sequence
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,85 +22,6 @@ from cli import first_line
 # How many batches are pooled and sorted by length together: large enough that neighbours in the
 # pool have nearly equal lengths, small enough that batches still differ from epoch to epoch.
 POOL_BATCHES = 50
-
-
-def write_jsonl(path: Path, records: Sequence[dict]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                message = f"{path}:{line_number}: not valid JSON ({e.msg}); run `python src/prepare.py` again"
-                raise ValueError(message) from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object per line")
-            records.append(record)
-    return records
-
-
-def write_label2id(path: Path, label2id: dict[str, int]) -> None:
-    path.write_text(json.dumps(label2id, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-
-
-def load_label2id(dataset_dir: Path) -> dict[str, int]:
-    path = dataset_dir / "label2id.json"
-    if not path.is_file():
-        raise ValueError(f"{path} not found: run `python src/prepare.py` first (or give --dataset_dir)")
-    try:
-        label2id = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg}); run `python src/prepare.py` again") from None
-    if not isinstance(label2id, dict) or sorted(label2id.values()) != list(range(len(label2id))):
-        raise ValueError(f"{path}: must map each label name to a distinct id 0..n-1")
-    return label2id
-
-
-def label_names(label2id: dict[str, int]) -> list[str]:
-    """Label names in id order: index i is the name of id i, whatever order label2id.json lists them in."""
-    return sorted(label2id, key=label2id.get)
-
-
-def label_id(label, label2id: dict[str, int]) -> int | None:
-    """The one rule for a record's label. A string is a label name. An integer is an id, unless the
-    label names are themselves integers (star ratings {"1": 0, ..., "5": 4}): then it is a name too,
-    so that rating 1 is never read as id 1. None if the label is neither."""
-    if isinstance(label, str):
-        return label2id.get(label)
-    if not isinstance(label, int) or isinstance(label, bool):
-        return None
-    if all(name.lstrip("-").isdigit() for name in label2id):
-        return label2id.get(str(label))
-    return label if 0 <= label < len(label2id) else None
-
-
-def load_split(dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str]) -> list[dict]:
-    """Records of <dataset_dir>/<split>.jsonl, checked: the text fields are strings and each label is
-    known (see label_id). The labels are replaced by their ids."""
-    path = dataset_dir / f"{split}.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{path} not found: run `python src/prepare.py` first (or give --dataset_dir)")
-    records = read_jsonl(path)
-    if not records:
-        raise ValueError(f"{path} is empty: every split needs at least one example")
-    for line_number, record in enumerate(records, start=1):
-        for field in text_fields:
-            if not isinstance(record.get(field), str):
-                known = ", ".join(k for k, v in record.items() if isinstance(v, str))
-                raise ValueError(f"{path}:{line_number}: no text field {field!r} (text fields here: {known})")
-        label = label_id(record.get("label"), label2id)
-        if label is None:
-            raise ValueError(f"{path}:{line_number}: label {record.get('label')!r} is not in label2id.json")
-        record["label"] = label
-    return records
 
 
 def tokenize(

@@ -51,8 +51,8 @@ from pathlib import Path
 from classopt import classopt, config
 
 import cli
-from data import write_jsonl, write_label2id
 from runs import dataset_fingerprint
+from splits import write_jsonl, write_label2id
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "val", "test")  # a row's split code is its index here

@@ -13,14 +13,13 @@ from pathlib import Path
 from classopt import classopt, config
 
 import cli
-from runs import ROOT
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
-class Args:
+class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     model_name: str = config(default="tohoku-nlp/bert-base-japanese-v3", help="hub id or local model directory")
-    dataset_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="{train,val,test}.jsonl + label2id.json")
-    text_fields: list[str] = config(default=["title", "body"], nargs="+", help="one field, or two as a sentence pair")
+    text_fields: list[str] = config(default=None, nargs="+", help="one field, or two as a sentence pair; "
+                                    "default: the dataset's, from its dataset.json")  # fmt: skip
     batch_size: int = config(default=16, help="training examples per optimizer micro-step")
     eval_batch_size: int = config(default=64, help="examples per evaluation batch")
     epochs: int = config(default=20, help="passes over the training split")
@@ -37,7 +36,6 @@ class Args:
     compile: bool = config(default=False, help="torch.compile the model")
     gradient_checkpointing: bool = config(default=False, help="recompute activations to save memory")
     save_model: bool = config(default=False, help="also write the best epoch's model and tokenizer to <run>/model/")
-    output_root: Path = config(default=ROOT / "outputs", help="run folders go to <root>/<model>/<date>/<time>/")
     log_every: int = config(default=20, help="steps between progress-bar loss updates (each one syncs the GPU)")
     skip_if_done: bool = config(
         default=False, help="exit at once if output_root already holds a complete run of these settings"
@@ -58,7 +56,12 @@ def check_args(args: Args) -> None:
         ("--max_grad_norm", args.max_grad_norm, args.max_grad_norm >= 0, ">= 0 (0 disables clipping)"),
         ("--max_seq_len", args.max_seq_len, args.max_seq_len >= 8, ">= 8"),
         ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
-        ("--text_fields", args.text_fields, 1 <= len(args.text_fields) <= 3, "1 to 3 field names"),
+        (
+            "--text_fields",
+            args.text_fields,
+            args.text_fields is None or 1 <= len(args.text_fields) <= 3,
+            "1 to 3 field names",
+        ),
         ("--lr, --warmup_ratio, --weight_decay and --max_grad_norm", "inf or nan", finite, "finite numbers"),
     ]
     mistakes = [f"{option} must be {must} (got {value})" for option, value, ok, must in rules if not ok]
@@ -90,7 +93,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 import distributed
-from data import Collator, eval_loader, label_names, load_label2id, load_split, tokenize, train_loader
+from data import Collator, eval_loader, tokenize, train_loader
 from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
 from metrics import SUMMARY_KEYS, classification_metrics
 from models import load_model, needs_unused_parameter_search, usable_seq_len
@@ -106,6 +109,7 @@ from runs import (
     write_json,
     write_predictions,
 )
+from splits import dataset_text_fields, label_names, load_label2id, load_split
 
 
 def planned_run(args: Args) -> dict:
@@ -272,8 +276,15 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
     }
 
 
+def resolve_dataset(args: Args) -> None:
+    """The dataset's folder and name (--dataset or --dataset_dir), and its text fields unless given."""
+    args.resolve_dataset()
+    args.text_fields = args.text_fields or dataset_text_fields(args.dataset_dir)
+
+
 def setup(args: Args):
     """Everything that can fail because of the user's input, before any output is written."""
+    resolve_dataset(args)
     if args.deterministic:
         make_deterministic()  # before the first CUDA kernel
     label2id = load_label2id(args.dataset_dir)
@@ -377,7 +388,9 @@ def main(args: Args) -> None:
         check_args(args)
         if Path(args.model_name).is_dir():  # one local model, however it was spelled: one name in the results
             args.model_name = str(Path(args.model_name).resolve())
-        if args.skip_if_done and (done := find_complete_run(args.output_root, args.model_name, planned_run(args))):
+        resolve_dataset(args)
+        runs_dir = args.output_root / args.dataset  # every dataset's runs apart
+        if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args))):
             say(f"already complete, skipped: {done}")
             return
         device, precision, model, loaders, run = setup(args)
@@ -391,7 +404,7 @@ def main(args: Args) -> None:
     run_dir = None
     if distributed.is_main():
         try:
-            run_dir = create_run_dir(args.output_root, args.model_name)
+            run_dir = create_run_dir(runs_dir, args.model_name)
         except OSError as e:
             sys.exit(f"train.py: error: --output_root {args.output_root}: cannot create a run folder ({e.strerror})")
         write_json(run_dir / "config.json", run | schedule)

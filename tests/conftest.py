@@ -63,6 +63,11 @@ def write_corpus(root: Path, articles_per_category: int = ARTICLES_PER_CATEGORY)
     return text
 
 
+def run_dirs(output_root: Path) -> list[Path]:
+    """The run folders under an --output_root: <root>/<dataset>/<model>/<date>/<time>/."""
+    return sorted(p for p in output_root.glob("*/*/*/*") if p.is_dir())
+
+
 def run_script(*argv, cwd=ROOT, env=None, check=True) -> subprocess.CompletedProcess:
     """Run a pipeline stage as users do, in a fresh process."""
     environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # a scr
 
 import distributed  # noqa: E402
 import train  # noqa: E402
-from data import label_names  # noqa: E402
+from splits import label_names  # noqa: E402
 
 
 def main(model_dir: str, dataset_dir: str, output: str, device: str = "cpu") -> None:

@@ -14,8 +14,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import distributed
-from conftest import ROOT, run_script
+from conftest import ROOT, run_dirs, run_script
 from runs import is_complete
+from splits import read_jsonl
 
 # transformers (and train and models, which import it) are imported inside the tests that use them: each
 # process that spawn() starts imports this module, and a gather test should not wait seconds for them.
@@ -43,7 +44,7 @@ def test_ddp_run_completes_with_one_output_folder(bert_dir, odd_dataset, tmp_pat
         "src/train.py", "--model_name", bert_dir, "--dataset_dir", odd_dataset, "--output_root", tmp_path,
         "--epochs", "2", "--max_seq_len", "64", "--batch_size", "4", "--eval_batch_size", "4", "--lr", "3e-3",
     )  # fmt: skip
-    (run_dir,) = tmp_path.glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path)
     assert is_complete(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["world_size"] == 2 and config["global_batch_size"] == 8
@@ -52,6 +53,11 @@ def test_ddp_run_completes_with_one_output_folder(bert_dir, odd_dataset, tmp_pat
     assert sum(c["support"] for c in val["per_class"].values()) == 17
     log = (run_dir / "log.csv").read_text().splitlines()
     assert len(log) == 3  # header + 2 epochs, written once (by rank 0 only)
+    for split in ("val", "test"):  # predictions: every example once, in dataset order, as the metrics count them
+        predictions = [json.loads(line) for line in (run_dir / f"{split}-predictions.jsonl").read_text().splitlines()]
+        assert [p["id"] for p in predictions] == [r["id"] for r in read_jsonl(odd_dataset / f"{split}.jsonl")]
+        metrics = json.loads((run_dir / f"{split}-metrics.json").read_text())
+        assert sum(p["label"] == p["predicted"] for p in predictions) / len(predictions) == metrics["accuracy"]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +127,7 @@ def test_two_nodes_train_with_one_output_folder(bert_dir, odd_dataset, tmp_path)
         "src/train.py", "--model_name", bert_dir, "--dataset_dir", odd_dataset, "--output_root", output,
         "--epochs", "1", "--max_seq_len", "32", "--batch_size", "4", "--eval_batch_size", "4", logs=tmp_path,
     )  # fmt: skip
-    (run_dir,) = output.glob("*/*/*")  # written by global rank 0 alone, though both nodes have LOCAL_RANK 0
+    (run_dir,) = run_dirs(output)  # written by global rank 0 alone, though both nodes have LOCAL_RANK 0
     assert is_complete(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["world_size"] == 2
@@ -150,7 +156,7 @@ def test_sweep_launches_runs_through_torchrun(bert_dir, dataset_dir, tmp_path):
         "TRAIN_ARGS": f"--epochs 1 --max_seq_len 32 --dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
     }  # fmt: skip
     run_script(ROOT / "run.sh", env=env)
-    (run_dir,) = (tmp_path / "out" / bert_dir.name).glob("*/*")  # the sweep's own run, beside the baseline's
+    (run_dir,) = (tmp_path / "out" / "livedoor" / bert_dir.name).glob("*/*")  # beside the baseline
     assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
 
 

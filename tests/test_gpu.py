@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 import hardware
 import train
-from conftest import run_script
+from conftest import run_dirs, run_script
 from data import Collator
 from runs import is_complete
 
@@ -51,7 +51,7 @@ def test_one_epoch_on_the_gpu(precision, extra, bert_dir, dataset_dir, tmp_path,
     monkeypatch.setattr(train, "build_training", recording)
     argv = train_argv(bert_dir, dataset_dir, tmp_path, "--device", "cuda", "--precision", precision, "--epochs", "1")
     train.main(train.Args.from_args(argv + extra))
-    (run_dir,) = tmp_path.glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path)
     assert is_complete(run_dir)
     config = read_json(run_dir / "config.json")
     assert (config["device_used"], config["precision_used"]) == ("cuda:0", precision)
@@ -69,7 +69,7 @@ def test_deterministic_runs_give_the_same_metrics(bert_dir, dataset_dir, tmp_pat
         run_script("src/train.py", *argv, "--precision", "bf16", "--deterministic")
     logs = []
     for name in ("a", "b"):
-        (run_dir,) = (tmp_path / name).glob("*/*/*")
+        (run_dir,) = run_dirs(tmp_path / name)
         with open(run_dir / "log.csv") as f:
             logs.append([{k: v for k, v in row.items() if "_s" not in k} for row in csv.DictReader(f)])  # not timings
         logs[-1].append(read_json(run_dir / "test-metrics.json"))

@@ -7,7 +7,9 @@ import pytest
 from transformers import AutoTokenizer
 
 import train
-from data import fit_pair, label_id, label_names, load_split, read_jsonl, tokenize, write_jsonl
+from conftest import run_dirs
+from data import fit_pair, tokenize
+from splits import label_id, label_names, load_split, read_jsonl, write_jsonl
 
 LONG_TITLE = "映画監督が新しい映画を公開した" * 12  # about 180 characters: over any short budget
 
@@ -67,7 +69,7 @@ def test_char_model_trains_with_titles_longer_than_max_seq_len(char_bert_dir, da
     argv = ["--model_name", str(char_bert_dir), "--dataset_dir", str(data), "--output_root", str(tmp_path / "out"),
             "--max_seq_len", "16", "--epochs", "1", "--batch_size", "16"]  # fmt: skip
     train.main(train.Args.from_args(argv))
-    (run_dir,) = (tmp_path / "out").glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path / "out")
     config = json.loads((run_dir / "config.json").read_text())
     assert config["max_seq_len_used"] == 16 and (run_dir / "test-metrics.json").is_file()
 
@@ -118,7 +120,7 @@ def test_per_class_scores_follow_the_ids_when_label2id_lists_them_out_of_order(b
     argv = ["--model_name", str(bert_dir), "--dataset_dir", str(data), "--output_root", str(tmp_path / "out"),
             "--max_seq_len", "32", "--epochs", "1"]  # fmt: skip
     train.main(train.Args.from_args(argv))
-    (run_dir,) = (tmp_path / "out").glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path / "out")
     test = json.loads((run_dir / "test-metrics.json").read_text())
     records = read_jsonl(data / "test.jsonl")
     for name in label2id:

@@ -9,8 +9,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, pipeline
 
 import train
-from conftest import ROOT, run_script
-from data import read_jsonl
+from conftest import ROOT, run_dirs, run_script
+from splits import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def saved_run(bert_dir, dataset_dir, tmp_path_factory):
             "--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3", "--epochs", "4", "--precision", "fp32",
             "--eval_batch_size", "4", "--save_model"]  # fmt: skip
     train.main(train.Args.from_args(argv))
-    (run_dir,) = out.glob("*/*/*")
+    (run_dir,) = run_dirs(out)
     return run_dir
 
 
@@ -62,14 +62,17 @@ def test_predict_reproduces_the_runs_test_predictions(saved_run, dataset_dir):
     ]
 
 
-def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir):
+def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir, tmp_path):
     titles = [r["title"] for r in read_jsonl(dataset_dir / "test.jsonl")]
     command = [sys.executable, ROOT / "src" / "predict.py", saved_run / "model", "--text_columns", "title"]
     result = subprocess.run(command, input="\n".join(titles) + "\n", capture_output=True, text=True, check=True)
     predicted = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(predicted) == len(titles) and "id" not in predicted[0]
-    label2id = json.loads((dataset_dir / "label2id.json").read_text())
-    assert all(p["label"] in label2id for p in predicted)
+    # the same texts from a CSV file: the same predictions, in the same order
+    (tmp_path / "titles.csv").write_text("title\n" + "\n".join(titles) + "\n", encoding="utf-8")
+    from_file = run_script("src/predict.py", saved_run / "model", "--input", tmp_path / "titles.csv",
+                           "--text_columns", "title")  # fmt: skip
+    assert [json.loads(line) for line in from_file.stdout.splitlines()] == predicted
 
 
 def test_predict_refuses_a_folder_without_a_model(saved_run, tmp_path):

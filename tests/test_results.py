@@ -2,28 +2,37 @@
 
 import csv
 import json
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import accuracy_score, f1_score
 
 import aggregate
 import baseline
-from conftest import ROOT, run_script
-from runs import dataset_fingerprint, is_complete, model_dir_name, write_json
+from conftest import ROOT, run_dirs, run_script
+from runs import dataset_fingerprint, is_complete, model_dir_name, write_json, write_predictions
+from splits import read_jsonl
 
+DATASET = "livedoor"  # the fixture datasets' folder name, so their runs' folder under an output root
 LABELS = {"a": 0, "b": 1}
 FINGERPRINT = "0123456789abcdef" * 4
 BASELINE = "tfidf-char-logreg"
+EXAMPLES = 100  # in the made-up val and test splits: gold labels a, b, a, b, ...
 
 
 def make_run(
-    root: Path, model: str, lr: float | None, seed: int, val_f1: float, test_f1: float, stamp: str, **settings
-) -> Path:
+    root: Path, model: str, lr: float | None, seed: int, val_f1: float, test_f1: float, stamp: str,
+    errors: list[int] | None = None, ids: list | None = None, predictions: bool = True, **settings,
+) -> Path:  # fmt: skip
     """A run folder as train.py (or, for BASELINE, baseline.py) writes it, with made-up numbers;
-    settings replace or add config.json keys."""
-    run_dir = root / model_dir_name(model) / "2026-01-01" / stamp
+    settings replace or add config.json keys. Its prediction files (unless predictions=False, as
+    older runs lack them) are wrong on the examples at errors: by default the first ones, as many as
+    make the accuracy equal the F1 given."""
+    run_dir = root / DATASET / model_dir_name(model) / "2026-01-01" / stamp
     run_dir.mkdir(parents=True)
     config = {"model_name": model, "dataset_dir": "/data/livedoor", "dataset_fingerprint": FINGERPRINT,
               "text_fields": ["title", "body"], "seed": seed, "label2id": LABELS,
@@ -42,8 +51,19 @@ def make_run(
         writer.writerows([[1, 0.9, val_f1 - 0.1, 10.0], [2, 0.5, val_f1, 12.0]])
     metrics = {"accuracy": test_f1, "precision": test_f1, "recall": test_f1, "loss": 0.3}
     write_json(run_dir / "val-metrics.json", {"best_epoch": 2, **metrics, "accuracy": val_f1, "f1": val_f1})
+    if predictions:
+        write_made_up_predictions(run_dir / "val-predictions.jsonl", range(round((1 - val_f1) * EXAMPLES)), ids)
+        errors = range(round((1 - test_f1) * EXAMPLES)) if errors is None else errors
+        write_made_up_predictions(run_dir / "test-predictions.jsonl", errors, ids)
     write_json(run_dir / "test-metrics.json", {"best_epoch": 2, **metrics, "f1": test_f1})
     return run_dir
+
+
+def write_made_up_predictions(path: Path, errors, ids: list | None = None) -> None:
+    gold = np.arange(EXAMPLES) % 2
+    predicted = gold.copy()
+    predicted[list(errors)] = 1 - gold[list(errors)]
+    write_predictions(path, ids or range(EXAMPLES), gold, np.eye(2)[predicted], list(LABELS))
 
 
 @pytest.fixture
@@ -64,8 +84,8 @@ def outputs(tmp_path) -> Path:
 
 
 def test_aggregate_tables_and_plots(outputs, tmp_path, capsys):
-    results = tmp_path / "results"
-    aggregate.main(aggregate.Args(output_root=outputs, results_dir=results))
+    results = tmp_path / "results" / DATASET
+    aggregate.main(aggregate.Args(output_root=outputs, results_dir=results.parent))
     printed = capsys.readouterr().out
     assert "00-01-00.000000: incomplete" in printed and "org__other" in printed and "unreadable" in printed
 
@@ -95,7 +115,7 @@ def test_aggregate_keeps_the_newest_of_repeated_runs(tmp_path, capsys):
     new = make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.9, "00-00-01.000000")
     aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
     assert f"skipped {old}: {new} is a newer run of the same dataset and settings" in capsys.readouterr().out
-    assert pd.read_csv(tmp_path / "results" / "all.csv")["test_f1"].tolist() == [0.9]
+    assert pd.read_csv(tmp_path / "results" / DATASET / "all.csv")["test_f1"].tolist() == [0.9]
 
 
 def test_runs_of_other_settings_are_other_rows_with_their_settings_shown(tmp_path):
@@ -105,10 +125,10 @@ def test_runs_of_other_settings_are_other_rows_with_their_settings_shown(tmp_pat
     for i, settings in enumerate(variants):
         make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.80 + i / 100, f"00-00-0{i}.000000", **settings)
     aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
-    assert len(pd.read_csv(tmp_path / "results" / "all.csv")) == 5
-    best = pd.read_csv(tmp_path / "results" / "best.csv")
+    assert len(pd.read_csv(tmp_path / "results" / DATASET / "all.csv")) == 5
+    best = pd.read_csv(tmp_path / "results" / DATASET / "best.csv")
     assert sorted(best["test_f1_mean"]) == pytest.approx([0.80, 0.81, 0.82, 0.83, 0.84]) and set(best["seeds"]) == {1}
-    table = (tmp_path / "results" / "results.md").read_text()
+    table = (tmp_path / "results" / DATASET / "results.md").read_text()
     assert "| Model | LR | Epochs | Max len | Batch | Text fields | Params |" in table
     link = "[org/bert](https://huggingface.co/org/bert)"
     for row in ["2 | 512 | 16 | title body | 110M | 80.00", "4 | 512 | 16 | title body | 110M | 81.00",
@@ -122,7 +142,7 @@ def test_the_lr_is_chosen_within_runs_of_the_same_settings(tmp_path):
     for i, (lr, epochs, val_f1) in enumerate([(3e-5, 2, 0.80), (5e-5, 2, 0.90), (3e-5, 4, 0.95), (5e-5, 4, 0.70)]):
         make_run(tmp_path, "org/bert", lr, 1, val_f1, val_f1, f"00-00-0{i}.000000", epochs=epochs)
     aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
-    best = pd.read_csv(tmp_path / "results" / "best.csv").set_index("epochs")
+    best = pd.read_csv(tmp_path / "results" / DATASET / "best.csv").set_index("epochs")
     assert best.loc[2, "lr"] == 5e-5 and best.loc[4, "lr"] == 3e-5
 
 
@@ -133,10 +153,10 @@ def test_runs_on_different_datasets_are_never_in_one_table(tmp_path):
              dataset_dir="/data/reviews")  # fmt: skip
     make_run(tmp_path, BASELINE, None, 42, 0.8, 0.78, "00-00-00.000000")
     aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
-    assert len(pd.read_csv(tmp_path / "results" / "all.csv")) == 3
-    best = pd.read_csv(tmp_path / "results" / "best.csv")
+    assert len(pd.read_csv(tmp_path / "results" / DATASET / "all.csv")) == 3
+    best = pd.read_csv(tmp_path / "results" / DATASET / "best.csv")
     assert sorted(best["test_f1_mean"]) == pytest.approx([0.61, 0.78, 0.91])
-    table = (tmp_path / "results" / "results.md").read_text()
+    table = (tmp_path / "results" / DATASET / "results.md").read_text()
     livedoor, reviews = table.split(f"## reviews (dataset {other[:12]})")
     assert livedoor.startswith(f"## livedoor (dataset {FINGERPRINT[:12]})")
     assert "91.00" in livedoor and BASELINE in livedoor and "61.00" not in livedoor
@@ -153,12 +173,12 @@ def test_an_unreadable_log_is_reported_with_its_run_folder(tmp_path, capsys):
     assert len(skipped) == 3
     for i, line in enumerate(skipped, start=1):
         assert line.startswith(f"skipped {good.parent / f'00-00-0{i}.000000' / 'log.csv'}: unreadable")
-    assert len(pd.read_csv(tmp_path / "results" / "all.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "results" / DATASET / "all.csv")) == 1
 
 
 def test_all_csv_keeps_integer_columns_integer(outputs, tmp_path):
     aggregate.main(aggregate.Args(output_root=outputs, results_dir=tmp_path / "results"))
-    all_runs = pd.read_csv(tmp_path / "results" / "all.csv", dtype=str, keep_default_na=False)
+    all_runs = pd.read_csv(tmp_path / "results" / DATASET / "all.csv", dtype=str, keep_default_na=False)
     for column in ("seed", "batch_size", "epochs", "best_epoch", "max_seq_len", "num_parameters"):
         assert all(value == "" or value.isdigit() for value in all_runs[column]), (column, list(all_runs[column]))
     baseline_row = all_runs[all_runs["model"] == BASELINE].iloc[0]
@@ -173,7 +193,7 @@ def test_plots_name_models_briefly_and_count_epochs_in_whole_numbers(tmp_path, m
     figures = []
     monkeypatch.setattr(aggregate.plt, "close", figures.append)
     aggregate.main(aggregate.Args(output_root=tmp_path / "outputs", results_dir=tmp_path / "results"))
-    test_f1, per_epoch = figures
+    test_f1, per_epoch = figures[:2]
     bars = [label.get_text() for label in test_f1.axes[0].get_yticklabels()]
     assert sorted(bars) == ["my-bert", "org/bert"]
     (axes,) = per_epoch.axes
@@ -181,7 +201,96 @@ def test_plots_name_models_briefly_and_count_epochs_in_whole_numbers(tmp_path, m
                                                                                   "org/bert (lr 3e-05)"]  # fmt: skip
     ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)
-    assert str(tmp_path) not in (tmp_path / "results" / "results.md").read_text()
+    assert str(tmp_path) not in (tmp_path / "results" / DATASET / "results.md").read_text()
+
+
+def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(tmp_path, monkeypatch):
+    """On the same 100 test examples: org/close errs as often as the best row but on other examples (not
+    distinguishable), the baseline on 30 more (distinguishable); org/old predates prediction files."""
+    root = tmp_path / "outputs"
+    make_run(root, "org/bert", 3e-5, 1, 0.95, 0.90, "00-00-00.000000")  # wrong on examples 0-9
+    make_run(root, "org/bert", 3e-5, 2, 0.90, 0.88, "00-00-01.000000")  # 0-11
+    make_run(root, "org/close", 3e-5, 1, 0.90, 0.88, "00-00-00.000000", errors=range(10, 22))
+    make_run(root, BASELINE, None, 42, 0.80, 0.60, "00-00-00.000000")  # 0-39
+    make_run(root, "org/old", 3e-5, 1, 0.70, 0.50, "00-00-00.000000", predictions=False)
+    figures = []
+    monkeypatch.setattr(aggregate.plt, "close", figures.append)
+    results = tmp_path / "results" / DATASET
+    aggregate.main(aggregate.Args(output_root=root, results_dir=results.parent))
+
+    best = pd.read_csv(results / "best.csv").set_index("model")
+    assert list(best.index) == ["org/bert", "org/close", BASELINE, "org/old"]
+    for model in ("org/bert", "org/close", BASELINE):
+        for key in ("accuracy", "f1"):
+            assert best.loc[model, f"test_{key}_ci_low"] < best.loc[model, f"test_{key}_mean"]
+            assert best.loc[model, f"test_{key}_mean"] < best.loc[model, f"test_{key}_ci_high"]
+    assert best.loc["org/old", ["test_accuracy_ci_low", "test_f1_ci_high", "f1_vs_best"]].isna().all()
+    assert pd.isna(best.loc["org/bert", "f1_vs_best"])  # the best row itself
+    gold = np.arange(EXAMPLES) % 2
+    f1 = {errors: f1_score(gold, np.where(np.arange(EXAMPLES) < errors, 1 - gold, gold), average="macro")
+          for errors in (10, 12, 40)}  # fmt: skip
+    assert best.loc[BASELINE, "f1_vs_best"] == pytest.approx(f1[40] - (f1[10] + f1[12]) / 2)
+    assert best.loc[BASELINE, "f1_vs_best_high"] < 0 and best.loc[BASELINE, "differs_from_best"]
+    assert best.loc["org/close", "f1_vs_best_low"] < 0 < best.loc["org/close", "f1_vs_best_high"]
+    assert not best.loc["org/close", "differs_from_best"]
+
+    table = (results / "results.md").read_text()
+    fingerprint = FINGERPRINT[:12]
+    rows = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert "| F1 | Accuracy 95% CI | F1 95% CI | F1 vs best |" in rows["| Model"]
+    assert rows["| [org/bert](https://huggingface.co/org/bert)"].endswith(" | best |")
+    assert rows["| [org/close](https://huggingface.co/org/close)"].endswith(" ≈ best |")
+    assert "≈" not in rows[f"| {BASELINE}"] and rows["| [org/old](https://huggingface.co/org/old)"].endswith(
+        " | – | – | – |"
+    )
+    reasons = [line for line in table.splitlines() if "org/old" in line and not line.startswith("|")]
+    assert len(reasons) == 1 and "test-predictions.jsonl" in reasons[0]
+    assert "Koehn 2004" in table and f"![Confusion matrix](confusion_matrix_{fingerprint}.png)" in table
+
+    # per class: the best row's seed with the best validation F1 (seed 1: 5 a's and 5 b's wrong of 100)
+    assert "| Class | Precision | Recall | F1 | Support |" in table and "| a | 90.00 | 90.00 | 90.00 | 50 |" in table
+    per_class = pd.read_csv(results / f"per_class_{fingerprint}.csv")
+    assert per_class["class"].tolist() == ["a", "b"] and per_class["f1"].tolist() == pytest.approx([0.9, 0.9])
+    assert (results / f"confusion_matrix_{fingerprint}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (axes,) = figures[-1].axes
+    assert (
+        [t.get_text() for t in axes.get_xticklabels()] == [t.get_text() for t in axes.get_yticklabels()] == ["a", "b"]
+    )
+    assert [t.get_text() for t in axes.texts] == ["45", "5", "5", "45"]
+    assert "true" in axes.get_ylabel() and "predicted" in axes.get_xlabel()
+
+
+def test_runs_on_other_test_examples_are_never_paired(tmp_path):
+    """Without fingerprints (older runs) one section may hold two datasets: the example ids tell."""
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.90, "00-00-00.000000", dataset_fingerprint=None)
+    make_run(tmp_path, "org/other", 3e-5, 1, 0.9, 0.80, "00-00-00.000000", dataset_fingerprint=None,
+             ids=[f"r{i}" for i in range(EXAMPLES)])  # fmt: skip
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    best = pd.read_csv(tmp_path / "results" / DATASET / "best.csv").set_index("model")
+    assert best.loc["org/other", ["test_f1_ci_low", "test_f1_ci_high"]].notna().all()
+    assert best.loc["org/other", ["f1_vs_best", "f1_vs_best_low", "differs_from_best"]].isna().all()
+    table = (tmp_path / "results" / DATASET / "results.md").read_text()
+    assert any("org/other" in line and "other test examples" in line for line in table.splitlines())
+
+
+def test_aggregate_output_does_not_depend_on_the_working_directory(tmp_path):
+    """Nor does a local path ever become a Hub link: one relative to where aggregate.py happens to run
+    ("./local-bert", or "org/bert" where a folder org/bert exists) is a name like any other."""
+    outputs = tmp_path / "outputs"
+    for i, model in enumerate(["org/bert", "./local-bert", "../models/bert", str(tmp_path / "models" / "my-bert")]):
+        make_run(outputs, model, 3e-5, 1, 0.9, 0.9 - i / 100, "00-00-00.000000")
+    here = tmp_path / "elsewhere"
+    for folder in ("org/bert", "local-bert"):
+        (here / folder).mkdir(parents=True)
+    (tmp_path / "models" / "my-bert").mkdir(parents=True)
+    script = ROOT / "src" / "aggregate.py"
+    run_script(script, "--output_root", outputs, "--results_dir", tmp_path / "a", cwd=here)
+    run_script(script, "--output_root", "outputs", "--results_dir", "b", cwd=tmp_path)
+    for name in ("all.csv", "best.csv", "results.md", f"per_class_{FINGERPRINT[:12]}.csv"):
+        assert (tmp_path / "a" / DATASET / name).read_bytes() == (tmp_path / "b" / DATASET / name).read_bytes(), name
+    table = (tmp_path / "a" / DATASET / "results.md").read_text()
+    assert "[org/bert](https://huggingface.co/org/bert)" in table
+    assert table.count("huggingface.co") == 1 and str(tmp_path) not in table
 
 
 def test_aggregate_without_runs_is_an_error(tmp_path):
@@ -189,15 +298,48 @@ def test_aggregate_without_runs_is_an_error(tmp_path):
     assert result.returncode != 0 and "no complete runs under" in result.stderr
 
 
-def test_baseline_on_the_fixture_corpus(dataset_dir, tmp_path):
+def test_baseline_on_the_fixture_corpus(dataset_dir, tmp_path, monkeypatch):
+    def write_json_after_the_predictions(path, data):  # a run is complete when test-metrics.json exists
+        if path.name == "test-metrics.json":
+            assert (path.parent / "val-predictions.jsonl").is_file() and (
+                path.parent / "test-predictions.jsonl"
+            ).is_file()
+        write_json(path, data)
+
+    monkeypatch.setattr(baseline, "write_json", write_json_after_the_predictions)
     baseline.main(baseline.Args(dataset_dir=dataset_dir, output_root=tmp_path, c_values=[1.0, 10.0]))
-    (run_dir,) = tmp_path.glob("tfidf-char-logreg/*/*")
+    (run_dir,) = tmp_path.glob(f"{DATASET}/tfidf-char-logreg/*/*")
     assert is_complete(run_dir)
     test = json.loads((run_dir / "test-metrics.json").read_text())
     assert test["accuracy"] >= 0.9  # the categories have words of their own: easy for n-grams
     assert set(test) >= {"best_epoch", "loss", "accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
     row = aggregate.run_row(run_dir)
     assert row["model"] == "tfidf-char-logreg" and row["lr"] is None
+    for split in ("val", "test"):
+        metrics = json.loads((run_dir / f"{split}-metrics.json").read_text())
+        lines = read_jsonl(run_dir / f"{split}-predictions.jsonl")
+        assert [line["id"] for line in lines] == [record["id"] for record in read_jsonl(dataset_dir / f"{split}.jsonl")]
+        gold, predicted = [line["label"] for line in lines], [line["predicted"] for line in lines]
+        assert accuracy_score(gold, predicted) == metrics["accuracy"]
+        assert f1_score(gold, predicted, labels=list(metrics["per_class"]), average="macro") == metrics["f1"]
+        assert set(lines[0]["probabilities"]) == set(metrics["per_class"])
+
+
+def test_baseline_is_skipped_only_when_done_on_the_same_dataset(dataset_dir, tmp_path, capsys):
+    """A baseline of one dataset must not make the baseline of another (here: one record fewer) look done."""
+    other = tmp_path / "other"
+    shutil.copytree(dataset_dir, other)
+    train = (other / "train.jsonl").read_text().splitlines(keepends=True)
+    (other / "train.jsonl").write_text("".join(train[1:]))
+    args = {"output_root": tmp_path / "out", "c_values": [1.0], "skip_if_done": True}
+    baseline.main(baseline.Args(dataset_dir=dataset_dir, **args))
+    (first,) = run_dirs(tmp_path / "out")
+    capsys.readouterr()
+    baseline.main(baseline.Args(dataset_dir=dataset_dir, **args))
+    assert capsys.readouterr().out == f"already complete, skipped: {first}\n"
+    baseline.main(baseline.Args(dataset_dir=other, **args))
+    baseline.main(baseline.Args(dataset_dir=dataset_dir, **args | {"c_values": [10.0]}))  # other settings: a new run
+    assert len(list(run_dirs(tmp_path / "out"))) == 3
 
 
 def write_small_dataset(folder: Path, label2id: dict, splits: dict[str, list[tuple[str, str]]]) -> Path:
@@ -224,10 +366,14 @@ def test_baseline_names_classes_by_their_ids_not_by_the_order_of_label2id(tmp_pa
     dataset = write_small_dataset(tmp_path / "reviews", label2id, splits)
     baseline.main(baseline.Args(dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out",
                                 ngram_max=2, c_values=[100.0]))  # fmt: skip
-    (run_dir,) = (tmp_path / "out").glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path / "out")
     test = json.loads((run_dir / "test-metrics.json").read_text())
     assert test["per_class"]["positive"]["support"] == 3 and test["per_class"]["negative"]["support"] == 1
     assert test["confusion_matrix"] == [[1, 0], [0, 3]]  # row i: true id i (0 negative, 1 positive)
+    lines = read_jsonl(run_dir / "test-predictions.jsonl")
+    assert [line["id"] for line in lines] == [0, 1, 2, 3]  # records without an "id": their line numbers
+    assert [line["label"] for line in lines] == [line["predicted"] for line in lines] == ["positive"] * 3 + ["negative"]
+    assert list(lines[0]["probabilities"]) == ["negative", "positive"]  # in id order
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dataset_fingerprint"] == dataset_fingerprint(dataset)
 
@@ -244,7 +390,7 @@ def test_baseline_covers_a_label_that_train_never_has(tmp_path):
     dataset = write_small_dataset(tmp_path / "reviews", label2id, splits)
     baseline.main(baseline.Args(dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out",
                                 ngram_max=2, c_values=[100.0]))  # fmt: skip
-    (run_dir,) = (tmp_path / "out").glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path / "out")
     test = json.loads((run_dir / "test-metrics.json").read_text())
     assert set(test["per_class"]) == {"good", "bad", "neutral"} and len(test["confusion_matrix"]) == 3
     assert test["per_class"]["neutral"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
@@ -273,14 +419,14 @@ def test_sweep_continues_after_a_failure_and_resumes(bert_dir, dataset_dir, tmp_
     first = run_script(ROOT / "run.sh", env=env, check=False)
     assert first.returncode != 0
     assert f"1 of 2 runs failed:\n  {tmp_path / 'missing-model'} lr=2e-3 seed=1" in first.stderr
-    (run_dir,) = (tmp_path / "out" / bert_dir.name).glob("*/*")
+    (run_dir,) = (tmp_path / "out" / DATASET / bert_dir.name).glob("*/*")
     assert is_complete(run_dir)
 
     env["MODELS"] = str(bert_dir)
     second = run_script(ROOT / "run.sh", env=env)
     assert f"already complete, skipped: {run_dir}" in second.stdout
-    assert list((tmp_path / "out" / bert_dir.name).glob("*/*")) == [run_dir]
+    assert list((tmp_path / "out" / DATASET / bert_dir.name).glob("*/*")) == [run_dir]
 
     env["SEEDS"] = "1 2"  # a new seed runs; the finished one is still skipped
     run_script(ROOT / "run.sh", env=env)
-    assert len(list((tmp_path / "out" / bert_dir.name).glob("*/*"))) == 2
+    assert len(list((tmp_path / "out" / DATASET / bert_dir.name).glob("*/*"))) == 2

@@ -1,13 +1,18 @@
 """`bash run.sh` is the whole study: from a fresh checkout to the results table, and its command line."""
 
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_script
+from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
+from runs import dataset_fingerprint
 
 # For the tests that must stop before anything runs: with these, a run.sh that went on anyway would
 # fail at once instead of sweeping the default models.
@@ -38,16 +43,17 @@ def test_run_sh_goes_from_nothing_to_the_results_table(checkout, bert_dir):
     env["MODELS"] = str(bert_dir)
     first = run_script(repo / "run.sh", cwd=repo.parent, env=env)
     assert (repo / "data" / "text").is_dir() and (repo / "datasets" / "livedoor" / "label2id.json").is_file()
-    table = (repo / "results" / "results.md").read_text()
+    table = (repo / "results" / "livedoor" / "results.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert any(bert_dir.name in row for row in rows) and any("tfidf-char-logreg" in row for row in rows)
     assert "tfidf-char-logreg" in first.stdout.split("=== Summary")[1]  # the table is printed at the end
-    runs = sorted((repo / "outputs").glob("*/*/*"))
+    runs = run_dirs(repo / "outputs")
     assert len(runs) == 2
 
     again = run_script(repo / "run.sh", cwd=repo.parent, env=env)  # resumes: nothing is run twice
-    assert "already complete, skipped" in again.stdout and "TF-IDF baseline: already complete" in again.stdout
-    assert sorted((repo / "outputs").glob("*/*/*")) == runs
+    (baseline_run,) = (repo / "outputs" / "livedoor" / "tfidf-char-logreg").glob("*/*")
+    assert f"already complete, skipped: {baseline_run.resolve()}" in again.stdout.split("=== TF-IDF baseline")[1]
+    assert run_dirs(repo / "outputs") == runs
 
 
 def test_a_failing_download_stops_before_any_run(checkout):
@@ -79,3 +85,70 @@ def test_a_python_without_the_dependencies_gets_one_line_on_how_to_install(tmp_p
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "poetry install" in result.stderr and "pip install -r requirements.txt" in result.stderr
+
+
+def test_the_baseline_is_done_only_on_its_own_dataset_and_gets_the_text_fields(dataset_dir, tmp_path):
+    """A baseline of dataset A must not make dataset B's (A with one record fewer) look done."""
+    other = tmp_path / "other"
+    shutil.copytree(dataset_dir, other)
+    train = (other / "train.jsonl").read_text().splitlines(keepends=True)
+    (other / "train.jsonl").write_text("".join(train[1:]))
+    out = tmp_path / "out"
+    env = {"MODELS": str(tmp_path / "missing-model"), "LRS": "1e-3", "SEEDS": "1", "PYTHON": sys.executable}
+    runs = []
+    for dataset in (dataset_dir, other):  # (a rerun on the same dataset is skipped: test_results.py)
+        env["TRAIN_ARGS"] = f"--text_fields body title --dataset_dir {dataset} --output_root {out}"
+        result = run_script(ROOT / "run.sh", env=env, check=False)  # the missing model fails: exit status 1
+        assert result.returncode == 1 and "failed: the TF-IDF baseline" not in result.stderr
+        runs.append(sorted(out.glob("*/tfidf-char-logreg/*/*")))
+    first, second = runs
+    assert len(first) == 1 and len(second) == 2
+    configs = [json.loads((run / "config.json").read_text()) for run in second]
+    assert sorted(c["dataset_fingerprint"] for c in configs) == sorted(map(dataset_fingerprint, (dataset_dir, other)))
+    assert all(c["text_fields"] == ["body", "title"] for c in configs)  # the order given, not the default's
+
+
+def fake_python(tmp_path: Path, train: str) -> Path:
+    """A PYTHON for run.sh whose src/train.py is the bash code given; anything else runs in this Python."""
+    script = tmp_path / "python"
+    script.write_text(
+        f'#!/usr/bin/env bash\nif [[ "$1" == src/train.py ]]; then\n{train}\nfi\nexec {sys.executable} "$@"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("train", ["kill -INT $$", "exit 130"])
+def test_a_run_ended_by_ctrl_c_stops_the_sweep(tmp_path, dataset_dir, train):
+    """train.py dies of SIGINT after its one line (or a launcher reports 130): no next run, no baseline."""
+    env = {"MODELS": "first second", "LRS": "1e-3", "SEEDS": "1", "PYTHON": str(fake_python(tmp_path, train)),
+           "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}"}  # fmt: skip
+    result = run_script(ROOT / "run.sh", env=env, check=False)
+    assert result.returncode == 130
+    assert "=== [1/2] first" in result.stdout and "[2/2]" not in result.stdout and "baseline" not in result.stdout
+    assert result.stderr.strip().endswith(
+        "run.sh: interrupted: the sweep stops (complete runs are kept; run again to resume)"
+    )
+
+
+def test_ctrl_c_stops_the_sweep_even_if_the_run_exits_otherwise(tmp_path, dataset_dir):
+    """Ctrl-C reaches every process of the terminal's group: a launcher that turns it into exit status
+    1 (torchrun) must not let the sweep go on to the next run."""
+    started = tmp_path / "started"
+    train = f"trap 'exit 1' INT\ntouch {started}\nsleep 60"
+    env = {"MODELS": "first second", "LRS": "1e-3", "SEEDS": "1", "PYTHON": str(fake_python(tmp_path, train)),
+           "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}"}  # fmt: skip
+    process = subprocess.Popen(["bash", ROOT / "run.sh"], env=os.environ | env, start_new_session=True, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        for _ in range(600):
+            if started.exists() or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "[2/2]" not in stdout and "baseline" not in stdout and "run.sh: interrupted" in stderr

@@ -18,11 +18,12 @@ from transformers import AutoModelForSequenceClassification
 
 import hardware
 import train
-from conftest import ROOT, run_script
-from data import Collator, read_jsonl, sorted_batches, write_jsonl
+from conftest import ROOT, run_dirs, run_script
+from data import Collator, sorted_batches
 from models import usable_seq_len
 from optimization import make_optimizer
 from runs import is_complete
+from splits import read_jsonl, write_jsonl
 
 RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json", "val-predictions.jsonl",
              "test-predictions.jsonl"}  # fmt: skip
@@ -32,7 +33,7 @@ FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3"]
 def train_run(model_dir, dataset_dir, output_root, *extra, epochs=15):
     argv = ["--model_name", str(model_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(output_root)]
     train.main(train.Args.from_args(argv + FAST + ["--epochs", str(epochs), *map(str, extra)]))
-    (run_dir,) = [p for p in output_root.glob("*/*/*") if p.is_dir()]
+    (run_dir,) = run_dirs(output_root)
     return run_dir
 
 
@@ -136,7 +137,7 @@ def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_p
     monkeypatch.setattr(train, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
-    (run_dir,) = tmp_path.glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path)
     assert (run_dir / "config.json").exists() and not is_complete(run_dir)
 
 
@@ -348,7 +349,7 @@ def test_ctrl_c_prints_one_line_naming_the_incomplete_run(bert_dir, dataset_dir,
                 break
         process.send_signal(signal.SIGINT)
         stderr = process.communicate(timeout=60)[1]
-    (run_dir,) = tmp_path.glob("*/*/*")
+    (run_dir,) = run_dirs(tmp_path)
     # killed by SIGINT itself, so that a shell looping over runs (run.sh) stops too
     assert process.returncode == -signal.SIGINT and "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith(f"interrupted: {run_dir} is incomplete")
