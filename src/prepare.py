@@ -51,10 +51,9 @@ from pathlib import Path
 from classopt import classopt, config
 
 import cli
-from runs import dataset_fingerprint
+from runs import ROOT, dataset_fingerprint
 from splits import write_jsonl, write_label2id
 
-ROOT = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "val", "test")  # a row's split code is its index here
 LIVEDOOR = "livedoor"
 RECORD_KEYS = ("id", "label")  # what a record has besides its text columns
@@ -548,9 +547,11 @@ def main(args: Args) -> None:
     print_summary(counts, names)
     files = "{all,train,val,test}" if not (args.input or args.train) else "{train,val,test}"
     print(f"Wrote {output_dir}/{files}.jsonl, label2id.json and dataset.json")
-    if args.input or args.train:
-        fields = " ".join(args.text_columns)
-        print(f"Train on it: python src/train.py --dataset_dir {output_dir} --text_fields {fields}")
+    if args.input or args.train:  # train.py reads the text fields from dataset.json
+        option = f"--dataset {output_dir.name}"
+        if output_dir.parent != ROOT / "datasets":
+            option = f"--dataset_dir {output_dir}"
+        print(f"Train on it: python src/train.py {option}")
 
 
 if __name__ == "__main__":
