@@ -52,7 +52,7 @@ from classopt import classopt, config
 
 import cli
 from runs import ROOT, dataset_fingerprint
-from splits import write_jsonl, write_label2id
+from splits import jsonl_rows, write_jsonl, write_label2id
 
 SPLITS = ("train", "val", "test")  # a row's split code is its index here
 LIVEDOOR = "livedoor"
@@ -160,21 +160,7 @@ def read_tsv(path: Path) -> Iterator[tuple[int, dict]]:
     return read_csv(path, delimiter="\t")
 
 
-def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8-sig") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object per line")
-            yield line_number, row
-
-
-READERS = {".csv": read_csv, ".tsv": read_tsv, ".jsonl": read_jsonl_rows}
+READERS = {".csv": read_csv, ".tsv": read_tsv, ".jsonl": jsonl_rows}
 
 
 def reader_for(path: Path) -> Callable[[Path], Iterator[tuple[int, dict]]]:

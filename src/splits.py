@@ -8,7 +8,7 @@ Nothing here imports torch, so prepare.py stays light (tens of MB for a million-
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -18,21 +18,25 @@ def write_jsonl(path: Path, records: Sequence[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
+def jsonl_rows(path: Path, remedy: str = "") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line, streamed; a bad line is a one-line ValueError
+    naming the file and line, ending with the remedy. A byte-order mark is tolerated."""
+    with open(path, encoding="utf-8-sig") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as e:
-                message = f"{path}:{line_number}: not valid JSON ({e.msg}); run `python src/prepare.py` again"
-                raise ValueError(message) from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object per line")
-            records.append(record)
-    return records
+                raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg}){remedy}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{line_number}: expected a JSON object per line{remedy}")
+            yield line_number, row
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """A prepared split: its records, in order."""
+    return [row for _, row in jsonl_rows(path, "; run `python src/prepare.py` again")]
 
 
 def write_label2id(path: Path, label2id: dict[str, int]) -> None:
