@@ -65,6 +65,16 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([part[:length] for part, (length, *_) in zip(parts, shapes, strict=True)])
 
 
+def from_main(value):
+    """Rank 0's value on every rank: for a decision every rank must share, such as a precision chosen
+    from a timing, which could come out differently on each rank."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def total(value: torch.Tensor) -> torch.Tensor:
     """Elementwise sum of a tensor over all ranks (a scalar, or a few values reduced in one call)."""
     if dist.is_initialized():

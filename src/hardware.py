@@ -5,6 +5,7 @@ uses for the forward pass and whether fp16's GradScaler is enabled. Weights alwa
 """
 
 import os
+import statistics
 import sys
 import time
 
@@ -57,10 +58,14 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def cpu_bf16_speedup() -> float:
-    """How much faster a bf16 matmul runs than an fp32 one on this CPU (about 0.2 s to measure)."""
+def cpu_bf16_speedup(trials: int = 5) -> float:
+    """How much faster a bf16 matmul runs than an fp32 one on this CPU: the median of several short,
+    interleaved timings (about 0.5 s in all). A single 0.2 s timing flipped under load (0.5x and 0.9x
+    minutes apart on one machine); a moment of load now spoils one trial, not the decision."""
     cpu = torch.device("cpu")
-    return matmul_flops(cpu, torch.bfloat16, 512, 0.05) / matmul_flops(cpu, torch.float32, 512, 0.05)
+    ratios = [matmul_flops(cpu, torch.bfloat16, 512, 0.05) / matmul_flops(cpu, torch.float32, 512, 0.05)
+              for _ in range(trials)]  # fmt: skip
+    return statistics.median(ratios)
 
 
 def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:

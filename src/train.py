@@ -290,7 +290,7 @@ def setup(args: Args):
     label2id = load_label2id(args.dataset_dir)
     device = resolve_device(args.device, distributed.local_rank())
     distributed.init(device)
-    precision, reason = resolve_precision(args.precision, device)
+    precision, reason = distributed.from_main(resolve_precision(args.precision, device))  # one decision for all
     transformers.set_seed(args.seed)  # before the model is built: the new classifier head is random
     tokenizer, model = load_model(args.model_name, label2id)
     torch.manual_seed(args.seed + distributed.rank())  # dropout: a different mask on each rank

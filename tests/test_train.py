@@ -372,3 +372,10 @@ def test_a_mistyped_option_is_one_line_and_answered_before_torch_loads():
         errors = [line for line in result.stderr.splitlines() if "import time:" not in line]
         assert result.returncode != 0 and len(errors) == 1 and errors[0].startswith("train.py: error:"), argv
         assert not any(line.endswith("| torch") for line in result.stderr.splitlines())
+
+
+def test_cpu_precision_decision_is_the_median_of_several_timings(monkeypatch):
+    """One trial disturbed by load (here the third: bf16 at a tenth of its speed) must not flip it."""
+    timings = iter([4.0, 2.0, 4.0, 2.0, 0.4, 2.0, 4.0, 2.0, 4.0, 2.0])  # bf16, fp32 FLOP/s, interleaved
+    monkeypatch.setattr(hardware, "matmul_flops", lambda *args: next(timings))
+    assert hardware.cpu_bf16_speedup() == 2.0
