@@ -132,7 +132,8 @@ fi
 
 # The data, unless TRAIN_ARGS brings its own: download.sh verifies and extracts the corpus,
 # prepare.py writes the splits. Without them every run would fail the same way.
-dataset="${DATASET:-livedoor}"
+dataset="$(train_arg dataset)"  # TRAIN_ARGS="--dataset X" counts as DATASET=X
+dataset="${dataset:-${DATASET:-livedoor}}"
 dataset_dir="$(train_arg dataset_dir)"
 dataset_args=(--dataset "$dataset")  # for train.py, baseline.py and aggregate.py alike
 [[ -n "$dataset_dir" ]] && dataset_args+=(--dataset_dir "$dataset_dir") && dataset="$(basename "$dataset_dir")"

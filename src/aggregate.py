@@ -1,17 +1,18 @@
-"""Collect every complete run of a dataset under outputs/<dataset>/ into tables and plots under results/<dataset>/.
+"""Collect every complete run of a dataset (outputs/<dataset>/) into tables and plots (results/<dataset>/).
 
     python src/aggregate.py                     # livedoor: outputs/livedoor/ -> results/livedoor/
     python src/aggregate.py --dataset reviews   # outputs/reviews/ -> results/reviews/
 
-    results/all.csv                 one row per run: its dataset, settings, and val and test metrics
-    results/best.csv                per model and settings: the learning rate with the best mean validation
-                                    macro-F1 across seeds, its test metrics as mean and std across seeds,
-                                    their 95% bootstrap intervals, and the difference from the best row
-    results/results.md              best.csv as Markdown tables in %, one section per dataset
-    results/test_f1.png             test macro-F1 per row of best.csv, with the std across seeds as error bars
-    results/val_f1_per_epoch.png    validation macro-F1 per epoch of each row's chosen run
-    results/confusion_matrix_<dataset>.png, per_class_<dataset>.csv
-                                    per dataset (first 12 digits of its fingerprint): the best row's chosen run
+    results/<dataset>/
+        all.csv                 one row per run: its dataset, settings, and val and test metrics
+        best.csv                per model and settings: the learning rate with the best mean validation
+                                macro-F1 across seeds, its test metrics as mean and std across seeds,
+                                their 95% bootstrap intervals, and the difference from the best row
+        results.md              best.csv as Markdown tables in %, one section per dataset fingerprint
+        test_f1.png             test macro-F1 per row of best.csv, with the std across seeds as error bars
+        val_f1_per_epoch.png    validation macro-F1 per epoch of each row's chosen run
+        confusion_matrix_<fingerprint>.png, per_class_<fingerprint>.csv
+                                the best row's chosen run (first 12 digits of the dataset's fingerprint)
 
 Runs count together only if they share a dataset (by fingerprint) and every setting that changes
 results (runs.IDENTITY): a run with more epochs, another max_seq_len or batch size is another row,
@@ -57,6 +58,10 @@ from metrics import SUMMARY_KEYS, classification_metrics
 from runs import IDENTITY, read_run, run_identity
 from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
 
+# Japanese class and model names need a font with kana and kanji; matplotlib's default has none and
+# draws boxes. The first of these that is installed is used (DejaVu Sans: the fallback for Latin).
+plt.rcParams["font.sans-serif"] = ["Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "Hiragino Sans",
+                                   "Yu Gothic", "TakaoGothic", "DejaVu Sans"]  # fmt: skip
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 SHORT_FINGERPRINT = 12  # hex digits of a dataset fingerprint shown in tables and plots
 

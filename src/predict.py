@@ -6,10 +6,10 @@
 
 Each output line: {"id": <the input's "id" if it has one>, "label": <the most probable label>,
 "probabilities": {<label>: <probability, 4 decimals>}}, in input order. The texts are prepared exactly as
-in training, from the run's config.json beside the model folder: the same text fields, the same
-truncation and max_seq_len, the same batch size and precision. So on the run's own test split this
-reproduces its test-predictions.jsonl. Input: JSONL, CSV or TSV (by extension), or one text per line
-on standard input.
+in training, from the model folder's predict.json (train.py writes it): the same normalization (NFKC,
+as prepare.py applied), text fields, truncation and max_seq_len, batch size and precision. So on the
+run's own test split, on the same kind of device, this reproduces its test-predictions.jsonl. Input:
+JSONL, CSV or TSV (by extension), or one text per line on standard input.
 """
 
 from pathlib import Path
@@ -43,60 +43,83 @@ from contextlib import nullcontext
 from functools import partial
 
 import torch
+import transformers
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+import prepare
 import train
+from cli import first_line
 from data import Collator, eval_loader, tokenize
 from hardware import AUTOCAST_DTYPES, resolve_device
-from prepare import read_table
 
 
-def read_run_config(model_dir: Path) -> dict:
-    """The config.json of the run the model comes from (the model folder's parent)."""
-    if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
+def read_settings(model_dir: Path) -> dict:
+    """How the run prepared its texts, from the model folder's predict.json."""
+    path = model_dir / "predict.json"
+    if not (model_dir / "config.json").is_file() or not path.is_file():
         raise ValueError(f"{model_dir}: not a saved model (train.py --save_model writes <run folder>/model/)")
-    path = model_dir.parent / "config.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raise ValueError(f"{path}: the run's config.json is missing or unreadable; predict.py needs it") from None
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: not valid JSON; save the model again with train.py --save_model") from None
 
 
-def read_inputs(path: Path | None, fields: list[str]) -> list[dict]:
+def read_inputs(path: Path | None, fields: list[str], normalize: bool) -> list[dict]:
     """Records with the text fields, from a file, or one text per line of standard input (as the
-    first field; the others empty)."""
+    first field; the others empty), normalized as prepare.py normalized the training data."""
+    records = read_records(path, fields)
+    if normalize:
+        records = [r | {field: prepare.normalize(r[field]) for field in fields} for r in records]
+    return records
+
+
+def read_records(path: Path | None, fields: list[str]) -> list[dict]:
     if path is None:
         lines = [line.strip() for line in sys.stdin if line.strip()]
         if not lines:
             raise ValueError("no text on standard input (one text per line), and no --input file")
         return [{fields[0]: line} | {field: "" for field in fields[1:]} for line in lines]
-    records = [row for _, row in read_table(path)]  # JSONL, CSV or TSV, as prepare.py reads them
-    if not records:
+    rows = list(prepare.read_table(path))  # JSONL, CSV or TSV, as prepare.py reads them
+    if not rows:
         raise ValueError(f"{path}: no records to label")
-    for number, record in enumerate(records, start=1):
-        missing = [field for field in fields if not isinstance(record.get(field), str)]
+    for line, row in rows:
+        missing = [field for field in fields if not isinstance(row.get(field), str)]
         if missing:
-            raise ValueError(f"{path}: record {number} has no text field {missing[0]!r} (give --text_columns)")
-    return records
+            columns = ", ".join(row)
+            raise ValueError(f"{path}:{line}: no text column {missing[0]!r} (columns: {columns}; give --text_columns)")
+    return [row for _, row in rows]
+
+
+def load_saved_model(model_dir: Path, device):
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # no loading bar in the output a user redirects
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{model_dir}: could not load the saved model: {first_line(e)}") from None
+    return tokenizer, model.to(device)
 
 
 def main(args: Args) -> None:
     try:
-        run = read_run_config(args.model_dir)
-        fields = args.text_columns or run["text_fields"]
-        records = read_inputs(args.input, fields)
+        settings = read_settings(args.model_dir)
+        fields = args.text_columns or settings["text_fields"]
+        if args.input is not None and not args.input.is_file():
+            raise ValueError(f"--input {args.input}: no such file")
+        records = read_inputs(args.input, fields, settings["normalize"])
         device = resolve_device(args.device)
+        tokenizer, model = load_saved_model(args.model_dir, device)
     except (ValueError, OSError) as e:
         sys.exit(f"predict.py: error: {e}")
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, dtype=torch.float32).to(device)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     segment_ids = getattr(model.config, "type_vocab_size", 0) > 1
-    max_seq_len = run["max_seq_len_used"]
-    examples = tokenize([r | {"label": 0} for r in records], tokenizer, fields, max_seq_len, segment_ids, "input")
+    max_seq_len = settings["max_seq_len"]
+    source = args.input.stem if args.input else "stdin"  # named in a tokenizer error
+    examples = tokenize([r | {"label": 0} for r in records], tokenizer, fields, max_seq_len, segment_ids, source)
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
-    loader = eval_loader(examples, args.batch_size or run["eval_batch_size"], collate, device.type == "cuda")
-    precision = args.precision or run["precision_used"]
+    loader = eval_loader(examples, args.batch_size or settings["batch_size"], collate, device.type == "cuda")
+    precision = args.precision or settings["precision"]
     autocast = nullcontext
     if precision != "fp32":
         autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])

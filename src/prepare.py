@@ -216,12 +216,21 @@ def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_
 
 def allocate(counts: dict[str, int], total: int) -> dict[str, int]:
     """Split `total` over the categories in proportion to their counts (largest remainder method),
-    so that the held-out sets have exactly `total` articles and every category its fair share."""
+    so that the held-out sets have exactly `total` articles and every category its fair share. A
+    category whose share rounds to 0 still gets one (taken from the largest share, while one has
+    more than one): a label absent from val or test would cap macro-F1 below 100 whatever the model
+    does. livedoor's categories are all large: its shares, and its split, are unchanged."""
     n = sum(counts.values())
     quotas = {c: counts[c] * total // n for c in counts}
     by_remainder = sorted(counts, key=lambda c: (-(counts[c] * total % n), c))
     for category in by_remainder[: total - sum(quotas.values())]:
         quotas[category] += 1
+    for category in sorted(c for c in counts if quotas[c] == 0):
+        largest = max(sorted(quotas), key=quotas.get)
+        if quotas[largest] <= 1:
+            break  # fewer held-out rows than labels: some label must be missing (--val_ratio is tiny)
+        quotas[largest] -= 1
+        quotas[category] = 1
     return quotas
 
 
@@ -294,6 +303,7 @@ def staged(output_dir: Path) -> Iterator[Path]:
     """A fresh temporary folder beside output_dir for the body to write into, moved into place only
     when the body has finished: an interrupted or failed run leaves the previous dataset or none,
     never a partial one."""
+    check_replaceable(output_dir)  # before anything is written
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     umask = os.umask(0)
@@ -310,6 +320,22 @@ def staged(output_dir: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+DATASET_FILES = {"all.jsonl", "train.jsonl", "val.jsonl", "test.jsonl", "label2id.json", "dataset.json"}
+
+
+def check_replaceable(output_dir: Path) -> None:
+    """The output folder is replaced whole: only ever a dataset prepare.py wrote, never a folder that
+    holds anything else (the input table, notes, other datasets)."""
+    if not output_dir.exists():
+        return
+    names = {p.name for p in output_dir.iterdir()} if output_dir.is_dir() else {None}
+    if "label2id.json" not in names or not names <= DATASET_FILES:
+        raise ValueError(
+            f"--output_dir {output_dir} exists and is not a dataset prepare.py wrote: it would be replaced "
+            "whole; choose a new folder (default: datasets/<name>)"
+        )
 
 
 def jsonl_line(record: dict) -> str:

@@ -1,7 +1,7 @@
 """Run folders under outputs/: where a run writes its config, log and metrics, and how to tell a
 finished run from one that crashed or is still going.
 
-    outputs/<model name, "/" as "__">/<YYYY-MM-DD>/<HH-MM-SS.ffffff>/
+    outputs/<dataset>/<model name, "/" as "__">/<YYYY-MM-DD>/<HH-MM-SS.ffffff>/
         config.json        written first: arguments and what was resolved from them
         log.csv            a row per epoch, appended as training goes
         val-metrics.json   the best epoch's weights on the validation split

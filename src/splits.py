@@ -56,16 +56,23 @@ def load_label2id(dataset_dir: Path) -> dict[str, int]:
     return label2id
 
 
-def dataset_text_fields(dataset_dir: Path) -> list[str]:
-    """The text fields prepare.py recorded in the dataset's manifest (dataset.json); a dataset
-    without one (made by hand, or by an older prepare.py) is taken to be livedoor's title and body."""
+def dataset_manifest(dataset_dir: Path) -> dict:
+    """The manifest prepare.py wrote (dataset.json); {} for a dataset without one (made by hand, or
+    by an older prepare.py), which is then taken to be livedoor's: title and body, NFKC-normalized."""
     path = dataset_dir / "dataset.json"
     if not path.is_file():
-        return ["title", "body"]
+        return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["text_fields"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"{path}: no readable text_fields; run `python src/prepare.py` again") from None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: not valid JSON; run `python src/prepare.py` again") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("text_fields", []), list):
+        raise ValueError(f"{path}: no readable text_fields; run `python src/prepare.py` again")
+    return manifest
+
+
+def dataset_text_fields(dataset_dir: Path) -> list[str]:
+    return dataset_manifest(dataset_dir).get("text_fields", ["title", "body"])
 
 
 def label_names(label2id: dict[str, int]) -> list[str]:

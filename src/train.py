@@ -1,4 +1,4 @@
-"""Fine-tune a Hugging Face encoder on a prepared JSONL dataset; write config, log and metrics only.
+"""Fine-tune a Hugging Face encoder on a prepared dataset; write config, log, metrics and predictions.
 
     python src/train.py --model_name tohoku-nlp/bert-base-japanese-v3
     python src/train.py --model_name studio-ousia/luke-japanese-base-lite --batch_size 32 --epochs 10 --lr 5e-5
@@ -109,7 +109,7 @@ from runs import (
     write_json,
     write_predictions,
 )
-from splits import dataset_text_fields, label_names, load_label2id, load_split
+from splits import dataset_manifest, dataset_text_fields, label_names, load_label2id, load_split
 
 
 def planned_run(args: Args) -> dict:
@@ -372,14 +372,25 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: lis
     return best_epoch, best_state
 
 
-def save_model(model, model_name: str, path: Path) -> None:
+def save_model(model, args: Args, run: dict, path: Path) -> None:
     """The best epoch's weights (safetensors), config (with id2label) and tokenizer: a plain Hugging
-    Face model folder that AutoModelForSequenceClassification and pipeline() load, and predict.py
-    uses. Written under a temporary name and renamed when whole."""
+    Face model folder that AutoModelForSequenceClassification and pipeline() load; and predict.json,
+    how this run prepared its texts, so that predict.py, given the folder alone, does the same.
+    Written under a temporary name and renamed when whole."""
     staging = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     model.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(model_name).save_pretrained(staging)  # the tokenizer train.py loaded
+    AutoTokenizer.from_pretrained(args.model_name).save_pretrained(staging)  # the tokenizer train.py loaded
+    normalize = dataset_manifest(args.dataset_dir).get("normalize", True)  # as prepare.py did: NFKC, strip
+    write_json(staging / "predict.json", {
+        "text_fields": args.text_fields, "max_seq_len": run["max_seq_len_used"], "normalize": normalize,
+        "batch_size": args.eval_batch_size, "precision": run["precision_used"],
+    })  # fmt: skip
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in [staging, *staging.iterdir()]:  # safetensors writes 0600: readable by colleagues, as every run file
+        file.chmod((0o777 if file.is_dir() else 0o666) & ~umask)
     staging.rename(path)
 
 
@@ -390,7 +401,8 @@ def main(args: Args) -> None:
             args.model_name = str(Path(args.model_name).resolve())
         resolve_dataset(args)
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
-        if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args))):
+        done = args.skip_if_done and find_complete_run(runs_dir, args.model_name, planned_run(args))
+        if done and (not args.save_model or (done / "model").is_dir()):  # with --save_model: done if it has one
             say(f"already complete, skipped: {done}")
             return
         device, precision, model, loaders, run = setup(args)
@@ -422,7 +434,7 @@ def main(args: Args) -> None:
                 write_predictions(run_dir / f"{split}-predictions.jsonl", [e["id"] for e in examples],
                                   [e["label"] for e in examples], probabilities.numpy(), names)  # fmt: skip
             if args.save_model:
-                save_model(model, args.model_name, run_dir / "model")
+                save_model(model, args, run, run_dir / "model")
             write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
     say(f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
         f"test F1 {test['f1']:.4f} -> {run_dir}")  # fmt: skip

@@ -1,6 +1,7 @@
 """What a run leaves besides its metrics: per-example predictions, an opt-in model, and predict.py."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -79,3 +80,24 @@ def test_predict_refuses_a_folder_without_a_model(saved_run, tmp_path):
     result = run_script("src/predict.py", saved_run, check=False)  # the run folder, not its model/
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("not a saved model (train.py --save_model writes <run folder>/model/)")
+
+
+def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(roberta_dir, dataset_dir, tmp_path):
+    """The model folder is self-contained (predict.json), and raw text gets prepare.py's NFKC: full-width
+    letters and digits and ideographic spaces give the predictions of the prepared text. (A byte-level
+    BPE tokenizer does not normalize by itself; MeCab's BertJapaneseTokenizer would hide a missing NFKC.)"""
+    argv = ["--model_name", str(roberta_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(tmp_path),
+            "--max_seq_len", "64", "--epochs", "3", "--lr", "3e-3", "--batch_size", "8", "--precision", "fp32",
+            "--save_model"]  # fmt: skip
+    train.main(train.Args.from_args(argv))
+    (run_dir,) = run_dirs(tmp_path)
+    copy = tmp_path / "my-model"
+    shutil.copytree(run_dir / "model", copy)
+    shutil.rmtree(run_dir)  # nothing of the run is needed but its model folder
+    records = read_jsonl(dataset_dir / "test.jsonl")[:6]
+    raw = [r | {"title": "　" + r["title"].replace("NEWS", "ＮＥＷＳ").replace("12", "１２") + " "} for r in records]
+    for name, rows in (("prepared", records), ("raw", raw)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    predict = [ROOT / "src" / "predict.py", copy, "--input"]
+    outputs = [run_script(*predict, tmp_path / f"{name}.jsonl").stdout for name in ("prepared", "raw")]
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 6

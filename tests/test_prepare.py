@@ -368,3 +368,25 @@ def test_a_table_changed_between_the_two_passes_is_an_error(tmp_path, monkeypatc
     error = prepare_with("--input", source, "--label_column", "rating", "--output_dir", tmp_path / "out", check=False)
     assert "reviews.csv changed while prepare.py was reading it: run it again" in error
     assert [p.name for p in tmp_path.iterdir()] == ["reviews.csv"]  # the staging folder is gone too
+
+
+def test_a_rare_label_still_gets_a_val_and_a_test_row(tmp_path):
+    """Proportional shares alone gave a label of 3 rows in 1,000 no val or test row (3/0/0): macro-F1
+    over all labels was then capped at 66.67 however good the model."""
+    rows = [f"テキスト{i},{'A' if i < 500 else 'B' if i < 997 else 'C'}" for i in range(1000)]
+    (tmp_path / "rare.csv").write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "rare"
+    run_script("src/prepare.py", "--input", tmp_path / "rare.csv", "--output_dir", out)
+    for split, size in (("val", 100), ("test", 100)):
+        records = read_jsonl(out / f"{split}.jsonl")
+        assert len(records) == size and sum(r["label"] == "C" for r in records) == 1, split
+
+
+def test_an_output_folder_that_holds_other_files_is_never_replaced(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    (project / "reviews.csv").write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(20)))
+    result = run_script("src/prepare.py", "--input", project / "reviews.csv", "--output_dir", project, check=False)
+    assert result.returncode != 0 and "is not a dataset prepare.py wrote" in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "project", "reviews.csv"]
