@@ -401,8 +401,8 @@ def main(args: Args) -> None:
             args.model_name = str(Path(args.model_name).resolve())
         resolve_dataset(args)
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
-        done = args.skip_if_done and find_complete_run(runs_dir, args.model_name, planned_run(args))
-        if done and (not args.save_model or (done / "model").is_dir()):  # with --save_model: done if it has one
+        holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one
+        if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args), holding)):
             say(f"already complete, skipped: {done}")
             return
         device, precision, model, loaders, run = setup(args)

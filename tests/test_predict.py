@@ -1,6 +1,7 @@
 """What a run leaves besides its metrics: per-example predictions, an opt-in model, and predict.py."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,9 @@ def test_metrics_recomputed_from_the_predictions_equal_the_reported_ones(saved_r
 def test_the_saved_model_is_a_plain_hugging_face_model(saved_run, dataset_dir):
     model_dir = saved_run / "model"
     assert (model_dir / "model.safetensors").is_file() and not list(saved_run.glob(".model*"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in model_dir.iterdir()} == {0o666 & ~umask}  # safetensors wrote 0600
     label2id = json.loads((dataset_dir / "label2id.json").read_text())
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     assert model.config.label2id == label2id
@@ -101,3 +105,13 @@ def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(rob
     predict = [ROOT / "src" / "predict.py", copy, "--input"]
     outputs = [run_script(*predict, tmp_path / f"{name}.jsonl").stdout for name in ("prepared", "raw")]
     assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 6
+
+
+def test_save_model_reruns_a_complete_run_that_has_no_model(bert_dir, dataset_dir, tmp_path):
+    argv = ["--model_name", str(bert_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(tmp_path),
+            "--max_seq_len", "32", "--epochs", "1", "--skip_if_done"]  # fmt: skip
+    train.main(train.Args.from_args(argv))
+    train.main(train.Args.from_args(argv + ["--save_model"]))  # the run above has no model: not done
+    train.main(train.Args.from_args(argv + ["--save_model"]))  # now it is
+    runs = run_dirs(tmp_path)
+    assert len(runs) == 2 and [(run / "model").is_dir() for run in runs] == [False, True]
