@@ -35,7 +35,6 @@ import csv
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import sys
@@ -51,7 +50,7 @@ from pathlib import Path
 from classopt import classopt, config
 
 import cli
-from runs import ROOT, dataset_fingerprint
+from runs import ROOT, as_a_new_file, dataset_fingerprint
 from splits import jsonl_rows, write_jsonl, write_label2id
 
 SPLITS = ("train", "val", "test")  # a row's split code is its index here
@@ -306,9 +305,7 @@ def staged(output_dir: Path) -> Iterator[Path]:
     check_replaceable(output_dir)  # before anything is written
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700: colleagues on a shared server could not read it
+    as_a_new_file(staging)  # mkdtemp makes it 0700
     try:
         yield staging
         if output_dir.exists():

@@ -99,6 +99,14 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
+def as_a_new_file(path: Path) -> None:
+    """The permissions a newly created file or folder gets (0666 or 0777 less the umask), for one that a
+    library created private (mkdtemp, safetensors: 0600/0700): colleagues on a shared server can read it."""
+    umask = os.umask(0)  # reading the umask means setting it: set it straight back
+    os.umask(umask)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def write_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 

@@ -100,6 +100,7 @@ from models import load_model, needs_unused_parameter_search, usable_seq_len
 from optimization import make_optimizer, make_scheduler
 from runs import (
     append_csv_row,
+    as_a_new_file,
     create_run_dir,
     dataset_fingerprint,
     find_complete_run,
@@ -387,10 +388,8 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
         "text_fields": args.text_fields, "max_seq_len": run["max_seq_len_used"], "normalize": normalize,
         "batch_size": args.eval_batch_size, "precision": run["precision_used"],
     })  # fmt: skip
-    umask = os.umask(0)
-    os.umask(umask)
-    for file in [staging, *staging.iterdir()]:  # safetensors writes 0600: readable by colleagues, as every run file
-        file.chmod((0o777 if file.is_dir() else 0o666) & ~umask)
+    for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
+        as_a_new_file(file)
     staging.rename(path)
 
 

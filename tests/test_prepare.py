@@ -3,6 +3,7 @@
 import hashlib
 import inspect
 import json
+import os
 import shutil
 from collections import Counter
 
@@ -380,6 +381,13 @@ def test_a_rare_label_still_gets_a_val_and_a_test_row(tmp_path):
     for split, size in (("val", 100), ("test", 100)):
         records = read_jsonl(out / f"{split}.jsonl")
         assert len(records) == size and sum(r["label"] == "C" for r in records) == 1, split
+
+
+def test_the_dataset_folder_is_readable_by_colleagues(dataset_dir):
+    """mkdtemp makes its staging folder 0700; the dataset swapped into place gets a new folder's mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dataset_dir.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_an_output_folder_that_holds_other_files_is_never_replaced(tmp_path):
