@@ -73,7 +73,16 @@ IDENTITY_COLUMNS = [COLUMNS.get(key, key) for key in IDENTITY]
 SETTINGS = [c for c in IDENTITY_COLUMNS if c not in ("dataset_fingerprint", "model", "lr", "seed")]
 ROW_COLUMNS = ["dataset_fingerprint", "model", *SETTINGS]
 ALWAYS_SHOWN = ["epochs", "max_seq_len", "batch_size"]  # in results.md, whether they vary or not
-HEADERS = {"epochs": "Epochs", "max_seq_len": "Max len", "batch_size": "Batch", "text_fields": "Text fields"}
+HEADERS = {
+    "epochs": "Epochs",
+    "max_seq_len": "Max len",
+    "batch_size": "Batch",
+    "text_fields": "Text fields",
+    "truncation": "Truncation",
+    "head_tokens": "Head tokens",
+    "windows": "Windows",
+    "window_stride": "Stride",
+}
 RESAMPLES = 1000  # bootstrap resamples of the test set: a percentile interval's ends settle by about 1,000
 BOOTSTRAP_SEED = 0  # the same resamples for every row and every run of aggregate.py: the tables are reproducible
 BOOTSTRAPPED = {"accuracy": accuracy, "f1": macro_f1}

@@ -10,7 +10,9 @@ so the numbers describe what training does, not a copy of it. Sections:
    tokenizes every batch and pads random batches to their longest member;
 3. the model step: samples/s, tokens/s and achieved FLOP/s against this machine's matmul peak;
 4. what one H100 needs to stay busy at half its dense bf16 peak, and whether the pipeline delivers it;
-5. accuracy: a small BERT trained by train.py in fp32 and in mixed precision.
+5. accuracy: a small BERT trained by train.py in fp32 and in mixed precision;
+6. long documents: the same small BERT at a short --max_seq_len (--long_seq_len), where truncation
+   bites, reading each document's head, its head and tail, or 3 windows: accuracy and wall time.
 The table is printed and written as JSON (--output). If a section fails, the report still holds every
 section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
 """
@@ -33,7 +35,8 @@ class Args:
     model_batch_size: int = config(default=8, help="batch size for the model step (small: CPUs are slow)")
     steps: int = config(default=3, help="timed training steps per precision (after one warm-up step)")
     precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="precisions to time the model in")
-    accuracy_records: int = config(default=1100, help="synthetic examples for the precision accuracy check")
+    accuracy_records: int = config(default=1100, help="documents for the accuracy sections (5 and 6)")
+    long_seq_len: int = config(default=128, help="--max_seq_len of the long-documents section")
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
 
 
@@ -69,17 +72,18 @@ LABEL_WORDS = [("独女", "恋愛"), ("パソコン", "ソフト"), ("掃除機"
                ("美容", "スイーツ"), ("ドコモ", "端末"), ("サッカー", "監督"), ("事件", "政治")]  # fmt: skip
 
 
-def synthetic_records(n: int, seed: int = 0) -> list[dict]:
+def synthetic_records(n: int, seed: int = 0, label_rate: float = 0.05) -> list[dict]:
     """Livedoor-like articles when no prepared dataset is present: titles of 15 to 45 characters,
     bodies log-normal in length with a median of 1,100 characters (sigma 0.55, 200 to 8,000), close
     to the livedoor corpus; words from a fixed list, so that MeCab sees real morphemes. Each of the
-    9 labels has two words of its own, mixed in, so that the texts can also be learned."""
+    9 labels has two words of its own, mixed in at label_rate per word, anywhere in the text, so that
+    the texts can also be learned (the more of a text is read, the more of them are seen)."""
     rng = random.Random(seed)
 
     def text(chars: int, label: int) -> str:
         words, length = [], 0
         while length < chars:
-            words.append(LABEL_WORDS[label][len(words) % 2] if rng.random() < 0.05 else rng.choice(WORDS))
+            words.append(LABEL_WORDS[label][len(words) % 2] if rng.random() < label_rate else rng.choice(WORDS))
             length += len(words[-1])
         return "".join(words)
 
@@ -234,31 +238,73 @@ def model_step(args: Args, model, examples, pad_id: int, requested: str, variant
     }  # fmt: skip
 
 
-def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[dict]:
-    """Train a small BERT with train.py itself, once per precision, on the learnable synthetic task:
-    mixed precision must not cost accuracy."""
-    label2id = {str(i): i for i in range(9)}
+def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, Path]:
+    """A dataset of the records (train, val and test 8:1:1, in their order) and a small BERT, randomly
+    initialised, for the tokenizer: what the accuracy sections train with train.py itself."""
+    labels = sorted({str(r["label"]) for r in records})
     data = workdir / "dataset"
-    data.mkdir(parents=True, exist_ok=True)
-    write_label2id(data / "label2id.json", label2id)
-    splits = {"train": records[:-200], "val": records[-200:-100], "test": records[-100:]}
+    data.mkdir(parents=True)
+    write_label2id(data / "label2id.json", {label: i for i, label in enumerate(labels)})
+    tenth = len(records) // 10
+    splits = {"train": records[: -2 * tenth], "val": records[-2 * tenth : -tenth], "test": records[-tenth:]}
     for split, split_records in splits.items():
         write_jsonl(data / f"{split}.jsonl", [r | {"label": str(r["label"])} for r in split_records])
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=1024, max_position_embeddings=512)  # fmt: skip
+                        intermediate_size=1024, max_position_embeddings=512, num_labels=len(labels))  # fmt: skip
     BertForSequenceClassification(config).save_pretrained(workdir / "model")
     tokenizer.save_pretrained(workdir / "model")
+    return data, workdir / "model"
+
+
+def train_small(data: Path, model_dir: Path, output: Path, **options) -> tuple[dict, float]:
+    """One train.py run (3 epochs at lr 3e-4): its config.json, val- and test-metrics.json and log.csv,
+    and its wall seconds (tokenization, training and evaluation)."""
+    start = time.perf_counter()
+    train.main(train.Args(model_name=str(model_dir), dataset_dir=data, output_root=output, epochs=3, lr=3e-4,
+                          **options))  # fmt: skip
+    seconds = time.perf_counter() - start
+    (run_dir,) = output.glob("*/*/*/*")  # <dataset>/<model>/<date>/<time>
+    run = {
+        name: json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics", "test-metrics")
+    }
+    with open(run_dir / "log.csv", newline="") as f:
+        run["log"] = list(csv.DictReader(f))
+    return run, seconds
+
+
+def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[dict]:
+    """Train a small BERT with train.py itself, once per precision, on the learnable synthetic task:
+    mixed precision must not cost accuracy."""
+    data, model_dir = small_task(records, tokenizer, workdir / "precision")
     rows = []
     for precision in ("fp32", "auto"):
-        output = workdir / f"outputs-{precision}"
-        train.main(train.Args(model_name=str(workdir / "model"), dataset_dir=data, output_root=output, epochs=3,
-                              max_seq_len=64, lr=3e-4, precision=precision))  # fmt: skip
-        (run_dir,) = output.glob("*/*/*/*")  # <dataset>/<model>/<date>/<time>
-        config, val = (json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics"))
-        seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(open(run_dir / "log.csv"))]
-        rows.append({"precision": config["precision_used"], "val_accuracy": val["accuracy"],
+        output = workdir / "precision" / f"outputs-{precision}"
+        run, _ = train_small(data, model_dir, output, max_seq_len=64, precision=precision)
+        seconds = [float(row["epoch_seconds"]) for row in run["log"]]
+        rows.append({"precision": run["config"]["precision_used"], "val_accuracy": run["val-metrics"]["accuracy"],
                      "epoch_seconds": sum(seconds) / len(seconds)})  # fmt: skip
+    return rows
+
+
+# What the long-documents section compares: train.py's options for each way of reading a long text.
+LONG_DOCUMENT_MODES = {"head": {}, "head_tail": {"truncation": "head_tail"}, "windows 3": {"windows": 3}}
+
+
+def long_documents(records: list[dict], tokenizer, max_seq_len: int, workdir: Path) -> list[dict]:
+    """The same small BERT, seed and documents at a budget far below the documents' lengths, read in
+    each of LONG_DOCUMENT_MODES (in fp32, so that only the mode differs): accuracy, macro-F1 and wall
+    time of each run."""
+    data, model_dir = small_task(records, tokenizer, workdir / "long")
+    rows = []
+    for mode, options in LONG_DOCUMENT_MODES.items():
+        output = workdir / "long" / f"outputs-{mode.replace(' ', '-')}"
+        run, seconds = train_small(data, model_dir, output, max_seq_len=max_seq_len, precision="fp32", **options)
+        config, val, test = run["config"], run["val-metrics"], run["test-metrics"]
+        rows.append({"mode": mode, "max_seq_len": config["max_seq_len_used"],
+                     "train_windows_per_document": config["num_windows"]["train"] / config["num_examples"]["train"],
+                     "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"], "test_f1": test["f1"],
+                     "seconds": seconds})  # fmt: skip
     return rows
 
 
@@ -320,6 +366,13 @@ def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None
 
     started.append("precision_accuracy")
     report["precision_accuracy"] = precision_accuracy(synthetic_records(args.accuracy_records, seed=1), fast, workdir)
+
+    started.append("long_documents")
+    # Real documents if a prepared dataset is there; else synthetic ones whose label words are sparse
+    # (1 word in 100), so that reading more of a text finds more of them.
+    long_records = records[: args.accuracy_records] if source.endswith("train.jsonl") else None
+    long_records = long_records or synthetic_records(args.accuracy_records, seed=2, label_rate=0.01)
+    report["long_documents"] = long_documents(long_records, fast, args.long_seq_len, workdir)
 
 
 def one_line(error: BaseException) -> str:

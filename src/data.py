@@ -9,6 +9,7 @@ import copy
 import math
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -24,43 +25,150 @@ from cli import first_line
 POOL_BATCHES = 50
 
 
-def tokenize(
-    records: list[dict], tokenizer, text_fields: Sequence[str], max_seq_len: int, segment_ids: bool, split: str = ""
-) -> list[dict]:
+@dataclass(frozen=True)
+class Truncation:
+    """Which tokens of a text longer than its room the model sees (train.py's options of these names).
+    Only the last text field (the body) is cut this way; the first of a pair (the title) keeps its head.
+
+    - "head": the first tokens, as every published livedoor result;
+    - "tail": the last ones;
+    - "head_tail": head_tokens from the start and the rest from the end: Sun et al. 2019 ("How to
+      Fine-Tune BERT for Text Classification?") found this best on long IMDb reviews, with 128 + 382 of
+      510 tokens, so the default head is a quarter of the room;
+    - windows > 1 (with "head"): up to that many windows of the room's size, window_stride tokens apart
+      (default half the room, so windows overlap by half), each with the title; every window is a
+      training example, and a document's prediction averages its windows' logits (average_windows).
+    """
+
+    mode: str = "head"
+    head_tokens: int | None = None
+    windows: int = 1
+    window_stride: int | None = None
+
+
+def keep_spans(length: int, room: int, truncation: Truncation) -> list[list[tuple[int, int]]]:
+    """The parts of a text of `length` tokens to keep in `room` tokens: a list of windows (one unless
+    truncation.windows > 1), each a list of (start, end) spans in order."""
+    if length <= room:
+        return [[(0, length)]]
+    if truncation.mode == "tail":
+        return [[(length - room, length)]]
+    if truncation.mode == "head_tail":
+        head = min(room, room // 4 if truncation.head_tokens is None else truncation.head_tokens)
+        return [[span for span in ((0, head), (length - room + head, length)) if span[0] < span[1]]]
+    stride = min(room, truncation.window_stride or max(1, room // 2))  # never a gap between windows
+    starts = list(range(0, length - room, stride))[: truncation.windows]
+    if len(starts) < truncation.windows:
+        starts.append(length - room)  # the last window ends with the text, and is as long as the others
+    return [[(start, start + room)] for start in starts]
+
+
+def windows_of(first: int, second: int | None, budget: int, truncation: Truncation):
+    """For segments of `first` and (a pair) `second` tokens, each window's spans of each segment:
+    the pair shares the budget as fit_pair says, and the last segment is cut as truncation says."""
+    if second is None:
+        return [(spans, None) for spans in keep_spans(first, budget, truncation)]
+    keep_first, _ = fit_pair(first, second, budget)
+    return [([(0, keep_first)], spans) for spans in keep_spans(second, budget - keep_first, truncation)]
+
+
+def tokenize(records: list[dict], tokenizer, text_fields: Sequence[str], max_seq_len: int, segment_ids: bool,
+             split: str = "", truncation: Truncation = Truncation()) -> list[dict]:  # fmt: skip
     """Tokenize once, before training. With two fields (title, body) they form a sentence pair; with
-    three or more, the rest are joined into the second segment. Truncation is ours (fit_pair), the
-    same for fast (Rust) and Python (MeCab) tokenizers: the tokenizers' own "only_second" raises for a
-    title longer than the budget (fast) or returns an over-long sequence (MeCab's Python tokenizer).
-    segment_ids asks for token_type_ids, which models with segment embeddings (BERT, ELECTRA) were
-    pre-trained with. The attention mask is rebuilt per batch. A record the tokenizer fails on is
-    named in a one-line ValueError."""
-    budget = max_seq_len - tokenizer.num_special_tokens_to_add(pair=len(text_fields) > 1)
+    three or more, the rest are joined into the second segment. Truncation is ours (fit_pair, then
+    keep_spans), the same for fast (Rust) and Python (MeCab) tokenizers: the tokenizers' own
+    "only_second" raises for a title longer than the budget (fast) or returns an over-long sequence
+    (MeCab's Python tokenizer). segment_ids asks for token_type_ids, which models with segment
+    embeddings (BERT, ELECTRA) were pre-trained with. The attention mask is rebuilt per batch.
+
+    An example per window (one per record unless truncation.windows > 1), in record order, each with
+    "document", the index of its record in the split. A record the tokenizer fails on is named in a
+    one-line ValueError."""
+    pair = len(text_fields) > 1
+    budget = max_seq_len - tokenizer.num_special_tokens_to_add(pair=pair)
     if budget < 2:
         raise ValueError(f"--max_seq_len {max_seq_len} leaves no room for text after the special tokens")
-    if tokenizer.is_fast:
-        backend = copy.deepcopy(tokenizer.backend_tokenizer)  # a tokenizer.json may have been saved with
-        backend.no_truncation()  # truncation or padding on: we cut ourselves, without changing the caller's
-        backend.no_padding()
-        encode = partial(encode_fast, backend)
-    else:
-        encode = partial(encode_python, tokenizer)
-    examples = []
+    steps = fast_tokenizer_steps(tokenizer, pair) if tokenizer.is_fast else python_tokenizer_steps(tokenizer)
+    encode = partial(encode_texts, steps, pair=pair, budget=budget, truncation=truncation)
+    examples, document = [], 0
     for batch in tqdm(list(chunked(records, 256)), desc=f"tokenize {split}", leave=False, disable=None):
         texts = [[r[field] for r in batch] for field in text_fields]
         if len(texts) > 2:
             texts = [texts[0], ["\n".join(parts) for parts in zip(*texts[1:], strict=True)]]
         try:
-            encoded = encode(texts, budget)
+            encoded = encode(texts)
         except Exception as e:  # the Rust tokenizers raise bare Exceptions
-            raise ValueError(tokenizer_failure(encode, batch, texts, budget, split, e)) from None
-        for record, (input_ids, token_type_ids) in zip(batch, encoded, strict=True):
-            example = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
-            if segment_ids:
-                example["token_type_ids"] = np.asarray(token_type_ids, dtype=np.int64)
-            example["label"] = record["label"]
-            example["id"] = record.get("id", len(examples))  # the record's own id, or its line in the split
-            examples.append(example)
+            raise ValueError(tokenizer_failure(encode, batch, texts, split, e)) from None
+        for record, windows in zip(batch, encoded, strict=True):
+            for input_ids, token_type_ids in windows:
+                example = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
+                if segment_ids:
+                    example["token_type_ids"] = np.asarray(token_type_ids, dtype=np.int64)
+                example["label"] = record["label"]
+                example["id"] = record.get("id", document)  # the record's own id, or its line in the split
+                example["document"] = document
+                examples.append(example)
+            document += 1
     return examples
+
+
+def encode_texts(steps, texts: list[list[str]], pair: bool, budget: int, truncation: Truncation) -> list[list]:
+    """Per text (or pair), its windows as (input_ids, token_type_ids): each segment is tokenized
+    without special tokens, cut (windows_of), then given the model's special tokens and segment ids.
+    steps: (token_ids, add_special_tokens) of python_tokenizer_steps or fast_tokenizer_steps."""
+    token_ids, add_special_tokens = steps
+    segments = [token_ids(field) for field in texts]
+    encoded = []
+    for first, *second in zip(*segments, strict=True):
+        second = second[0] if pair else None
+        windows = windows_of(len(first), None if second is None else len(second), budget, truncation)
+        encoded.append([add_special_tokens(cut(first, a), None if b is None else cut(second, b)) for a, b in windows])
+    return encoded
+
+
+def python_tokenizer_steps(tokenizer):
+    """Python tokenizers (BertJapaneseTokenizer over MeCab): token ids, then prepare_for_model."""
+
+    def token_ids(texts: list[str]) -> list[list[int]]:
+        # tokenize + convert, not encode: encode warns about every text longer than the model, before we cut it
+        return [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) for text in texts]
+
+    def add_special_tokens(first: list[int], second: list[int] | None) -> tuple[list[int], list[int]]:
+        out = tokenizer.prepare_for_model(first, second, add_special_tokens=True, return_token_type_ids=True,
+                                          return_attention_mask=False)  # fmt: skip
+        return out["input_ids"], out["token_type_ids"]
+
+    return token_ids, add_special_tokens
+
+
+def fast_tokenizer_steps(tokenizer, pair: bool):
+    """Rust tokenizers: token ids from the backend, batched, then the special tokens and segment ids of
+    the backend's own post-processor, as a template read once by post-processing one-token segments
+    (a sequence id of None marks a token it adds): cutting plain id lists instead of Encodings, whose
+    truncate() keeps every cut-off piece as an "overflowing" Encoding that post-processing then pairs up."""
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)  # a tokenizer.json may have been saved with
+    backend.no_truncation()  # truncation or padding on: we cut ourselves, without changing the caller's
+    backend.no_padding()
+    probe = backend.encode(tokenizer.all_special_tokens[0], add_special_tokens=False)  # a special token: one token
+    merged = backend.post_process(probe, probe if pair else None, add_special_tokens=True)
+    template = list(zip(merged.ids, merged.sequence_ids, merged.type_ids, strict=True))
+
+    def token_ids(texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+
+    def add_special_tokens(first: list[int], second: list[int] | None) -> tuple[list[int], list[int]]:
+        ids, type_ids = [], []
+        for token, segment, type_id in template:
+            part = [token] if segment is None else (first, second)[segment]
+            ids += part
+            type_ids += [type_id] * len(part)
+        return ids, type_ids
+
+    return token_ids, add_special_tokens
+
+
+def cut(ids: list[int], spans: list[tuple[int, int]]) -> list[int]:
+    return [i for start, end in spans for i in ids[start:end]]
 
 
 def fit_pair(first: int, second: int, budget: int) -> tuple[int, int]:
@@ -71,43 +179,11 @@ def fit_pair(first: int, second: int, budget: int) -> tuple[int, int]:
     return keep_first, min(second, budget - keep_first)
 
 
-def encode_fast(backend, texts: list[list[str]], budget: int) -> list[tuple[list[int], list[int]]]:
-    """Rust tokenizers: encode each segment without special tokens, cut, then let the tokenizer's own
-    post-processor add the special tokens and segment ids of the model's template."""
-    segments = [backend.encode_batch(field, add_special_tokens=False) for field in texts]
-    encoded = []
-    for first, *second in zip(*segments, strict=True):
-        second = second[0] if second else None
-        keep_first, keep_second = fit_pair(len(first), len(second) if second else 0, budget)
-        first.truncate(keep_first)
-        if second is not None:
-            second.truncate(keep_second)
-        merged = backend.post_process(first, second, add_special_tokens=True)
-        encoded.append((merged.ids, merged.type_ids))
-    return encoded
-
-
-def encode_python(tokenizer, texts: list[list[str]], budget: int) -> list[tuple[list[int], list[int]]]:
-    """Python tokenizers (BertJapaneseTokenizer over MeCab): the same, through prepare_for_model."""
-    # tokenize + convert, not encode: encode warns about every text longer than the model, before we cut it
-    segments = [[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) for text in field] for field in texts]
-    encoded = []
-    for first, *second in zip(*segments, strict=True):
-        second = second[0] if second else None
-        keep_first, keep_second = fit_pair(len(first), len(second) if second else 0, budget)
-        pair = (first[:keep_first], second[:keep_second] if second is not None else None)
-        out = tokenizer.prepare_for_model(*pair, add_special_tokens=True, return_token_type_ids=True,
-                                          return_attention_mask=False)  # fmt: skip
-        encoded.append((out["input_ids"], out["token_type_ids"]))
-    return encoded
-
-
-def tokenizer_failure(encode, batch: list[dict], texts: list[list[str]], budget: int, split: str,
-                      error: Exception) -> str:  # fmt: skip
+def tokenizer_failure(encode, batch: list[dict], texts: list[list[str]], split: str, error: Exception) -> str:
     """Find the record of a failed batch that the tokenizer fails on, for a one-line message."""
     for i, record in enumerate(batch):
         try:
-            encode([[field[i]] for field in texts], budget)
+            encode([[field[i]] for field in texts])
         except Exception as e:
             where = f"id {record['id']}" if "id" in record else f"line {i + 1} of its batch"
             return f"{split}.jsonl: the tokenizer failed on the record with {where}: {first_line(e)}"
@@ -179,7 +255,7 @@ class Collator:
         width = max(longest, min(math.ceil(longest / self.multiple_of) * self.multiple_of, self.max_seq_len))
         batch = {"attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64))}
         for key in examples[0]:
-            if key in ("label", "id"):  # not model inputs
+            if key in ("label", "id", "document"):  # not model inputs
                 continue
             padded = np.full((len(examples), width), self.pad_token_id if key == "input_ids" else 0, np.int64)
             for row, example in zip(padded, examples, strict=True):
@@ -202,3 +278,19 @@ def eval_loader(examples: list[dict], batch_size: int, collate: Collator, pin_me
                 num_replicas: int = 1, rank: int = 0) -> DataLoader:  # fmt: skip
     batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size, num_replicas, rank)
     return DataLoader(examples, batch_sampler=batches, collate_fn=collate, pin_memory=pin_memory)
+
+
+def average_windows(logits: torch.Tensor, documents: Sequence[int]) -> torch.Tensor:
+    """One row of logits per document: the mean over its windows' rows (documents[i] is row i's
+    document, 0..n-1). Averaging logits rather than probabilities weighs a confident window more.
+    With one window per document, the rows come back unchanged, bit for bit."""
+    index = torch.as_tensor(documents, dtype=torch.long)
+    count = int(index.max()) + 1 if len(index) else 0
+    sums = torch.zeros(count, logits.shape[1], dtype=logits.dtype).index_add_(0, index, logits)
+    return sums / torch.bincount(index, minlength=count).unsqueeze(1).to(logits.dtype)
+
+
+def first_windows(examples: Sequence[dict]) -> list[dict]:
+    """One example per document (its first window), in document order: their ids and labels are the
+    documents'."""
+    return [e for i, e in enumerate(examples) if i == 0 or e["document"] != examples[i - 1]["document"]]

@@ -7,9 +7,10 @@
 Each output line: {"id": <the input's "id" if it has one>, "label": <the most probable label>,
 "probabilities": {<label>: <probability, 4 decimals>}}, in input order. The texts are prepared exactly as
 in training, from the model folder's predict.json (train.py writes it): the same normalization (NFKC,
-as prepare.py applied), text fields, truncation and max_seq_len, batch size and precision. So on the
-run's own test split, on the same kind of device, this reproduces its test-predictions.jsonl. Input:
-JSONL, CSV or TSV (by extension), or one text per line on standard input.
+as prepare.py applied), text fields, max_seq_len, truncation (--truncation; with --windows, one line
+per input, its windows' logits averaged), batch size and precision. So on the run's own test split,
+on the same kind of device, this reproduces its test-predictions.jsonl. Input: JSONL, CSV or TSV (by
+extension), or one text per line on standard input.
 """
 
 from pathlib import Path
@@ -49,7 +50,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import prepare
 import train
 from cli import first_line
-from data import Collator, eval_loader, tokenize
+from data import Collator, Truncation, eval_loader, tokenize
 from hardware import AUTOCAST_DTYPES, resolve_device
 
 
@@ -116,14 +117,17 @@ def main(args: Args) -> None:
     segment_ids = getattr(model.config, "type_vocab_size", 0) > 1
     max_seq_len = settings["max_seq_len"]
     source = args.input.stem if args.input else "stdin"  # named in a tokenizer error
-    examples = tokenize([r | {"label": 0} for r in records], tokenizer, fields, max_seq_len, segment_ids, source)
+    truncation = Truncation(settings.get("truncation", "head"), settings.get("head_tokens"),
+                            settings.get("windows", 1), settings.get("window_stride"))  # fmt: skip
+    unlabelled = [r | {"label": 0} for r in records]
+    examples = tokenize(unlabelled, tokenizer, fields, max_seq_len, segment_ids, source, truncation)
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     loader = eval_loader(examples, args.batch_size or settings["batch_size"], collate, device.type == "cuda")
     precision = args.precision or settings["precision"]
     autocast = nullcontext
     if precision != "fp32":
         autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
-    probabilities, _, _ = train.predict(model, loader, autocast, device, len(names))
+    probabilities = train.predict(model, loader, autocast, device, len(names)).softmax(dim=-1)
     for record, row in zip(records, probabilities.numpy(), strict=True):
         output = {"id": record["id"]} if "id" in record else {}
         output["label"] = names[int(row.argmax())]

@@ -35,9 +35,9 @@ DATASET_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "label2id.json")  # w
 
 # The config.json keys that make a run's identity, each with the value a config.json that lacks the
 # key is taken to have: None where there was no such setting (the baseline has no lr, older runs no
-# fingerprint), or the behaviour before the option existed. A new setting that changes results
-# (truncation, windows, ...) is added here and nowhere else. Not here: what gives the same numbers
-# by other means (gradient_checkpointing, compile, eval_batch_size, the device's name, output paths).
+# fingerprint), or the behaviour before the option existed. A new setting that changes results is
+# added here and nowhere else. Not here: what gives the same numbers by other means
+# (gradient_checkpointing, compile, eval_batch_size, the device's name, output paths).
 IDENTITY = {
     "dataset_fingerprint": None,
     "model_name": None,
@@ -47,6 +47,10 @@ IDENTITY = {
     "epochs": None,
     "global_batch_size": None,  # batch_size x grad_accum x world_size: see global_batch_size()
     "max_seq_len_used": None,
+    "truncation": "head",  # which tokens of a long text are seen: data.Truncation
+    "head_tokens": None,
+    "windows": 1,
+    "window_stride": None,
     "warmup_ratio": None,
     "weight_decay": None,
     "max_grad_norm": None,

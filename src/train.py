@@ -29,6 +29,14 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     max_grad_norm: float = config(default=1.0, help="gradient clipping norm (0 disables clipping)")
     grad_accum: int = config(default=1, help="micro-batches per optimizer step")
     max_seq_len: int = config(default=512, help="tokens per example, capped by the model's position limit")
+    truncation: str = config(default="head", choices=["head", "tail", "head_tail"], help="which tokens of a long "
+                             "last text field are kept: its start, its end, or both (Sun et al. 2019)")  # fmt: skip
+    head_tokens: int = config(default=None, help="head_tail: tokens kept from the start; default a quarter of "
+                              "the room, as the paper's 128 of 510")  # fmt: skip
+    windows: int = config(default=1, help="a long text becomes up to N overlapping windows, each with the "
+                          "title; a document's prediction averages its windows' logits")  # fmt: skip
+    window_stride: int = config(default=None, help="tokens from one window's start to the next; default half "
+                                "a window, so that windows overlap by half")  # fmt: skip
     seed: int = config(default=42, help="seed for the head's initialisation, dropout and batch order")
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="autocast dtype")
@@ -45,6 +53,9 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
 def check_args(args: Args) -> None:
     """Every numeric option, before anything runs: one line naming each mistake, not a traceback later."""
     finite = all(math.isfinite(v) for v in (args.lr, args.warmup_ratio, args.weight_decay, args.max_grad_norm))
+    head_tokens_ok = args.head_tokens is None or (args.head_tokens >= 0 and args.truncation == "head_tail")
+    windows_ok = args.windows == 1 or (args.windows > 1 and args.truncation == "head")
+    stride_ok = args.window_stride is None or (args.window_stride >= 1 and args.windows > 1)
     rules = [  # option, its value, whether the value is valid, what it must be
         ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
         ("--eval_batch_size", args.eval_batch_size, args.eval_batch_size >= 1, ">= 1"),
@@ -55,6 +66,9 @@ def check_args(args: Args) -> None:
         ("--weight_decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
         ("--max_grad_norm", args.max_grad_norm, args.max_grad_norm >= 0, ">= 0 (0 disables clipping)"),
         ("--max_seq_len", args.max_seq_len, args.max_seq_len >= 8, ">= 8"),
+        ("--head_tokens", args.head_tokens, head_tokens_ok, ">= 0, and given only with --truncation head_tail"),
+        ("--windows", args.windows, windows_ok, ">= 1, and 1 unless --truncation head (windows start at the head)"),
+        ("--window_stride", args.window_stride, stride_ok, ">= 1, and given only with --windows 2 or more"),
         ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
         (
             "--text_fields",
@@ -93,7 +107,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 import distributed
-from data import Collator, eval_loader, tokenize, train_loader
+from data import Collator, Truncation, average_windows, eval_loader, first_windows, tokenize, train_loader
 from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
 from metrics import SUMMARY_KEYS, classification_metrics
 from models import load_model, needs_unused_parameter_search, usable_seq_len
@@ -143,12 +157,12 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def forward_loss(model, batch, autocast, reduction: str = "mean"):
+def summed_loss(model, batch, autocast) -> torch.Tensor:
+    """The batch's cross-entropy, summed over its examples."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with autocast():  # forward and loss only: backward and the optimizer step stay outside
         logits = model(**inputs).logits
-        loss = F.cross_entropy(logits.float(), batch["labels"], reduction=reduction)
-    return loss, logits
+        return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
 
 
 def train_one_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
@@ -166,7 +180,7 @@ def train_one_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
         # Under DDP, gradients are averaged across ranks only on the micro-batch that ends a step.
         no_sync = hasattr(t.train_model, "no_sync") and not step_now
         with t.train_model.no_sync() if no_sync else nullcontext():
-            loss, _ = forward_loss(t.train_model, to_device(batch, t.device), t.autocast, reduction="sum")
+            loss = summed_loss(t.train_model, to_device(batch, t.device), t.autocast)
             # The mean over the step's examples: dividing each micro-batch's mean by the number of
             # micro-batches would overweight the examples of a short last micro-batch. (Under DDP each
             # rank divides by its own count and DDP averages the ranks: exact while the ranks hold
@@ -201,36 +215,31 @@ def progress_bars_off() -> bool | None:
 
 
 @torch.inference_mode()
-def predict(model, loader, autocast, device, num_labels: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Every example's label probabilities and gold label, in dataset order, and the summed loss. Under
-    DDP each rank predicts its own batches and the results of all ranks are gathered (as tensors, on
-    the device), so that every example counts exactly once and every rank holds the same result."""
+def predict(model, loader, autocast, device, num_labels: int) -> torch.Tensor:
+    """Every document's logits, in dataset order, on the CPU. Under DDP each rank predicts its own
+    batches and the logits of all ranks are gathered (as tensors, on the device), so that every
+    example counts exactly once and every rank holds the same result; then each document's windows
+    are averaged (with --windows, a document's windows may have been on different ranks)."""
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    probabilities, labels = [], []
+    logits = []
     for batch in loader:
-        batch = to_device(batch, device)
-        loss, logits = forward_loss(model, batch, autocast, reduction="sum")
-        loss_sum += loss
-        probabilities.append(logits.float().softmax(dim=-1))
-        labels.append(batch["labels"])
+        inputs = {k: v for k, v in to_device(batch, device).items() if k != "labels"}
+        with autocast():
+            logits.append(model(**inputs).logits.float())
     # The dataset index of each of this rank's examples, in the order its batches came (length-sorted).
     order = torch.tensor([i for batch in loader.batch_sampler for i in batch], dtype=torch.long, device=device)
-    none = torch.empty(0, dtype=torch.long, device=device)  # a rank may have no batch at all
-    probabilities = torch.cat(probabilities) if probabilities else torch.empty(0, num_labels, device=device)
-    labels = torch.cat(labels) if labels else none
-    back = distributed.gather(order).argsort()  # to dataset order
-    probabilities, labels = distributed.gather(probabilities)[back], distributed.gather(labels)[back]
-    return probabilities.cpu(), labels.cpu(), distributed.total(loss_sum).item()
+    logits = torch.cat(logits) if logits else torch.empty(0, num_labels, device=device)  # a rank may have none
+    logits = distributed.gather(logits)[distributed.gather(order).argsort()]  # to dataset order
+    return average_windows(logits.cpu(), [example["document"] for example in loader.dataset])
 
 
 def evaluate(model, loader, autocast, device, names: list[str]) -> tuple[dict, torch.Tensor]:
-    """Metrics over a whole split, and its probabilities in dataset order. The loss is the exact mean
-    over examples (summed per batch, then divided by the number of examples), not the last batch's or
-    a mean of batch means."""
-    probabilities, labels, loss_sum = predict(model, loader, autocast, device, len(names))
-    metrics = classification_metrics(labels.tolist(), probabilities.argmax(dim=-1).tolist(), names)
-    return {"loss": loss_sum / len(labels)} | metrics, probabilities
+    """Metrics over a whole split, one prediction per document, and its probabilities in dataset
+    order. The loss is the exact mean over documents, not the last batch's or a mean of batch means."""
+    logits = predict(model, loader, autocast, device, len(names))
+    labels = torch.tensor([example["label"] for example in first_windows(loader.dataset)])
+    metrics = classification_metrics(labels.tolist(), logits.argmax(dim=-1).tolist(), names)
+    return {"loss": F.cross_entropy(logits, labels).item()} | metrics, logits.softmax(dim=-1)
 
 
 def summary(metrics: dict, prefix: str) -> dict:
@@ -238,6 +247,7 @@ def summary(metrics: dict, prefix: str) -> dict:
 
 
 def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
+    truncation = Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     segment_ids = getattr(model_config, "type_vocab_size", 0) > 1
     pin = device.type == "cuda"  # page-locked host memory: copies to the GPU can run asynchronously
@@ -245,7 +255,7 @@ def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], 
     loaders = {}
     for split in ("train", "val", "test"):
         records = load_split(args.dataset_dir, split, label2id, args.text_fields)
-        examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids, split)
+        examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids, split, truncation)
         if split == "train":
             loaders[split] = train_loader(examples, args.batch_size, args.seed, collate, pin, **shard)
         else:
@@ -267,7 +277,8 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
         "label2id": label2id,
         "dataset_fingerprint": dataset_fingerprint(args.dataset_dir),
         "max_seq_len_used": max_seq_len,
-        "num_examples": {split: len(loader.dataset) for split, loader in loaders.items()},
+        "num_examples": {split: len(first_windows(loader.dataset)) for split, loader in loaders.items()},
+        "num_windows": {split: len(loader.dataset) for split, loader in loaders.items()},  # examples the model sees
         **provenance(
             torch=torch.__version__,
             cuda=torch.version.cuda,
@@ -386,7 +397,8 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
     normalize = dataset_manifest(args.dataset_dir).get("normalize", True)  # as prepare.py did: NFKC, strip
     write_json(staging / "predict.json", {
         "text_fields": args.text_fields, "max_seq_len": run["max_seq_len_used"], "normalize": normalize,
-        "batch_size": args.eval_batch_size, "precision": run["precision_used"],
+        "batch_size": args.eval_batch_size, "precision": run["precision_used"], "truncation": args.truncation,
+        "head_tokens": args.head_tokens, "windows": args.windows, "window_stride": args.window_stride,
     })  # fmt: skip
     for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
         as_a_new_file(file)
@@ -429,7 +441,7 @@ def main(args: Args) -> None:
         if distributed.is_main():
             write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
             for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
-                examples = loaders[split].dataset
+                examples = first_windows(loaders[split].dataset)  # a line per document
                 write_predictions(run_dir / f"{split}-predictions.jsonl", [e["id"] for e in examples],
                                   [e["label"] for e in examples], probabilities.numpy(), names)  # fmt: skip
             if args.save_model:

@@ -173,3 +173,12 @@ def char_bert_dir(corpus_dir, tmp_path_factory) -> Path:
     chars = sorted({c for s in corpus_sentences(corpus_dir) for c in s})
     (out / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n")
     return save_tiny_bert(out, subword_tokenizer_type="character")
+
+
+@pytest.fixture(params=["bert_dir", "roberta_dir", "char_bert_dir"])
+def tokenizer(request):
+    """Each kind of tokenizer in turn: MeCab + WordPiece (Python), byte-level BPE (Rust), MeCab +
+    characters (Python)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(request.getfixturevalue(request.param))

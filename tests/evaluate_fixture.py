@@ -1,6 +1,7 @@
 """Evaluate a model, untrained, on the validation split exactly as train.py does, and write the
-metrics to a JSON file. Run plainly or under torchrun, on the CPU or (a 4th argument) on "cuda": the
-two must agree (see test_distributed.py and test_gpu.py)."""
+metrics to a JSON file. Run plainly or under torchrun, on the CPU or (with `--device cuda`) on a GPU:
+the two must agree (see test_distributed.py and test_gpu.py). Options after the output file are
+train.py's, e.g. `--windows 3`."""
 
 import json
 import sys
@@ -14,13 +15,14 @@ import train  # noqa: E402
 from splits import label_names  # noqa: E402
 
 
-def main(model_dir: str, dataset_dir: str, output: str, device: str = "cpu") -> None:
-    args = train.Args(model_name=model_dir, dataset_dir=Path(dataset_dir), eval_batch_size=4, max_seq_len=64,
-                      device=device, precision="fp32")  # fmt: skip
+def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
+    args = train.Args.from_args(["--model_name", model_dir, "--dataset_dir", dataset_dir, "--eval_batch_size", "4",
+                                 "--max_seq_len", "64", "--precision", "fp32", *options])  # fmt: skip
     device, _, model, loaders, run = train.setup(args)
     metrics, probabilities = train.evaluate(model, loaders["val"], nullcontext, device, label_names(run["label2id"]))
     if distributed.is_main():  # the probabilities in dataset order: every example once, wherever it was evaluated
-        extra = {"world_size": distributed.world_size(), "probabilities": probabilities.tolist()}
+        extra = {"world_size": distributed.world_size(), "probabilities": probabilities.tolist(),
+                 "num_windows": run["num_windows"]["val"]}  # fmt: skip
         Path(output).write_text(json.dumps(metrics | extra))
     distributed.finish()
 

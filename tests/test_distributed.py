@@ -82,6 +82,17 @@ def test_sharded_evaluation_equals_single_process(bert_dir, odd_dataset, single_
     assert_same_metrics(json.loads((tmp_path / "ddp.json").read_text()), single_process_metrics)
 
 
+def test_a_documents_windows_are_averaged_across_ranks(bert_dir, odd_dataset, tmp_path):
+    """--windows: a document's windows are evaluated on different ranks, yet give one prediction."""
+    options = ["--windows", "3", "--max_seq_len", "16"]
+    run_script("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "single.json", *options,
+               env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+    torchrun("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "ddp.json", *options)
+    single, sharded = (json.loads((tmp_path / name).read_text()) for name in ("single.json", "ddp.json"))
+    assert single["num_windows"] > 17  # the 17 documents needed more than one window each
+    assert_same_metrics(sharded, single)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))  # port 0: the system picks a free one

@@ -81,8 +81,8 @@ def test_deterministic_runs_give_the_same_metrics(bert_dir, dataset_dir, tmp_pat
 def test_two_gpus_evaluate_as_one(bert_dir, dataset_dir, tmp_path):
     """NCCL on cuda:0 and cuda:1: the gathered predictions and labels must be every example's, once."""
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    run_script(*torchrun, "tests/evaluate_fixture.py", bert_dir, dataset_dir, tmp_path / "ddp.json", "cuda")
-    run_script("tests/evaluate_fixture.py", bert_dir, dataset_dir, tmp_path / "single.json", "cuda")
+    run_script(*torchrun, "tests/evaluate_fixture.py", bert_dir, dataset_dir, tmp_path / "ddp.json", "--device", "cuda")
+    run_script("tests/evaluate_fixture.py", bert_dir, dataset_dir, tmp_path / "single.json", "--device", "cuda")
     ddp, single = read_json(tmp_path / "ddp.json"), read_json(tmp_path / "single.json")
     assert (ddp.pop("world_size"), single.pop("world_size")) == (2, 1)
     assert ddp.pop("loss") == pytest.approx(single.pop("loss"), rel=1e-5)

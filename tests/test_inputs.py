@@ -14,12 +14,6 @@ from splits import label_id, label_names, load_split, read_jsonl, write_jsonl
 LONG_TITLE = "映画監督が新しい映画を公開した" * 12  # about 180 characters: over any short budget
 
 
-@pytest.fixture(params=["bert_dir", "roberta_dir", "char_bert_dir"])
-def tokenizer(request):
-    """MeCab + WordPiece (Python), byte-level BPE (Rust), MeCab + characters (Python)."""
-    return AutoTokenizer.from_pretrained(request.getfixturevalue(request.param))
-
-
 def test_fit_pair_gives_each_segment_half_and_the_rest_to_the_other():
     assert fit_pair(10, 1000, 62) == (10, 52)  # a short title is kept whole, as "only_second" would
     assert fit_pair(100, 1000, 62) == (31, 31)  # a long title: cut to its half, the body keeps the other

@@ -137,6 +137,21 @@ def test_runs_of_other_settings_are_other_rows_with_their_settings_shown(tmp_pat
         assert f"| {link} | 3e-05 | {row} |" in table
 
 
+def test_truncation_and_windows_are_settings_of_their_own(tmp_path, capsys):
+    """A run from before the options existed read its texts' heads: it is the same as --truncation head."""
+    older = make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.80, "00-00-00.000000")
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.81, "00-00-01.000000", truncation="head", windows=1)
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.82, "00-00-02.000000", truncation="head_tail", head_tokens=64)
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.83, "00-00-03.000000", windows=4, window_stride=128)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    assert f"skipped {older}" in capsys.readouterr().out
+    table = (tmp_path / "results" / DATASET / "results.md").read_text()
+    assert "| Model | LR | Epochs | Max len | Batch | Truncation | Head tokens | Windows | Stride | Params |" in table
+    for row in ["head | – | 1 | – | 110M | 81.00", "head_tail | 64 | 1 | – | 110M | 82.00",
+                "head | – | 4 | 128 | 110M | 83.00"]:  # fmt: skip
+        assert f"| 2 | 512 | 16 | {row} |" in table
+
+
 def test_the_lr_is_chosen_within_runs_of_the_same_settings(tmp_path):
     """At 2 epochs lr 5e-5 wins on val, at 4 epochs 3e-5 does: each setting gets its own choice."""
     for i, (lr, epochs, val_f1) in enumerate([(3e-5, 2, 0.80), (5e-5, 2, 0.90), (3e-5, 4, 0.95), (5e-5, 4, 0.70)]):

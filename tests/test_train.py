@@ -162,7 +162,7 @@ def test_eval_loss_is_the_exact_mean_over_examples():
             return SimpleNamespace(logits=logits_table[input_ids[:, 0]])
 
     labels = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 2]
-    examples = [{"input_ids": [i] * (1 + i % 4), "label": labels[i]} for i in range(11)]
+    examples = [{"input_ids": [i] * (1 + i % 4), "label": labels[i], "document": i} for i in range(11)]
     batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size=4)  # sizes 4, 4, 3
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=Collator(0, 16))
     metrics, probabilities = train.evaluate(
