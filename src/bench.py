@@ -10,8 +10,10 @@ so the numbers describe what training does, not a copy of it. Sections:
    tokenizes every batch and pads random batches to their longest member;
 3. the model step: samples/s, tokens/s and achieved FLOP/s against this machine's matmul peak;
 4. what one H100 needs to stay busy at half its dense bf16 peak, and whether the pipeline delivers it;
-5. accuracy: a small BERT trained by train.py in fp32 and in mixed precision;
-6. long documents: the same small BERT at a short --max_seq_len (--long_seq_len), where truncation
+5. torch.compile: eager against compiled (train.py --compile) on the BERT-base shape in fp32: the
+   compilation's seconds, the steady-state speed-ups, and the livedoor epochs that pay for it;
+6. accuracy: a small BERT trained by train.py in fp32 and in mixed precision;
+7. long documents: the same small BERT at a short --max_seq_len (--long_seq_len), where truncation
    bites, reading each document's head, its head and tail, or 3 windows: accuracy and wall time.
 The table is printed and written as JSON (--output). If a section fails, the report still holds every
 section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
@@ -24,6 +26,8 @@ from classopt import classopt, config
 import cli
 from runs import ROOT
 
+SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents"]
+
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
 class Args:
@@ -35,9 +39,11 @@ class Args:
     model_batch_size: int = config(default=8, help="batch size for the model step (small: CPUs are slow)")
     steps: int = config(default=3, help="timed training steps per precision (after one warm-up step)")
     precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="precisions to time the model in")
-    accuracy_records: int = config(default=1100, help="documents for the accuracy sections (5 and 6)")
+    accuracy_records: int = config(default=1100, help="documents for the accuracy sections (6 and 7)")
     long_seq_len: int = config(default=128, help="--max_seq_len of the long-documents section")
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
+    sections: list[str] = config(default=SECTIONS, nargs="+", choices=SECTIONS, metavar="SECTION",
+                                 help=f"the sections to run, in the order of: {' '.join(SECTIONS)}")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -51,9 +57,11 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader
 from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
@@ -64,6 +72,7 @@ from hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
 from models import load_model
 from splits import read_jsonl, write_jsonl, write_label2id
 
+LIVEDOOR_EPOCH = (5895, 736)  # training and validation articles evaluated per epoch
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
 WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
          "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
@@ -207,23 +216,31 @@ def step_flops(lengths: list[int], config, non_embedding_params: int, training: 
     return (dense + attention) * (3 if training else 1)
 
 
-def model_step(args: Args, model, examples, pad_id: int, requested: str, variant: str) -> dict:
-    """Training and evaluation throughput of train.py's train_one_epoch and evaluate, in one precision."""
+def model_step(args: Args, model, examples, pad_id: int, requested: str, variant: str, compile: bool = False) -> dict:
+    """Training and evaluation throughput of train.py's train_one_epoch and evaluate, in one precision,
+    compiled as train.py --compile compiles if asked. A first training batch and a first evaluation
+    batch come first (compiling, with compile), untimed but for first_batches_seconds; the timed
+    batches have other lengths, and compilations_while_timed counts any compilation they cause."""
     device = torch.device("cpu")
     non_embedding = non_embedding_parameters(model)
     collate = Collator(pad_id, args.max_seq_len)
     subset = examples[: args.model_batch_size * (args.steps + 1)]
     warm_up, timed = subset[: args.model_batch_size], subset[args.model_batch_size :]
     precision, reason = resolve_precision(requested, device)
-    targs = train.Args(batch_size=args.model_batch_size, epochs=1, log_every=10**9)
+    targs = train.Args(batch_size=args.model_batch_size, epochs=1, log_every=10**9, compile=compile)
     training, _ = train.build_training(model, targs, device, precision, args.steps + 1)
+    labels = [str(i) for i in range(model.config.num_labels)]
+    evaluate = partial(train.evaluate, training.eval_model, autocast=training.autocast, device=device, names=labels)
+    start = time.perf_counter()
     train.train_one_epoch(training, train_loader(warm_up, args.model_batch_size, 0, collate, False), targs)
+    evaluate(eval_loader(warm_up, args.model_batch_size, collate, False))
+    first_batches_seconds = time.perf_counter() - start
+    compiled_before = counters["frames"]["total"]
     start = time.perf_counter()
     train.train_one_epoch(training, train_loader(timed, args.model_batch_size, 0, collate, False), targs)
     train_seconds = time.perf_counter() - start
-    labels = [str(i) for i in range(model.config.num_labels)]
     start = time.perf_counter()
-    train.evaluate(model, eval_loader(subset, args.model_batch_size, collate, False), training.autocast, device, labels)
+    evaluate(eval_loader(subset, args.model_batch_size, collate, False))
     eval_seconds = time.perf_counter() - start
     peak = matmul_flops(device, AUTOCAST_DTYPES[precision], size=2048, min_seconds=1.0)
     timed_lengths, lengths = [len(e["input_ids"]) for e in timed], [len(e["input_ids"]) for e in subset]
@@ -231,10 +248,37 @@ def model_step(args: Args, model, examples, pad_id: int, requested: str, variant
     eval_flops = step_flops(lengths, model.config, non_embedding, training=False) / eval_seconds
     return {
         "precision": precision, "variant": variant, "reason": reason, "matmul_peak_flops": peak,
+        "first_batches_seconds": first_batches_seconds,
+        "compilations_while_timed": counters["frames"]["total"] - compiled_before,
         "train_samples_per_s": len(timed) / train_seconds, "train_tokens_per_s": sum(timed_lengths) / train_seconds,
         "train_flops": train_flops, "train_utilisation": train_flops / peak,
         "eval_samples_per_s": len(subset) / eval_seconds, "eval_tokens_per_s": sum(lengths) / eval_seconds,
         "eval_flops": eval_flops, "eval_utilisation": eval_flops / peak,
+    }  # fmt: skip
+
+
+def compile_section(args: Args, examples, pad_id: int) -> dict:
+    """Eager against compiled (train.py --compile) on the BERT-base shape in fp32, each in a fresh
+    model: the compilation's cost (the first batches' extra seconds), the steady-state speed-ups, and
+    after how many epochs on livedoor (LIVEDOOR_EPOCH: training and validation articles) the faster
+    epochs have paid for the compilation."""
+    torch._dynamo.reset()  # a cold start, as a new train.py process has (inductor's on-disk cache aside)
+    eager = model_step(args, bert_base(), examples, pad_id, "fp32", "eager")
+    compiled = model_step(args, bert_base(), examples, pad_id, "fp32", "compiled", compile=True)
+    compile_seconds = compiled["first_batches_seconds"] - eager["first_batches_seconds"]
+
+    def epoch_seconds(step: dict) -> float:
+        train_examples, val_examples = LIVEDOOR_EPOCH
+        return train_examples / step["train_samples_per_s"] + val_examples / step["eval_samples_per_s"]
+
+    saved = epoch_seconds(eager) - epoch_seconds(compiled)
+    return {
+        "compile": [eager, compiled], "compile_seconds": compile_seconds,
+        "compiled_train_speedup": compiled["train_samples_per_s"] / eager["train_samples_per_s"],
+        "compiled_eval_speedup": compiled["eval_samples_per_s"] / eager["eval_samples_per_s"],
+        "livedoor_epoch_seconds_eager": epoch_seconds(eager),
+        "livedoor_epoch_seconds_compiled": epoch_seconds(compiled),
+        "compile_breaks_even_after_epochs": compile_seconds / saved if saved > 0 else "never",
     }  # fmt: skip
 
 
@@ -258,11 +302,10 @@ def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, Pat
 
 
 def train_small(data: Path, model_dir: Path, output: Path, **options) -> tuple[dict, float]:
-    """One train.py run (3 epochs at lr 3e-4): its config.json, val- and test-metrics.json and log.csv,
-    and its wall seconds (tokenization, training and evaluation)."""
+    """One train.py run at lr 3e-4: its config.json, val- and test-metrics.json and log.csv, and its
+    wall seconds (tokenization, training and evaluation)."""
     start = time.perf_counter()
-    train.main(train.Args(model_name=str(model_dir), dataset_dir=data, output_root=output, epochs=3, lr=3e-4,
-                          **options))  # fmt: skip
+    train.main(train.Args(model_name=str(model_dir), dataset_dir=data, output_root=output, lr=3e-4, **options))
     seconds = time.perf_counter() - start
     (run_dir,) = output.glob("*/*/*/*")  # <dataset>/<model>/<date>/<time>
     run = {
@@ -280,7 +323,7 @@ def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[di
     rows = []
     for precision in ("fp32", "auto"):
         output = workdir / "precision" / f"outputs-{precision}"
-        run, _ = train_small(data, model_dir, output, max_seq_len=64, precision=precision)
+        run, _ = train_small(data, model_dir, output, epochs=3, max_seq_len=64, precision=precision)
         seconds = [float(row["epoch_seconds"]) for row in run["log"]]
         rows.append({"precision": run["config"]["precision_used"], "val_accuracy": run["val-metrics"]["accuracy"],
                      "epoch_seconds": sum(seconds) / len(seconds)})  # fmt: skip
@@ -293,13 +336,14 @@ LONG_DOCUMENT_MODES = {"head": {}, "head_tail": {"truncation": "head_tail"}, "wi
 
 def long_documents(records: list[dict], tokenizer, max_seq_len: int, workdir: Path) -> list[dict]:
     """The same small BERT, seed and documents at a budget far below the documents' lengths, read in
-    each of LONG_DOCUMENT_MODES (in fp32, so that only the mode differs): accuracy, macro-F1 and wall
-    time of each run."""
+    each of LONG_DOCUMENT_MODES (5 epochs, in fp32, so that only the mode differs): accuracy, macro-F1
+    and wall time of each run."""
     data, model_dir = small_task(records, tokenizer, workdir / "long")
     rows = []
     for mode, options in LONG_DOCUMENT_MODES.items():
         output = workdir / "long" / f"outputs-{mode.replace(' ', '-')}"
-        run, seconds = train_small(data, model_dir, output, max_seq_len=max_seq_len, precision="fp32", **options)
+        run, seconds = train_small(data, model_dir, output, epochs=5, max_seq_len=max_seq_len, precision="fp32",
+                                   **options)  # fmt: skip
         config, val, test = run["config"], run["val-metrics"], run["test-metrics"]
         rows.append({"mode": mode, "max_seq_len": config["max_seq_len_used"],
                      "train_windows_per_document": config["num_windows"]["train"] / config["num_examples"]["train"],
@@ -334,45 +378,57 @@ def print_report(report: dict) -> None:
 
 
 def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None:
-    """Run the sections in order, each adding its results to report as it completes; started names
-    the sections begun, so that the last one is the one that failed."""
-    started.append("tokenization")
+    """Run the chosen sections in order, each adding its results to report as it completes; started
+    names the sections begun, so that the last one is the one that failed."""
     records, source = load_records(args)
     mecab, fast = local_tokenizers(records, workdir)
     report |= {"documents": len(records), "lengths_from": source, "torch_threads": torch.get_num_threads()}
-    _, report["mecab_documents_per_s"] = time_tokenization(records, mecab, args.max_seq_len)
-    examples, report["fast_documents_per_s"] = time_tokenization(records, fast, args.max_seq_len)
+    examples = tokenize(records, fast, ["title", "body"], args.max_seq_len, segment_ids=True)
 
-    started.append("pipeline")
-    report |= pipeline_section(args, records, examples, fast)
+    if "tokenization" in args.sections:
+        started.append("tokenization")
+        _, report["mecab_documents_per_s"] = time_tokenization(records, mecab, args.max_seq_len)
+        _, report["fast_documents_per_s"] = time_tokenization(records, fast, args.max_seq_len)
 
-    started.append("model")
-    if args.model_name:
-        tokenizer, model = load_model(args.model_name, {str(i): i for i in range(9)})
-        examples = tokenize(records, tokenizer, ["title", "body"], args.max_seq_len, segment_ids=True)
-    else:
-        tokenizer, model = fast, bert_base()
-    report["model"] = args.model_name or "BERT-base shape, random weights"
-    report["mean_tokens_per_example"] = sum(len(e["input_ids"]) for e in examples) / len(examples)
-    report |= h100_section(model, examples, report["pipeline_samples_per_s"])
+    if "pipeline" in args.sections:
+        started.append("pipeline")
+        report |= pipeline_section(args, records, examples, fast)
 
-    started.append("model_step")
-    report["model_step"] = steps = []  # filled one precision at a time: a failure keeps the ones before
-    for precision in args.precisions:
-        steps.append(model_step(args, model, examples, tokenizer.pad_token_id, precision, "as train.py"))
-    if not args.model_name:  # where the time goes: attention dropout forces PyTorch's unfused attention on CPUs
-        no_dropout = bert_base(attention_dropout=0.0)
-        steps.append(model_step(args, no_dropout, examples, fast.pad_token_id, "auto", "attention dropout 0"))
+    if "model_step" in args.sections:
+        started.append("model_step")
+        if args.model_name:
+            tokenizer, model = load_model(args.model_name, {str(i): i for i in range(9)})
+            examples = tokenize(records, tokenizer, ["title", "body"], args.max_seq_len, segment_ids=True)
+        else:
+            tokenizer, model = fast, bert_base()
+        report["model"] = args.model_name or "BERT-base shape, random weights"
+        report["mean_tokens_per_example"] = sum(len(e["input_ids"]) for e in examples) / len(examples)
+        if "pipeline_samples_per_s" in report:
+            report |= h100_section(model, examples, report["pipeline_samples_per_s"])
+        report["model_step"] = steps = []  # filled one precision at a time: a failure keeps the ones before
+        for precision in args.precisions:
+            steps.append(model_step(args, model, examples, tokenizer.pad_token_id, precision, "as train.py"))
+        if not args.model_name:  # where the time goes: attention dropout forces PyTorch's unfused attention on CPUs
+            no_dropout = bert_base(attention_dropout=0.0)
+            steps.append(model_step(args, no_dropout, examples, fast.pad_token_id, "auto", "attention dropout 0"))
 
-    started.append("precision_accuracy")
-    report["precision_accuracy"] = precision_accuracy(synthetic_records(args.accuracy_records, seed=1), fast, workdir)
+    if "compile" in args.sections:
+        started.append("compile")
+        report |= compile_section(args, examples, fast.pad_token_id)
 
-    started.append("long_documents")
-    # Real documents if a prepared dataset is there; else synthetic ones whose label words are sparse
-    # (1 word in 100), so that reading more of a text finds more of them.
-    long_records = records[: args.accuracy_records] if source.endswith("train.jsonl") else None
-    long_records = long_records or synthetic_records(args.accuracy_records, seed=2, label_rate=0.01)
-    report["long_documents"] = long_documents(long_records, fast, args.long_seq_len, workdir)
+    if "precision_accuracy" in args.sections:
+        started.append("precision_accuracy")
+        accuracy_records = synthetic_records(args.accuracy_records, seed=1)
+        report["precision_accuracy"] = precision_accuracy(accuracy_records, fast, workdir)
+
+    if "long_documents" in args.sections:
+        started.append("long_documents")
+        # Real documents if a prepared dataset is there; else synthetic ones whose label words are sparse
+        # (1 word in 50), so that reading more of a text finds more of them.
+        real = source.endswith("train.jsonl")
+        long_records = records[: args.accuracy_records] if real else None
+        long_records = long_records or synthetic_records(args.accuracy_records, seed=2, label_rate=0.02)
+        report["long_documents"] = long_documents(long_records, fast, args.long_seq_len, workdir)
 
 
 def one_line(error: BaseException) -> str:

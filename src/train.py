@@ -41,7 +41,7 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="autocast dtype")
     deterministic: bool = config(default=False, help="deterministic CUDA kernels: same seed, same metrics; slower")
-    compile: bool = config(default=False, help="torch.compile the model")
+    compile: bool = config(default=False, help="torch.compile the model, once for all lengths (dynamic shapes)")
     gradient_checkpointing: bool = config(default=False, help="recompute activations to save memory")
     save_model: bool = config(default=False, help="also write the best epoch's model and tokenizer to <run>/model/")
     log_every: int = config(default=20, help="steps between progress-bar loss updates (each one syncs the GPU)")
@@ -330,7 +330,12 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
                                               find_unused_parameters=search)  # fmt: skip
     eval_model = model
     if args.compile:
-        train_model, eval_model = torch.compile(train_model), torch.compile(model)
+        # dynamic=True: one compilation for every sequence length and batch size. Batches come in many
+        # lengths (length-grouped, padded to multiples of 8), and by default torch.compile specializes
+        # on the first shape and compiles again, dynamic, at the second: twice for training and twice
+        # for evaluation, a minute or more each on a CPU. Length buckets would compile once per bucket
+        # and pad more. (A batch of one example still compiles once more: torch specializes sizes 0 and 1.)
+        train_model, eval_model = torch.compile(train_model, dynamic=True), torch.compile(model, dynamic=True)
     warmup, total_steps = schedule_steps(args, batches_per_epoch)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=device.type in ("cuda", "cpu"))
     autocast = nullcontext
