@@ -1,5 +1,5 @@
 """On a CUDA GPU: mixed precision, torch.compile, deterministic kernels, several GPUs; and gradient
-accumulation on every device. The CUDA tests carry the `gpu` mark (`pytest -m gpu` runs them alone,
+accumulation and compiling once for every length on every device. The CUDA tests carry the `gpu` mark (`pytest -m gpu` runs them alone,
 `-m "not gpu"` leaves them out) and are skipped where no GPU is visible; the CPU cases run everywhere."""
 
 import copy
@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import shutil
 from functools import partial
 
 import pytest
@@ -18,6 +19,7 @@ import train
 from conftest import run_dirs, run_script
 from data import Collator
 from runs import is_complete
+from splits import read_jsonl, write_jsonl
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU = [pytest.mark.gpu, NEEDS_CUDA]
@@ -87,6 +89,57 @@ def test_two_gpus_evaluate_as_one(bert_dir, dataset_dir, tmp_path):
     assert (ddp.pop("world_size"), single.pop("world_size")) == (2, 1)
     assert ddp.pop("loss") == pytest.approx(single.pop("loss"), rel=1e-5)
     assert ddp == single
+
+
+@pytest.fixture(scope="module")
+def varied_lengths(dataset_dir, tmp_path_factory):
+    """The fixture dataset with bodies of 1 to 3 times their length: batches of several widths (the
+    fixture's own articles all pad to 40 tokens)."""
+    data = tmp_path_factory.mktemp("varied") / "livedoor"
+    shutil.copytree(dataset_dir, data)
+    for split in ("train", "val", "test"):
+        records = read_jsonl(data / f"{split}.jsonl")
+        write_jsonl(data / f"{split}.jsonl", [r | {"body": r["body"] * (1 + i % 3)} for i, r in enumerate(records)])
+    return data
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_compiles_once_for_every_length(device, bert_dir, varied_lengths, tmp_path, monkeypatch):
+    """By default torch.compile compiled again at the second batch shape of training and of evaluation
+    (with --compile the issue's run took 2.4x as long). With gradient checkpointing, which must compile
+    too; compilations are counted by torch's own counters."""
+    from torch._dynamo.utils import counters, guard_failures
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled_before_epoch = []
+    train_one_epoch = train.train_one_epoch
+
+    def counting(*args, **kwargs):
+        compiled_before_epoch.append(counters["frames"]["total"])  # recompilations included
+        return train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", counting)
+    options = ["--compile", "--gradient_checkpointing", "--max_seq_len", "128", "--device", device, "--epochs", "2"]
+    train.main(train.Args.from_args(train_argv(bert_dir, varied_lengths, tmp_path, *options)))
+    (run_dir,) = run_dirs(tmp_path)
+    assert is_complete(run_dir)
+    assert compiled_before_epoch[1] == counters["frames"]["total"] > 0  # nothing compiled after epoch 1
+    # the only recompilation: evaluation's graph, without gradients; none for a new batch shape
+    reasons = [reason for failures in guard_failures.values() for reason in failures]
+    assert len(reasons) == 1 and "grad_mode" in reasons[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_gpus_train_compiled(bert_dir, varied_lengths, tmp_path):
+    """DDP and torch.compile together, with batches of several lengths."""
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    argv = train_argv(bert_dir, varied_lengths, tmp_path, "--device", "cuda", "--compile", "--max_seq_len", "128",
+                      "--epochs", "2")  # fmt: skip
+    run_script(*torchrun, "src/train.py", *argv)
+    (run_dir,) = run_dirs(tmp_path)
+    assert is_complete(run_dir) and read_json(run_dir / "config.json")["world_size"] == 2
 
 
 def test_make_deterministic_sets_all_three_switches(monkeypatch):

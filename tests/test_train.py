@@ -125,42 +125,6 @@ def test_single_text_field_grad_accum_and_checkpointing(roberta_dir, dataset_dir
     assert read_json(run_dir / "config.json")["text_fields"] == ["text"]
 
 
-@pytest.fixture(scope="module")
-def varied_lengths(dataset_dir, tmp_path_factory):
-    """The fixture dataset with bodies of 1 to 3 times their length: batches of several widths (the
-    fixture's own articles all pad to 40 tokens)."""
-    data = tmp_path_factory.mktemp("varied") / "livedoor"
-    shutil.copytree(dataset_dir, data)
-    for split in ("train", "val", "test"):
-        records = read_jsonl(data / f"{split}.jsonl")
-        write_jsonl(data / f"{split}.jsonl", [r | {"body": r["body"] * (1 + i % 3)} for i, r in enumerate(records)])
-    return data
-
-
-def test_compile_compiles_once_for_every_length(bert_dir, varied_lengths, tmp_path, monkeypatch):
-    """By default torch.compile compiled again at the second batch shape of training and of evaluation
-    (with --compile the issue's run took 2.4x as long). With gradient checkpointing, which must compile
-    too; compilations are counted by torch's own counters."""
-    from torch._dynamo.utils import counters, guard_failures
-
-    torch._dynamo.reset()
-    counters.clear()
-    compiled_before_epoch = []
-    train_one_epoch = train.train_one_epoch
-
-    def counting(*args, **kwargs):
-        compiled_before_epoch.append(counters["frames"]["total"])  # recompilations included
-        return train_one_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", counting)
-    options = ["--compile", "--gradient_checkpointing", "--max_seq_len", "128"]
-    assert is_complete(train_run(bert_dir, varied_lengths, tmp_path, *options, epochs=2))
-    assert compiled_before_epoch[1] == counters["frames"]["total"] > 0  # nothing compiled after epoch 1
-    # the only recompilation: evaluation's graph, without gradients; none for a new batch shape
-    reasons = [reason for failures in guard_failures.values() for reason in failures]
-    assert len(reasons) == 1 and "grad_mode" in reasons[0]
-
-
 def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
