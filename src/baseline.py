@@ -15,6 +15,9 @@ from classopt import classopt, config
 import cli
 
 MODEL_NAME = "tfidf-char-logreg"
+# n-grams of whole texts: train.py's --truncation and --windows do not apply (and their defaults, which
+# runs.IDENTITY assumes where config.json lacks them, would show as "head" and 1 in aggregate's tables)
+WHOLE_TEXTS = {"truncation": None, "windows": None}
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -105,7 +108,7 @@ def main(args: Args) -> None:
         label2id = load_label2id(args.dataset_dir)
         fingerprint = dataset_fingerprint(args.dataset_dir)
         # Done means done on this very dataset: a baseline of livedoor is no baseline of another corpus.
-        planned = recorded_args(args) | {"model_name": MODEL_NAME, "dataset_fingerprint": fingerprint}
+        planned = recorded_args(args) | {"model_name": MODEL_NAME, "dataset_fingerprint": fingerprint, **WHOLE_TEXTS}
         if args.skip_if_done and (done := find_complete_run(runs_dir, MODEL_NAME, planned)):
             print(f"already complete, skipped: {done}")
             return
@@ -132,6 +135,7 @@ def main(args: Args) -> None:
             "label2id": label2id,
             "dataset_fingerprint": fingerprint,
             "num_examples": {split: len(records) for split, records in splits.items()},
+            **WHOLE_TEXTS,
             **provenance(**{"scikit-learn": sklearn.__version__}),
         })  # fmt: skip
         best = None

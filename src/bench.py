@@ -10,8 +10,9 @@ so the numbers describe what training does, not a copy of it. Sections:
    tokenizes every batch and pads random batches to their longest member;
 3. the model step: samples/s, tokens/s and achieved FLOP/s against this machine's matmul peak;
 4. what one H100 needs to stay busy at half its dense bf16 peak, and whether the pipeline delivers it;
-5. torch.compile: eager against compiled (train.py --compile) on the BERT-base shape in fp32: the
-   compilation's seconds, the steady-state speed-ups, and the livedoor epochs that pay for it;
+5. torch.compile: eager against compiled (train.py --compile) on the BERT-base shape in fp32 (or
+   --compile_precision bf16): the compilation's seconds, the steady-state speed-ups, and the livedoor
+   epochs that pay for it;
 6. accuracy: a small BERT trained by train.py in fp32 and in mixed precision;
 7. long documents: the same small BERT at a short --max_seq_len (--long_seq_len), where truncation
    bites, reading each document's head, its head and tail, or 3 windows: accuracy and wall time.
@@ -39,6 +40,7 @@ class Args:
     model_batch_size: int = config(default=8, help="batch size for the model step (small: CPUs are slow)")
     steps: int = config(default=3, help="timed training steps per precision (after one warm-up step)")
     precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="precisions to time the model in")
+    compile_precision: str = config(default="fp32", choices=["fp32", "bf16"], help="precision of the compile section")
     accuracy_records: int = config(default=1100, help="documents for the accuracy sections (6 and 7)")
     long_seq_len: int = config(default=128, help="--max_seq_len of the long-documents section")
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
@@ -258,18 +260,19 @@ def model_step(args: Args, model, examples, pad_id: int, requested: str, variant
 
 
 def compile_section(args: Args, examples, pad_id: int) -> dict:
-    """Eager against compiled (train.py --compile) on the BERT-base shape in fp32, each in a fresh
-    model: the compilation's cost (the first batches' extra seconds), the steady-state speed-ups, and
-    after how many epochs on livedoor (LIVEDOOR_EPOCH: training and validation articles) the faster
-    epochs have paid for the compilation. A third row, compiled without attention dropout, shows what
-    the unfused attention costs."""
+    """Eager against compiled (train.py --compile) on the BERT-base shape in --compile_precision, each
+    in a fresh model: the compilation's cost (the first batches' extra seconds), the steady-state
+    speed-ups, and after how many epochs on livedoor (LIVEDOOR_EPOCH: training and validation
+    articles) the faster epochs have paid for the compilation. A third row, compiled without attention
+    dropout, shows what the unfused attention costs."""
     torch._dynamo.reset()  # a cold start, as a new train.py process has (inductor's on-disk cache aside)
-    eager = model_step(args, bert_base(), examples, pad_id, "fp32", "eager")
-    compiled = model_step(args, bert_base(), examples, pad_id, "fp32", "compiled", compile=True)
+    precision = args.compile_precision
+    eager = model_step(args, bert_base(), examples, pad_id, precision, "eager")
+    compiled = model_step(args, bert_base(), examples, pad_id, precision, "compiled", compile=True)
     compile_seconds = compiled["first_batches_seconds"] - eager["first_batches_seconds"]
     # where the rest of the time goes: on CPUs, attention dropout keeps attention out of fused kernels
     no_dropout = bert_base(attention_dropout=0.0)
-    fused = model_step(args, no_dropout, examples, pad_id, "fp32", "compiled, attention dropout 0", compile=True)
+    fused = model_step(args, no_dropout, examples, pad_id, precision, "compiled, attention dropout 0", compile=True)
 
     def epoch_seconds(step: dict) -> float:
         train_examples, val_examples = LIVEDOOR_EPOCH

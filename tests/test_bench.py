@@ -12,10 +12,11 @@ from conftest import run_script
 def test_bench_reports_every_section(tmp_path):
     output, temp = tmp_path / "bench.json", tmp_path / "tmp"
     temp.mkdir()
+    sections = ["tokenization", "pipeline", "model_step", "precision_accuracy"]  # the others: tests below
     run_script(
         "src/bench.py", "--documents", "64", "--max_seq_len", "64", "--model_batch_size", "2", "--steps", "1",
-        "--accuracy_records", "300", "--dataset_dir", tmp_path / "none", "--output", output,
-        env={"TMPDIR": str(temp)},
+        "--accuracy_records", "150", "--dataset_dir", tmp_path / "none", "--output", output,
+        "--sections", *sections, env={"TMPDIR": str(temp)},
     )  # fmt: skip
     report = json.loads(output.read_text())
     assert report["lengths_from"].startswith("synthetic")
@@ -27,6 +28,7 @@ def test_bench_reports_every_section(tmp_path):
     assert [s["variant"] for s in steps] == ["as train.py", "as train.py", "attention dropout 0"]
     assert steps[0]["precision"] == "fp32" and all(0 < s["train_utilisation"] < 1 for s in steps)
     assert [r["precision"] for r in report["precision_accuracy"]][0] == "fp32"
+    assert "compile" not in report and "long_documents" not in report  # only the sections asked for
     assert "failed" not in report and not list(temp.glob("bench-*"))  # its working folder is removed
 
 
@@ -39,7 +41,8 @@ def test_a_late_failure_keeps_what_was_measured_and_removes_the_working_folder(b
     (tmp_path / "tmp").mkdir()
     output = tmp_path / "bench.json"
     args = bench.Args(model_name=str(bert_dir), documents=64, max_seq_len=64, model_batch_size=2, steps=1,
-                      precisions=["fp32"], dataset_dir=tmp_path / "none", output=output)  # fmt: skip
+                      precisions=["fp32"], dataset_dir=tmp_path / "none", output=output,
+                      sections=["tokenization", "pipeline", "model_step", "precision_accuracy"])  # fmt: skip
     with pytest.raises(SystemExit) as exit_:
         bench.main(args)
     message = str(exit_.value.code)
@@ -52,3 +55,28 @@ def test_a_late_failure_keeps_what_was_measured_and_removes_the_working_folder(b
     assert report["model"] == str(bert_dir) and [s["precision"] for s in report["model_step"]] == ["fp32"]
     assert "precision_accuracy" not in report
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_the_compile_section_says_when_compiling_pays_back(monkeypatch):
+    """The arithmetic of the compile section, on made-up measurements (compiling BERT-base takes minutes)."""
+    rows = iter([
+        {"first_batches_seconds": 10.0, "train_samples_per_s": 1.0, "eval_samples_per_s": 4.0},  # eager
+        {"first_batches_seconds": 130.0, "train_samples_per_s": 2.0, "eval_samples_per_s": 4.0},  # compiled
+        {"first_batches_seconds": 130.0, "train_samples_per_s": 3.0, "eval_samples_per_s": 5.0},  # no dropout
+    ])  # fmt: skip
+    monkeypatch.setattr(bench, "model_step", lambda *args, **kwargs: next(rows))
+    monkeypatch.setattr(bench, "bert_base", lambda **kwargs: None)
+    report = bench.compile_section(bench.Args(), examples=[], pad_id=0)
+    train_examples, val_examples = bench.LIVEDOOR_EPOCH
+    assert report["compile_seconds"] == 120.0 and report["compiled_train_speedup"] == 2.0
+    assert report["livedoor_epoch_seconds_eager"] == train_examples / 1.0 + val_examples / 4.0
+    assert report["compile_breaks_even_after_epochs"] == pytest.approx(120.0 / (train_examples / 2.0))
+
+
+def test_the_long_documents_section_compares_the_three_ways_of_reading(tmp_path):
+    records = bench.synthetic_records(60, seed=2, label_rate=0.02)
+    _, fast = bench.local_tokenizers(records, tmp_path)
+    rows = bench.long_documents(records, fast, max_seq_len=32, workdir=tmp_path)
+    assert [row["mode"] for row in rows] == ["head", "head_tail", "windows 3"]
+    assert all(row["max_seq_len"] == 32 and 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0 for row in rows)
+    assert [row["train_windows_per_document"] > 1 for row in rows] == [False, False, True]

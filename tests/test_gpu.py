@@ -1,6 +1,7 @@
-"""On a CUDA GPU: mixed precision, torch.compile, deterministic kernels, several GPUs; and gradient
-accumulation and compiling once for every length on every device. The CUDA tests carry the `gpu` mark (`pytest -m gpu` runs them alone,
-`-m "not gpu"` leaves them out) and are skipped where no GPU is visible; the CPU cases run everywhere."""
+"""On a CUDA GPU: mixed precision, torch.compile, deterministic kernels, several GPUs; and, on every
+device, gradient accumulation and compiling once for every length. The CUDA tests carry the `gpu` mark
+(`pytest -m gpu` runs them alone, `-m "not gpu"` leaves them out) and are skipped where no GPU is
+visible; the CPU cases run everywhere."""
 
 import copy
 import csv

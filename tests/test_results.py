@@ -330,6 +330,7 @@ def test_baseline_on_the_fixture_corpus(dataset_dir, tmp_path, monkeypatch):
     assert set(test) >= {"best_epoch", "loss", "accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
     row = aggregate.run_row(run_dir)
     assert row["model"] == "tfidf-char-logreg" and row["lr"] is None
+    assert row["truncation"] is None and row["windows"] is None  # whole texts: shown as "–", not "head" and 1
     for split in ("val", "test"):
         metrics = json.loads((run_dir / f"{split}-metrics.json").read_text())
         lines = read_jsonl(run_dir / f"{split}-predictions.jsonl")
