@@ -60,13 +60,20 @@ def test_ddp_run_completes_with_one_output_folder(bert_dir, odd_dataset, tmp_pat
         assert sum(p["label"] == p["predicted"] for p in predictions) / len(predictions) == metrics["accuracy"]
 
 
+# Sharded evaluations cut the documents into windows: a document's windows, evaluated on different
+# ranks, must still make one prediction (one window each is the special case).
+WINDOWS = ["--windows", "3", "--max_seq_len", "16"]
+
+
 @pytest.fixture(scope="module")
 def single_process_metrics(bert_dir, odd_dataset, tmp_path_factory) -> dict:
     """evaluate_fixture.py's metrics from one process, to compare the sharded evaluations with."""
     output = tmp_path_factory.mktemp("single") / "single.json"
     # one thread, as torchrun sets it: the same kernels, so the same logits to the last bit
-    run_script("tests/evaluate_fixture.py", bert_dir, odd_dataset, output, env={"OMP_NUM_THREADS": "1"})
-    return json.loads(output.read_text())
+    run_script("tests/evaluate_fixture.py", bert_dir, odd_dataset, output, *WINDOWS, env={"OMP_NUM_THREADS": "1"})
+    metrics = json.loads(output.read_text())
+    assert metrics["num_windows"] > 17  # the 17 documents needed more than one window each
+    return metrics
 
 
 def assert_same_metrics(sharded: dict, single: dict) -> None:
@@ -78,19 +85,8 @@ def assert_same_metrics(sharded: dict, single: dict) -> None:
 
 
 def test_sharded_evaluation_equals_single_process(bert_dir, odd_dataset, single_process_metrics, tmp_path):
-    torchrun("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "ddp.json")
+    torchrun("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "ddp.json", *WINDOWS)
     assert_same_metrics(json.loads((tmp_path / "ddp.json").read_text()), single_process_metrics)
-
-
-def test_a_documents_windows_are_averaged_across_ranks(bert_dir, odd_dataset, tmp_path):
-    """--windows: a document's windows are evaluated on different ranks, yet give one prediction."""
-    options = ["--windows", "3", "--max_seq_len", "16"]
-    run_script("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "single.json", *options,
-               env={"OMP_NUM_THREADS": "1"})  # fmt: skip
-    torchrun("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "ddp.json", *options)
-    single, sharded = (json.loads((tmp_path / name).read_text()) for name in ("single.json", "ddp.json"))
-    assert single["num_windows"] > 17  # the 17 documents needed more than one window each
-    assert_same_metrics(sharded, single)
 
 
 def free_port() -> int:
@@ -150,7 +146,7 @@ def test_two_nodes_train_with_one_output_folder(bert_dir, odd_dataset, tmp_path)
 
 
 def test_two_nodes_evaluate_as_one_process(bert_dir, odd_dataset, single_process_metrics, tmp_path):
-    two_nodes("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "nodes.json", logs=tmp_path)
+    two_nodes("tests/evaluate_fixture.py", bert_dir, odd_dataset, tmp_path / "nodes.json", *WINDOWS, logs=tmp_path)
     assert_same_metrics(json.loads((tmp_path / "nodes.json").read_text()), single_process_metrics)
 
 

@@ -7,8 +7,9 @@ import shutil
 import pytest
 import torch
 
+import predict
 import train
-from conftest import run_dirs, run_script
+from conftest import run_dirs
 from data import Truncation, average_windows, first_windows, keep_spans, tokenize
 from splits import read_jsonl, write_jsonl
 
@@ -134,20 +135,20 @@ def test_windows_give_one_prediction_per_document(windows_run, dataset_dir, spli
     assert json.loads((windows_run / "model" / "predict.json").read_text())["windows"] == 3
 
 
-def test_predict_applies_the_runs_windows(windows_run, dataset_dir, tmp_path):
-    result = run_script("src/predict.py", windows_run / "model", "--input", dataset_dir / "test.jsonl")
-    predicted = [json.loads(line) for line in result.stdout.splitlines()]
+def test_predict_applies_the_runs_windows(windows_run, dataset_dir, tmp_path, capsys):
+    def predicted(model_dir):
+        predict.main(predict.Args(model_dir=model_dir, input=dataset_dir / "test.jsonl"))
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
     expected = read_lines(windows_run / "test-predictions.jsonl")
-    assert [(p["id"], p["probabilities"]) for p in predicted] == [(e["id"], e["probabilities"]) for e in expected]
+    windowed = predicted(windows_run / "model")
+    assert [(p["id"], p["probabilities"]) for p in windowed] == [(e["id"], e["probabilities"]) for e in expected]
     # the same texts cut to their head alone are predicted otherwise: predict.py did apply the windows
-    settings = json.loads((windows_run / "model" / "predict.json").read_text())
     head_only = tmp_path / "model"
     shutil.copytree(windows_run / "model", head_only)
+    settings = json.loads((head_only / "predict.json").read_text())
     (head_only / "predict.json").write_text(json.dumps(settings | {"windows": 1}))
-    result = run_script("src/predict.py", head_only, "--input", dataset_dir / "test.jsonl")
-    assert [json.loads(line)["probabilities"] for line in result.stdout.splitlines()] != [
-        p["probabilities"] for p in predicted
-    ]
+    assert [p["probabilities"] for p in predicted(head_only)] != [p["probabilities"] for p in windowed]
 
 
 def test_tail_and_head_tail_runs_record_their_mode(bert_dir, dataset_dir, tmp_path):
