@@ -80,3 +80,15 @@ def test_the_long_documents_section_compares_the_three_ways_of_reading(tmp_path)
     assert [row["mode"] for row in rows] == ["head", "head_tail", "windows 3"]
     assert all(row["max_seq_len"] == 32 and 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0 for row in rows)
     assert [row["train_windows_per_document"] > 1 for row in rows] == [False, False, True]
+
+
+def test_a_failure_before_the_first_section_is_named_too(tmp_path, monkeypatch):
+    def no_tokenizer(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(bench, "local_tokenizers", no_tokenizer)
+    output = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(bench.Args(documents=8, dataset_dir=tmp_path / "none", output=output))
+    assert str(exit_.value.code).startswith("bench.py: error: section setup failed (OSError: No space left")
+    assert json.loads(output.read_text())["failed"]["section"] == "setup"
