@@ -117,8 +117,7 @@ def main(args: Args) -> None:
     segment_ids = getattr(model.config, "type_vocab_size", 0) > 1
     max_seq_len = settings["max_seq_len"]
     source = args.input.stem if args.input else "stdin"  # named in a tokenizer error
-    truncation = Truncation(settings.get("truncation", "head"), settings.get("head_tokens"),
-                            settings.get("windows", 1), settings.get("window_stride"))  # fmt: skip
+    truncation = Truncation.from_options(settings)
     unlabelled = [r | {"label": 0} for r in records]
     examples = tokenize(unlabelled, tokenizer, fields, max_seq_len, segment_ids, source, truncation)
     collate = Collator(tokenizer.pad_token_id, max_seq_len)

@@ -247,7 +247,7 @@ def summary(metrics: dict, prefix: str) -> dict:
 
 
 def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
-    truncation = Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)
+    truncation = Truncation.from_options(vars(args))
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     segment_ids = getattr(model_config, "type_vocab_size", 0) > 1
     pin = device.type == "cuda"  # page-locked host memory: copies to the GPU can run asynchronously
@@ -402,8 +402,8 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
     normalize = dataset_manifest(args.dataset_dir).get("normalize", True)  # as prepare.py did: NFKC, strip
     write_json(staging / "predict.json", {
         "text_fields": args.text_fields, "max_seq_len": run["max_seq_len_used"], "normalize": normalize,
-        "batch_size": args.eval_batch_size, "precision": run["precision_used"], "truncation": args.truncation,
-        "head_tokens": args.head_tokens, "windows": args.windows, "window_stride": args.window_stride,
+        "batch_size": args.eval_batch_size, "precision": run["precision_used"],
+        **{option: getattr(args, option) for option in Truncation.OPTIONS},
     })  # fmt: skip
     for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
         as_a_new_file(file)
