@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from more_itertools import chunked
+from tokenizers import Encoding
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -108,6 +109,8 @@ def tokenize(records: list[dict], tokenizer, text_fields: Sequence[str], max_seq
             encoded = encode(texts)
         except Exception as e:  # the Rust tokenizers raise bare Exceptions
             raise ValueError(tokenizer_failure(encode, batch, texts, split, e)) from None
+        if document == 0:
+            check_against_tokenizer(tokenizer, texts, encoded, max_seq_len)
         for record, windows in zip(batch, encoded, strict=True):
             for input_ids, token_type_ids in windows:
                 example = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
@@ -119,6 +122,19 @@ def tokenize(records: list[dict], tokenizer, text_fields: Sequence[str], max_seq
                 examples.append(example)
             document += 1
     return examples
+
+
+def check_against_tokenizer(tokenizer, texts: list[list[str]], encoded: list[list], max_seq_len: int) -> None:
+    """The first text that was not cut must come out exactly as the tokenizer's own `tokenizer(a, b)`: one
+    call per split that stops a run whose special tokens were placed wrongly (as every title once was)."""
+    for i, windows in enumerate(encoded):
+        (input_ids, token_type_ids), *more = windows
+        if not more and len(input_ids) < max_seq_len:
+            own = tokenizer(*(field[i] for field in texts), return_token_type_ids=True)
+            if (own["input_ids"], own["token_type_ids"]) != (input_ids, token_type_ids):
+                where = f"{tokenizer.name_or_path}: its tokenizer's special tokens are not where we put them"
+                raise ValueError(f"{where}; please report this model at the project's issues")
+            return
 
 
 def encode_texts(steps, texts: list[list[str]], pair: bool, budget: int, truncation: Truncation) -> list[list]:
@@ -152,15 +168,13 @@ def python_tokenizer_steps(tokenizer):
 
 def fast_tokenizer_steps(tokenizer, pair: bool):
     """Rust tokenizers: token ids from the backend, batched, then the special tokens and segment ids of
-    the backend's own post-processor, as a template read once by post-processing one-token segments
-    (a sequence id of None marks a token it adds): cutting plain id lists instead of Encodings, whose
-    truncate() keeps every cut-off piece as an "overflowing" Encoding that post-processing then pairs up."""
+    the backend's own post-processor (special_token_template). We cut plain id lists rather than
+    Encodings because Encoding.truncate keeps every cut-off piece as an "overflowing" Encoding, which
+    post-processing then pairs up: 100 times slower for --truncation head_tail."""
     backend = copy.deepcopy(tokenizer.backend_tokenizer)  # a tokenizer.json may have been saved with
     backend.no_truncation()  # truncation or padding on: we cut ourselves, without changing the caller's
     backend.no_padding()
-    probe = backend.encode(tokenizer.all_special_tokens[0], add_special_tokens=False)  # a special token: one token
-    merged = backend.post_process(probe, probe if pair else None, add_special_tokens=True)
-    template = list(zip(merged.ids, merged.sequence_ids, merged.type_ids, strict=True))
+    template = special_token_template(backend, pair, set(tokenizer.all_special_ids))
 
     def token_ids(texts: list[str]) -> list[list[int]]:
         return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
@@ -174,6 +188,41 @@ def fast_tokenizer_steps(tokenizer, pair: bool):
         return ids, type_ids
 
     return token_ids, add_special_tokens
+
+
+def special_token_template(backend, pair: bool, special_ids: set[int]) -> list[tuple[int, int | None, int]]:
+    """The post-processor's layout as (token id, segment, type id) items: segment None for a token it adds,
+    0 or 1 for where the first or second segment goes. Read by post-processing probe segments made of an
+    ordinary token, 1 token for the first segment and 2 for the second, so that each content position
+    belongs to one segment even where a template puts them side by side. The probe's own id tells content
+    from added tokens: Encoding.sequence_ids cannot, as tokenizers 0.23 leaves the first segment's None
+    after post_process (which made the whole title one special token, issue #20)."""
+    probe = ordinary_token(backend, special_ids)
+    segments = [probe, Encoding.merge([probe, probe])] if pair else [probe]
+    merged = backend.post_process(*segments, add_special_tokens=True)
+    template, seen = [], 0
+    for token, type_id in zip(merged.ids, merged.type_ids, strict=True):
+        if token != probe.ids[0]:
+            template.append((token, None, type_id))
+            continue
+        segment = min(seen, 1)  # the first content token is the first segment's, the next two the second's
+        if seen in (0, 1):
+            template.append((token, segment, type_id))
+        seen += 1
+    if seen != (3 if pair else 1):
+        raise ValueError("the tokenizer's post-processor does not keep its segments whole: unsupported")
+    return template
+
+
+def ordinary_token(backend, special_ids: set[int]) -> Encoding:
+    """An Encoding of one token that is not special: the first in the vocabulary that a text encodes to."""
+    for token_id in range(backend.get_vocab_size()):
+        if token_id in special_ids:
+            continue
+        encoding = backend.encode(backend.decode([token_id]), add_special_tokens=False)
+        if encoding.ids == [token_id]:
+            return encoding
+    raise ValueError("the tokenizer encodes no text to a single ordinary token: unsupported")
 
 
 def cut(ids: list[int], spans: list[tuple[int, int]]) -> list[int]:
