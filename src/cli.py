@@ -53,6 +53,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 def parse(args_class, check=None):
     """The script's arguments from the command line, and check(args)'s ValueError as a one-line error:
     both before the script imports torch, so that mistakes are answered at once."""
+    # Until the script's main() runs inside dies_of_sigint, Ctrl-C (during the seconds of importing torch)
+    # ends the script with one line instead of a traceback through the import machinery.
+    signal.signal(signal.SIGINT, interrupted_while_starting)
     args = args_class.from_args()
     try:
         if check is not None:
@@ -68,13 +71,23 @@ def first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def interrupted_while_starting(signum, frame) -> None:
+    print(f"{Path(sys.argv[0]).name}: interrupted while starting", file=sys.stderr)
+    die_of_sigint()
+
+
+def die_of_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 @contextmanager
 def dies_of_sigint():
     """Around a script's main(): Ctrl-C ends the process without a traceback, and by SIGINT itself
     rather than an exit status of its own, because a shell (run.sh's loop over runs) stops only when
     its child was killed by the signal; the shell then reports status 130."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is a KeyboardInterrupt
     try:
         yield
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        die_of_sigint()

@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 import transformers
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from cli import first_line
@@ -34,6 +35,9 @@ def load_model(model_name: str, label2id: dict[str, int]):
             dtype=torch.float32,  # transformers 5 would otherwise keep the checkpoint's (often half) dtype
             ignore_mismatched_sizes=True,  # a head fine-tuned for other labels is replaced by a new one
         )
+    except SafetensorError as e:  # a download or copy cut short
+        message = f"its weights (model.safetensors) are unreadable ({first_line(e)}): download or save them again"
+        raise ValueError(f"{model_name}: {message}") from None
     except ImportError as e:
         raise ValueError(f"{model_name}: a dependency of its tokenizer or model is missing: {e}") from None
     except OSError as e:

@@ -18,12 +18,14 @@ changes its numbers: aggregate.py keeps runs of different identities apart, and 
 
 import csv
 import hashlib
+import io
 import json
 import os
 import platform
 import secrets
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -56,6 +58,8 @@ IDENTITY = {
     "max_grad_norm": None,
     "precision_used": None,
     "deterministic": False,
+    "max_train_samples": None,  # a smoke test on a subset: its numbers are not the full run's
+    "max_eval_samples": None,
     "ngram_min": None,  # the baseline's own settings
     "ngram_max": None,
     "max_features": None,
@@ -128,12 +132,34 @@ def write_predictions(path: Path, ids: Sequence, labels: Sequence[int], probabil
 
 
 def append_csv_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    """Add a row (and the header to a new file) by writing the whole file anew under a temporary name: a
+    full disk leaves the rows written before, never an empty or half-written log."""
+    before = ""
+    if path.exists():
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": the csv module's \r\n as they are
+            before = f.read()
+    rows = io.StringIO()
+    writer = csv.DictWriter(rows, fieldnames=list(row))
+    if not before:
+        writer.writeheader()
+    writer.writerow(row)
+    write_text(path, before + rows.getvalue())
+
+
+def check_writable(folder: Path) -> None:
+    """Write and remove a file where `folder` will be made (its nearest existing parent), leaving nothing:
+    a read-only or full output folder stops a run before minutes of loading and tokenizing, not at its
+    first write. A ValueError names the folder."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing) as f:
+            f.write(bytes(4096))  # a full disk takes a new file but refuses its first bytes
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise ValueError(f"{existing}: cannot write here ({e.strerror})") from None
 
 
 def recorded_args(args) -> dict:

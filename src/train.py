@@ -37,6 +37,8 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
                           "title; a document's prediction averages its windows' logits")  # fmt: skip
     window_stride: int = config(default=None, help="tokens from one window's start to the next; default half "
                                 "a window, so that windows overlap by half")  # fmt: skip
+    max_train_samples: int = config(default=None, help="only the first N training examples (a shuffled sample)")
+    max_eval_samples: int = config(default=None, help="only the first N examples of val and of test")
     seed: int = config(default=42, help="seed for the head's initialisation, dropout and batch order")
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="autocast dtype")
@@ -55,6 +57,7 @@ def check_args(args: Args) -> None:
     finite = all(math.isfinite(v) for v in (args.lr, args.warmup_ratio, args.weight_decay, args.max_grad_norm))
     head_tokens_ok = args.head_tokens is None or (args.head_tokens >= 0 and args.truncation == "head_tail")
     windows_ok = args.windows == 1 or (args.windows > 1 and args.truncation == "head")
+    all_train, all_eval = args.max_train_samples is None, args.max_eval_samples is None
     stride_ok = args.window_stride is None or (args.window_stride >= 1 and args.windows > 1)
     rules = [  # option, its value, whether the value is valid, what it must be
         ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
@@ -70,6 +73,8 @@ def check_args(args: Args) -> None:
         ("--windows", args.windows, windows_ok, ">= 1, and 1 unless --truncation head (windows start at the head)"),
         ("--window_stride", args.window_stride, stride_ok, ">= 1, and given only with --windows 2 or more"),
         ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
+        ("--max_train_samples", args.max_train_samples, (args.max_train_samples or 0) >= 1 or all_train, ">= 1"),
+        ("--max_eval_samples", args.max_eval_samples, (args.max_eval_samples or 0) >= 1 or all_eval, ">= 1"),
         (
             "--text_fields",
             args.text_fields,
@@ -102,19 +107,23 @@ import tokenizers
 import torch
 import torch.nn.functional as F
 import transformers
+from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
 import distributed
+from cli import first_line
 from data import Collator, Truncation, average_windows, eval_loader, first_windows, tokenize, train_loader
 from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
 from metrics import SUMMARY_KEYS, classification_metrics
 from models import load_model, needs_unused_parameter_search, usable_seq_len
 from optimization import make_optimizer, make_scheduler
 from runs import (
+    COMPLETION_FILE,
     append_csv_row,
     as_a_new_file,
+    check_writable,
     create_run_dir,
     dataset_fingerprint,
     find_complete_run,
@@ -255,6 +264,7 @@ def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], 
     loaders = {}
     for split in ("train", "val", "test"):
         records = load_split(args.dataset_dir, split, label2id, args.text_fields)
+        records = records[: args.max_train_samples if split == "train" else args.max_eval_samples]  # None: all
         examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids, split, truncation)
         if split == "train":
             loaders[split] = train_loader(examples, args.batch_size, args.seed, collate, pin, **shard)
@@ -397,16 +407,20 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
     staging = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    model.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(args.model_name).save_pretrained(staging)  # the tokenizer train.py loaded
-    normalize = dataset_manifest(args.dataset_dir).get("normalize", True)  # as prepare.py did: NFKC, strip
-    write_json(staging / "predict.json", {
-        "text_fields": args.text_fields, "max_seq_len": run["max_seq_len_used"], "normalize": normalize,
-        "batch_size": args.eval_batch_size, "precision": run["precision_used"],
-        **{option: getattr(args, option) for option in Truncation.OPTIONS},
-    })  # fmt: skip
-    for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
-        as_a_new_file(file)
+    try:
+        model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(args.model_name).save_pretrained(staging)  # the tokenizer train.py loaded
+        normalize = dataset_manifest(args.dataset_dir).get("normalize", True)  # as prepare.py did: NFKC, strip
+        write_json(staging / "predict.json", {
+            "text_fields": args.text_fields, "max_seq_len": run["max_seq_len_used"], "normalize": normalize,
+            "batch_size": args.eval_batch_size, "precision": run["precision_used"],
+            **{option: getattr(args, option) for option in Truncation.OPTIONS},
+        })  # fmt: skip
+        for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
+            as_a_new_file(file)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # no half-written model beside the run's files
+        raise
     staging.rename(path)
 
 
@@ -417,6 +431,10 @@ def main(args: Args) -> None:
             args.model_name = str(Path(args.model_name).resolve())
         resolve_dataset(args)
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
+        try:
+            check_writable(runs_dir)
+        except ValueError as e:
+            raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
         holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one
         if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args), holding)):
             say(f"already complete, skipped: {done}")
@@ -429,15 +447,25 @@ def main(args: Args) -> None:
     say(f"device {device} ({run['device_name']}){processes}, precision {precision}: {run['precision_reason']}")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in fp32
-    run_dir = None
-    if distributed.is_main():
-        try:
+    run_dir, names = None, label_names(run["label2id"])
+    try:
+        if distributed.is_main():
             run_dir = create_run_dir(runs_dir, args.model_name)
-        except OSError as e:
-            sys.exit(f"train.py: error: --output_root {args.output_root}: cannot create a run folder ({e.strerror})")
-        write_json(run_dir / "config.json", run | schedule)
-        say(f"writing to {run_dir}")
-    names = label_names(run["label2id"])
+            write_json(run_dir / "config.json", run | schedule)
+            say(f"writing to {run_dir}")
+        best_epoch, val, test = train_and_test(args, training, loaders, run, run_dir, names)
+    except (OSError, SafetensorError) as e:  # a full disk, or a folder removed or made read-only meanwhile
+        reason = e.strerror if isinstance(e, OSError) else first_line(e)  # safetensors has errors of its own
+        incomplete = f"; the run is incomplete (no {COMPLETION_FILE})" if run_dir else ""
+        sys.exit(f"train.py: error: {run_dir or runs_dir}: cannot write ({reason}){incomplete}")
+    say(f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
+        f"test F1 {test['f1']:.4f} -> {run_dir}")  # fmt: skip
+    distributed.finish()
+
+
+def train_and_test(args: Args, training: Training, loaders: dict, run: dict, run_dir: Path | None, names: list[str]):
+    """Train, restore the best epoch, evaluate it on val and test, and write the run's files (rank 0)."""
+    model, device = training.model, training.device
     with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
         best_epoch, best_state = fit(training, loaders, args, run_dir, names)
         model.load_state_dict(best_state)
@@ -452,9 +480,7 @@ def main(args: Args) -> None:
             if args.save_model:
                 save_model(model, args, run, run_dir / "model")
             write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
-    say(f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
-        f"test F1 {test['f1']:.4f} -> {run_dir}")  # fmt: skip
-    distributed.finish()
+    return best_epoch, val, test
 
 
 if __name__ == "__main__":

@@ -182,3 +182,33 @@ def tokenizer(request):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(request.getfixturevalue(request.param))
+
+
+@pytest.fixture
+def own_filesystem(tmp_path):
+    """mount(size, read_only) -> a folder on a small tmpfs of its own: a real full disk or read-only
+    folder (tests run as root, whom chmod does not stop). Skips where mounting is not allowed."""
+    mounted = []
+
+    def mount(size: str = "1m", read_only: bool = False) -> Path:
+        target = tmp_path / f"fs{len(mounted)}"
+        target.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", target], capture_output=True).returncode:
+            pytest.skip("mounting a tmpfs needs root")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", target], check=True)
+
+
+def fill(folder: Path) -> None:
+    """Write to a file in folder until the disk is full."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(bytes(4096))
+        except OSError:
+            pass

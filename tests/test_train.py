@@ -374,3 +374,91 @@ def test_cpu_precision_decision_is_the_median_of_several_timings(monkeypatch):
     timings = iter([4.0, 2.0, 4.0, 2.0, 0.4, 2.0, 4.0, 2.0, 4.0, 2.0])  # bf16, fp32 FLOP/s, interleaved
     monkeypatch.setattr(hardware, "matmul_flops", lambda *args: next(timings))
     assert hardware.cpu_bf16_speedup() == 2.0
+
+
+def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem, tmp_path, dataset_dir):
+    read_only = own_filesystem(read_only=True)
+    # the model folder is no model either: the output root's error must come first
+    result = run_script("src/train.py", "--model_name", tmp_path, "--dataset_dir", dataset_dir,
+                        "--output_root", read_only / "outputs", check=False)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"train.py: error: --output_root {read_only / 'outputs'}: cannot create a run folder "
+        f"({read_only}: cannot write here (Read-only file system))"
+    )
+
+
+def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file(own_filesystem, bert_dir, dataset_dir):
+    small = own_filesystem(size="64k")  # the run's JSON and CSV files fit; the model's weights do not
+    result = run_script("src/train.py", "--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root",
+                        small, *FAST, "--epochs", "2", "--save_model", check=False)  # fmt: skip
+    (run_dir,) = run_dirs(small)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"train.py: error: {run_dir}: cannot write (") and "No space left on device" in line
+    assert line.endswith("; the run is incomplete (no test-metrics.json)")
+    assert not is_complete(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(RUN_FILES - {"test-metrics.json"})  # no .tmp, no model
+    assert len(read_log(run_dir)) == 2
+
+
+def test_a_full_log_write_keeps_the_rows_before(tmp_path, own_filesystem):
+    from conftest import fill
+    from runs import append_csv_row
+
+    small = own_filesystem(size="64k")
+    append_csv_row(small / "log.csv", {"epoch": 1, "loss": 0.5})
+    append_csv_row(small / "log.csv", {"epoch": 2, "loss": 0.25})
+    written = (small / "log.csv").read_bytes()
+    with open(tmp_path / "oracle.csv", "w", newline="") as f:  # the csv module writing the rows at once
+        writer = csv.DictWriter(f, ["epoch", "loss"])
+        writer.writeheader()
+        writer.writerows([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
+    assert written == (tmp_path / "oracle.csv").read_bytes()
+    fill(small)
+    with pytest.raises(OSError):
+        append_csv_row(small / "log.csv", {"epoch": 3, "loss": 0.125})
+    assert (small / "log.csv").read_bytes() == written  # whole, as before the failed write
+    assert [p.name for p in small.iterdir() if p.name != "filler"] == ["log.csv"]
+
+
+def test_corrupted_weights_are_one_line(bert_dir, dataset_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(bert_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a download cut short
+    result = run_script("src/train.py", "--model_name", model, "--dataset_dir", dataset_dir,
+                        "--output_root", tmp_path / "out", check=False)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"train.py: error: {model}: its weights (model.safetensors) are unreadable")
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_samples_train_and_evaluate_on_a_subset_recorded_in_the_identity(bert_dir, dataset_dir, tmp_path):
+    from runs import run_identity
+
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, "--max_train_samples", 20, "--max_eval_samples", 5, epochs=1)
+    config = read_json(run_dir / "config.json")
+    assert config["num_examples"] == {"train": 20, "val": 5, "test": 5}
+    val = read_jsonl(dataset_dir / "val.jsonl")
+    predicted = [json.loads(line) for line in (run_dir / "val-predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in predicted] == [r["id"] for r in val[:5]]  # the first 5, in order
+    assert run_identity(config)["max_train_samples"] == 20 and run_identity(config)["max_eval_samples"] == 5
+    assert run_identity({})["max_train_samples"] is None  # a full run
+    for option in ("--max_train_samples", "--max_eval_samples"):
+        result = run_script("src/train.py", option, "0", check=False)
+        assert result.returncode == 1 and f"{option} must be >= 1 (got 0)" in result.stderr
+
+
+def test_ctrl_c_while_importing_is_one_line(tmp_path):
+    """Ctrl-C in the seconds train.py spends importing torch: no traceback through the import machinery."""
+    process = subprocess.Popen([sys.executable, "src/train.py", "--epochs", "1"], cwd=ROOT, stderr=subprocess.PIPE,
+                               text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))  # fmt: skip
+    import time
+
+    time.sleep(1.0)  # past argument parsing, inside `import torch`
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGINT
+    assert stderr.strip() == "train.py: interrupted while starting"
