@@ -49,16 +49,6 @@ stop_if_interrupted() {  # $1: a run's exit status; 130 = 128 + SIGINT, even whe
     return 0
 }
 
-usage() {  # the comment above, without its '#'
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]##*/}"
-}
-case "${1:-}" in
-    "") ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "run.sh: error: unknown argument '$1' (configure with environment variables; see bash run.sh --help)" >&2
-       exit 2 ;;
-esac
-
 DEFAULT_MODELS=(
     tohoku-nlp/bert-base-japanese-v3
     tohoku-nlp/bert-large-japanese-v2
@@ -76,6 +66,19 @@ DEFAULT_MODELS=(
     globis-university/deberta-v3-japanese-base
     ku-nlp/deberta-v3-base-japanese
 )
+usage() {  # the comment above, without its '#', and the default models
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]##*/}"
+    echo
+    echo "Default MODELS (${#DEFAULT_MODELS[@]}):"
+    printf '  %s\n' "${DEFAULT_MODELS[@]}"
+}
+case "${1:-}" in
+    "") ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: error: unknown argument '$1' (configure with environment variables; see bash run.sh --help)" >&2
+       exit 2 ;;
+esac
+
 read -r -a models <<<"${MODELS:-${DEFAULT_MODELS[*]}}"
 read -r -a lrs <<<"${LRS:-1e-5 3e-5 5e-5}"
 read -r -a seeds <<<"${SEEDS:-42}"

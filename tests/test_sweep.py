@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -69,6 +70,9 @@ def test_help_prints_the_usage(flag):
     result = run_script(ROOT / "run.sh", flag, env=NOTHING_RUNS, check=False)
     assert result.returncode == 0 and result.stderr == ""
     assert "MODELS" in result.stdout and "TRAIN_ARGS" in result.stdout and "bash run.sh" in result.stdout
+    # the default models, as the sweep reads them from run.sh
+    models = re.search(r"DEFAULT_MODELS=\((.*?)\)", (ROOT / "run.sh").read_text(), re.S).group(1).split()
+    assert len(models) == 15 and result.stdout.endswith("".join(f"  {m}\n" for m in models))
 
 
 def test_an_unknown_argument_is_an_error():
