@@ -64,9 +64,13 @@ def exported(filename: str) -> tuple[dict[tuple[str, str], tuple[str, set[str]]]
 
 MAIN = locked("main")
 DEV = locked("dev", exclude={name for name, _ in MAIN})
+# The CPU route: torch is installed first from PyTorch's CPU index; no NVIDIA package is installed.
+CUDA_BUILD = ("torch", "triton", "nvidia-", "cuda-")  # names, and prefixes of names
+CPU = {key: entry for key, entry in (MAIN | DEV).items() if not key[0].startswith(CUDA_BUILD)}
+FILES = [("requirements.txt", MAIN), ("requirements-dev.txt", DEV), ("requirements-cpu.txt", CPU)]
 
 
-@pytest.mark.parametrize(("filename", "lock"), [("requirements.txt", MAIN), ("requirements-dev.txt", DEV)])
+@pytest.mark.parametrize(("filename", "lock"), FILES)
 def test_export_pins_exactly_the_locked_versions_and_hashes(filename, lock):
     entries, _ = exported(filename)
     missing = sorted(set(lock) - set(entries))
@@ -82,7 +86,7 @@ def test_dev_requirements_build_on_the_main_ones():
     assert {name for name, _ in DEV} >= {"pytest", "ruff"}
 
 
-@pytest.mark.parametrize(("filename", "lock"), [("requirements.txt", MAIN), ("requirements-dev.txt", DEV)])
+@pytest.mark.parametrize(("filename", "lock"), FILES)
 def test_each_platform_gets_one_locked_version_of_each_package(filename, lock):
     """pip rejects two pins of one package (ResolutionImpossible), and must not install a package that
     the lock leaves out on a platform (colorama is for Windows only)."""
@@ -105,7 +109,7 @@ def holds(marker: str, environment: dict) -> bool:
 def test_the_export_is_what_the_generator_writes(tmp_path):
     shutil.copy(ROOT / "poetry.lock", tmp_path)
     subprocess.run([sys.executable, ROOT / ".ci" / "export-requirements", tmp_path], check=True, capture_output=True)
-    for filename in ("requirements.txt", "requirements-dev.txt"):
+    for filename, _ in FILES:
         assert (tmp_path / filename).read_text() == (ROOT / filename).read_text(), (
             f"{filename} is stale or edited by hand; run `python .ci/export-requirements`"
         )
