@@ -9,7 +9,9 @@
 #   LIVEDOOR_EXPECTED_ARTICLES  article count the extracted corpus must have (7367; tests use a smaller corpus)
 #
 # Every step writes to a temporary name and renames only when complete, so an interrupted or failed
-# run never leaves a data/ that a later run (or prepare.py) would take for complete.
+# run never leaves a data/ that a later run (or prepare.py) would take for complete. Runs started
+# together (two sweeps on a fresh clone) take turns on data/.download.lock: the second waits for the
+# first, then finds the corpus there.
 set -euo pipefail
 
 URL="${LIVEDOOR_URL:-https://www.rondhuit.com/download/ldcc-20140209.tar.gz}"
@@ -60,6 +62,18 @@ verify_archive() {  # a readable gzip tar holding text/<category>/ for all nine 
     done
 }
 
+mkdir -p "$DATA_DIR"
+# Held until the script exits (the kernel drops it then, even after kill -9), over the check below as
+# well: two runs that both found no data/text both extracted it, and the second `mv` put its copy
+# inside the first's, as data/text/text. The file stays: deleting a lock file others may have open
+# would let a third run lock a new one while the second still holds the old.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$DATA_DIR/.download.lock"
+    flock 9
+else
+    echo "download.sh: warning: flock (util-linux) not found: do not start two downloads at once" >&2
+fi
+
 if [[ -d "$TEXT_DIR" ]]; then
     found="$(count_articles "$TEXT_DIR")"
     [[ "$found" == "$EXPECTED_ARTICLES" ]] \
@@ -69,7 +83,6 @@ if [[ -d "$TEXT_DIR" ]]; then
     exit 0
 fi
 
-mkdir -p "$DATA_DIR"
 if [[ ! -f "$ARCHIVE" ]]; then
     echo "Downloading $URL"
     partial="$(mktemp "$ARCHIVE.part.XXXXXX")"
@@ -90,6 +103,8 @@ tar -xzf "$ARCHIVE" -C "$staging" || fail "could not extract $ARCHIVE; delete it
 found="$(count_articles "$staging/text")"
 [[ "$found" == "$EXPECTED_ARTICLES" ]] \
     || fail "$ARCHIVE holds $found articles, expected $EXPECTED_ARTICLES; delete it and run this script again"
+# mv into an existing folder would nest the copy in it (data/text/text) instead of failing
+[[ ! -e "$TEXT_DIR" ]] || fail "$TEXT_DIR appeared while this run extracted; check it, or delete it and run this script again"
 mv -- "$staging/text" "$TEXT_DIR"
 
 echo "Corpus ready: $found articles in $TEXT_DIR"

@@ -13,19 +13,24 @@ leaves the previous dataset, or none: everything is written into a temporary fol
 
 The split of one table (or of livedoor) is 8:1:1 by default (--val_ratio, --test_ratio), stratified
 by label: val gets floor(N x val_ratio) rows in all, shared out over the labels in proportion to their
-size, and likewise test; train the rest. Each label needs at least 3 rows, one per split. The split
-depends only on the input and the seed (rows in file order, livedoor's files in sorted order, never the
-filesystem's listing order; Python's own seeded shuffle, which does not change across numpy versions),
-so the same input and seed give byte-identical files on any machine. Files given as --train/--val/--test
-are kept as they are, and every label of val and test must occur in train.
+size, and likewise test; train the rest. Each label needs at least 3 rows, one per split, and a dataset
+at least two labels. The split depends only on the input and the seed (rows in file order, livedoor's
+files in sorted order, never the filesystem's listing order; Python's own seeded shuffle, which does not
+change across numpy versions), so the same input and seed give byte-identical files on any machine.
+Each split file is written in a seeded shuffled order (all.jsonl in id order), so that its first lines
+are a sample of all of it. Files given as --train/--val/--test are kept as they are, order included;
+every label of val and test must occur in train, and a label of train that val or test lacks is a warning.
 
 Tables: .csv, .tsv (header line first) or .jsonl (an object per line), UTF-8 with or without a BOM.
 One text column, or two as a sentence pair; the label column holds names (strings, or integers, whose
 names are their decimal strings). A record is {"id": the table's own "id" column if it has one, else
 the 0-based row number in its file; each text column under its own name; "label": the label NAME}.
-Text is NFKC-normalized and stripped unless --no_normalize; label names are kept exactly as written.
-A table is read twice and never held in memory: pass 1 checks every row and keeps only its label,
-the split is drawn from the labels, pass 2 writes each row to its split's file.
+The table's own ids must be unique (across --train/--val/--test too). Text and label names are
+NFKC-normalized and stripped unless --no_normalize, so "良い " and "良い" are one label; names that are
+one number written differently ("1", "1.0", "01") stay separate labels, with a warning.
+A table is read twice and never held in memory: pass 1 checks every row and keeps only its label (and
+a hash of its own id, if it has one, to refuse a repeated one), the split is drawn from the labels, pass
+2 writes each row to its split's file, and each file's lines are shuffled by their offsets.
 
 Another layout: write one function that takes a path and yields (line number, row dict) pairs, and
 register it by file extension in READERS; the columns are then named with --text_columns/--label_column.
@@ -44,6 +49,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
@@ -56,6 +62,8 @@ from splits import jsonl_rows, write_jsonl, write_label2id
 SPLITS = ("train", "val", "test")  # a row's split code is its index here
 LIVEDOOR = "livedoor"
 RECORD_KEYS = ("id", "label")  # what a record has besides its text columns
+# train.py's default model, spelled out in the closing hint so that the command shows where to change it
+DEFAULT_MODEL = "tohoku-nlp/bert-base-japanese-v3"
 # Texts of a whole article in one CSV field exceed the csv module's default limit of 128 KiB.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -76,7 +84,9 @@ class Args:
     seed: int = config(default=42, help="seed of the stratified split")
     val_ratio: float = config(default=0.1, help="share of the rows that go to val")
     test_ratio: float = config(default=0.1, help="share of the rows that go to test")
-    no_normalize: bool = config(default=False, help="no NFKC: tables as written (livedoor lines still stripped)")
+    no_normalize: bool = config(
+        default=False, help="no NFKC: tables' text and labels as written (livedoor lines still stripped)"
+    )
 
 
 def normalize(text: str) -> str:
@@ -87,6 +97,16 @@ def normalize(text: str) -> str:
 
 def as_written(text: str) -> str:
     return text
+
+
+def warn(message: str) -> None:
+    print(f"prepare.py: warning: {message}", file=sys.stderr)
+
+
+def listed(names: Sequence[str]) -> str:
+    """'a' and 'b', or 'a', 'b' and 'c'."""
+    quoted = [repr(name) for name in names]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 # --- livedoor: <dir>/<category>/*.txt, a URL, a date, a title and the body per file ---
@@ -117,9 +137,13 @@ def read_livedoor(input_dir: Path, clean: Callable[[str], str] = normalize) -> t
     categories = sorted(d.name for d in input_dir.iterdir() if d.is_dir())
     records = []
     for label, category in enumerate(categories):
-        for path in sorted((input_dir / category).glob("*.txt")):
-            if path.name == "LICENSE.txt":
-                continue
+        paths = [p for p in sorted((input_dir / category).glob("*.txt")) if p.name != "LICENSE.txt"]
+        if not paths:  # else a label without a single example, such as text/text from two downloads at once
+            raise ValueError(
+                f"{input_dir / category}: a category folder with no articles (*.txt besides LICENSE.txt); "
+                f"remove it, or delete {input_dir} and run `bash src/download.sh` again"
+            )
+        for path in paths:
             article = parse_article(path, clean)
             records.append({"id": len(records), "label": label, "category": category, "stem": path.stem} | article)
     if not records:
@@ -177,14 +201,53 @@ def read_table(path: Path) -> Iterator[tuple[int, dict]]:
         raise ValueError(f"{path}: not valid UTF-8 ({e.reason}); save it as UTF-8") from None
 
 
-def table_records(path: Path, text_columns: Sequence[str], label_column: str, clean) -> Iterator[dict]:
-    """The records of a table, each checked; an error names the file and line."""
+def table_records(
+    path: Path, text_columns: Sequence[str], label_column: str, clean, id_hashes: array | None = None
+) -> Iterator[dict]:
+    """The records of a table, each checked; an error names the file and line. Given id_hashes (pass
+    1), the hash of each of the table's own ids is appended to it, for check_unique_ids."""
     for row_number, (line, row) in enumerate(read_table(path)):
         try:
             record = table_record(row, row_number, text_columns, label_column, clean)
         except ValueError as e:
             raise ValueError(f"{path}:{line}: {e}") from None
+        if id_hashes is not None and "id" in row:
+            id_hashes.append(hash(id_key(row["id"])))
         yield record
+
+
+def id_key(value) -> str:
+    # As JSON, the way the record writes it: 1 and "1" are two ids (and 1 and true, equal in Python, too).
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def check_unique_ids(paths: Sequence[Path], id_hashes: array) -> None:
+    """Every own id of the tables (each one's hash, from pass 1) must occur once. Pass 1 keeps 8 bytes
+    an id, not the ids: a million ids as strings took 85 MB, more than all the rest of prepare.py. A
+    hash that repeats, a repeated id or (rarely) two ids with one hash, is looked up in the files again,
+    to tell which and to name both lines."""
+    if len(id_hashes) < 2:
+        return
+    import numpy as np  # only here, for tables with ids: sorting a million hashes takes 8 MB, as Python ints 40
+
+    ordered = np.sort(np.frombuffer(id_hashes, dtype=np.int64))
+    if not (repeated := set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())):
+        return
+    first: dict[str, tuple[Path, int]] = {}
+    for path in paths:
+        for line, row in read_table(path):
+            if "id" not in row or hash(key := id_key(row["id"])) not in repeated:
+                continue
+            if key not in first:
+                first[key] = (path, line)
+                continue
+            first_path, first_line = first[key]
+            # `is`, not ==: one file given as both --val and --test is two sources, named as such
+            if first_path is path:
+                where = f"{path}: id {row['id']!r} on lines {first_line} and {line}"
+            else:
+                where = f"id {row['id']!r} on {first_path}:{first_line} and {path}:{line}"
+            raise ValueError(f"{where}: every row needs an id of its own; drop the repeated row or renumber it")
 
 
 def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_column: str, clean) -> dict:
@@ -204,9 +267,11 @@ def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_
     label = row[label_column]
     if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
         raise ValueError(f"label {label!r} in column {label_column!r} is neither a name nor an integer")
-    if label is None or not str(label).strip():
+    # A name, cleaned as the text is ("良い " and "良い" are one label): label ids are given by label2id.json alone
+    name = "" if label is None else clean(str(label))
+    if not name.strip():
         raise ValueError(f"empty label in column {label_column!r}; fill it in or drop the row")
-    record["label"] = str(label)  # a name, as written: label ids are given by label2id.json alone
+    record["label"] = name
     return record
 
 
@@ -262,6 +327,31 @@ def assign(labels: Sequence[int], names: Sequence[str], seed: int, val_ratio: fl
     return codes
 
 
+def check_two_labels(names: Sequence[str], source: Path, rows: str = "row has label") -> None:
+    if len(names) < 2:
+        raise ValueError(f"{source}: every {rows} {names[0]!r}: a classifier needs at least two labels")
+
+
+def number_twins(names: Sequence[str]) -> list[list[str]]:
+    """Groups of label names that are one number written differently ("1", "1.0", "01"), each sorted.
+    They are not merged: "1" and "1.0" may be two codes, and which is meant only the user knows."""
+    by_value: dict[Decimal, list[str]] = {}
+    for name in names:
+        try:
+            value = Decimal(name)
+        except InvalidOperation:
+            continue
+        if value.is_finite():  # NaN equals nothing, and a signalling NaN cannot even be hashed
+            by_value.setdefault(value, []).append(name)
+    return [sorted(group) for _, group in sorted(by_value.items()) if len(group) > 1]
+
+
+def warn_number_twins(names: Sequence[str], source: Path) -> None:
+    advice = "they stay separate labels; if they are one, write them alike"
+    for group in number_twins(names):
+        warn(f"{source}: labels {listed(group)} differ only in number formatting: {advice}")
+
+
 def check_class_sizes(labels: Sequence[int], names: Sequence[str], source: Path) -> None:
     for name, n in sorted(Counter(names[label] for label in labels).items()):
         if n < len(SPLITS):
@@ -287,11 +377,40 @@ def check_train_has_every_label(counts: dict[str, Counter], names: Sequence[str]
 
 
 def split(records: list[dict], seed: int, val_ratio: float = 0.1, test_ratio: float = 0.1) -> dict[str, list[dict]]:
-    """livedoor's split: its records by split, each in id order."""
+    """livedoor's split: its records by split, each in id order (shuffle_splits shuffles them on disk)."""
     names = sorted({r["category"] for r in records})
     index = {name: i for i, name in enumerate(names)}
     codes = assign([index[r["category"]] for r in records], names, seed, val_ratio, test_ratio)
     return {name: [r for r, c in zip(records, codes, strict=True) if c == code] for code, name in enumerate(SPLITS)}
+
+
+def shuffle_splits(staging: Path, seed: int) -> None:
+    """Put the lines of the split files just written in a seeded shuffled order. In id or file order,
+    the first thousand lines of livedoor's train.jsonl were two categories, and of a table sorted by
+    label one label: what `head` shows, and what train.py --max_train_samples takes. The generator is
+    one of its own, so the split that assign() draws is unchanged; it is seeded with a string, which
+    Random hashes with SHA-512: the same order on every machine, whatever PYTHONHASHSEED."""
+    rng = random.Random(f"write order {seed}")
+    for name in SPLITS:
+        shuffle_lines(staging / f"{name}.jsonl", rng)
+
+
+def shuffle_lines(path: Path, rng: random.Random) -> None:
+    """Rewrite a file with its lines in an order drawn from rng, holding only where each line starts
+    (8 bytes a line, not the lines): pass 2 streams a table, and so must this."""
+    starts = array("q", [0])
+    with open(path, "rb") as f:
+        for line in f:  # lines end at b"\n" alone: json.dumps escapes any line break inside a record
+            starts.append(starts[-1] + len(line))
+    order = array("q", range(len(starts) - 1))
+    rng.shuffle(order)
+    shuffled = path.with_name(f"{path.name}.shuffled")
+    # Unbuffered: one read of exactly the line, where a buffered file would read 8 KiB after each seek
+    with open(path, "rb", buffering=0) as source, open(shuffled, "wb") as target:
+        for i in order:
+            source.seek(starts[i])
+            target.write(source.read(starts[i + 1] - starts[i]))
+    shuffled.replace(path)
 
 
 # --- writing: into a staging folder, swapped in when complete ---
@@ -399,6 +518,7 @@ def ratios(args: Args) -> dict[str, float]:
 def prepare_livedoor(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
     clean = str.strip if args.no_normalize else normalize  # article lines are stripped either way
     records, categories = read_livedoor(args.input_dir, clean)
+    check_two_labels(categories, args.input_dir, rows="article is in category")
     check_class_sizes([r["label"] for r in records], categories, args.input_dir)
     splits = split(records, args.seed, args.val_ratio, args.test_ratio)
     counts = {name: Counter(r["category"] for r in rs) for name, rs in splits.items()}
@@ -412,17 +532,18 @@ def prepare_livedoor(args: Args, output_dir: Path) -> tuple[dict[str, Counter], 
         write_jsonl(staging / "all.jsonl", records)
         for name, split_records in splits.items():
             write_jsonl(staging / f"{name}.jsonl", split_records)
+        shuffle_splits(staging, args.seed)
         write_label2id(staging / "label2id.json", {c: i for i, c in enumerate(categories)})
         write_manifest(staging, about, counts)
     return counts, categories
 
 
-def scan(path: Path, args: Args, clean) -> tuple[array, list[str]]:
+def scan(path: Path, args: Args, clean, id_hashes: array) -> tuple[array, list[str]]:
     """Pass 1: check every row of path and keep only its label, as a code into the names returned
-    (in order of first appearance)."""
+    (in order of first appearance), and the hash of its own id, if it has one, in id_hashes."""
     codes: dict[str, int] = {}
     labels = array("I")
-    for record in table_records(path, args.text_columns, args.label_column, clean):
+    for record in table_records(path, args.text_columns, args.label_column, clean, id_hashes):
         labels.append(codes.setdefault(record["label"], len(codes)))
     if not labels:
         raise ValueError(f"{path}: no rows, only a header or nothing")
@@ -438,7 +559,12 @@ def table_about(args: Args, sources: list[dict], seed: int | None, split_ratios)
 
 def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
     clean = as_written if args.no_normalize else normalize
-    labels, names = scan(args.input, args, clean)
+    id_hashes = array("q")
+    labels, names = scan(args.input, args, clean, id_hashes)
+    check_unique_ids([args.input], id_hashes)
+    del id_hashes  # pass 2 does not need them
+    check_two_labels(names, args.input)
+    warn_number_twins(names, args.input)
     check_class_sizes(labels, names, args.input)
     codes = assign(labels, names, args.seed, args.val_ratio, args.test_ratio)
     counts = split_counts(labels, names, codes)
@@ -452,6 +578,7 @@ def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], lis
         finally:
             for f in files:
                 f.close()
+        shuffle_splits(staging, args.seed)
         write_label2id(staging / "label2id.json", {name: i for i, name in enumerate(sorted(names))})
         write_manifest(staging, about, counts)
     return counts, sorted(names)
@@ -460,7 +587,10 @@ def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], lis
 def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
     clean = as_written if args.no_normalize else normalize
     paths = {"train": args.train, "val": args.val, "test": args.test}
-    scanned = {split: scan(path, args, clean) for split, path in paths.items()}
+    id_hashes = array("q")  # one id space: a record's id names it in every split
+    scanned = {split: scan(path, args, clean, id_hashes) for split, path in paths.items()}
+    check_unique_ids(list(paths.values()), id_hashes)
+    del id_hashes  # pass 2 does not need them
     counts = {split: Counter(names[label] for label in labels) for split, (labels, names) in scanned.items()}
     for split in ("val", "test"):
         if unseen := sorted(set(counts[split]) - set(counts["train"])):
@@ -468,6 +598,9 @@ def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter],
                 f"{paths[split]}: label {unseen[0]!r} ({counts[split][unseen[0]]} rows) does not occur in "
                 f"{paths['train']}; a model cannot learn a label it never sees"
             )
+    check_two_labels(sorted(counts["train"]), paths["train"])
+    warn_number_twins(sorted(counts["train"]), paths["train"])
+    warn_missing_labels(counts, paths)
     sources = [{"path": shown(path), "sha256": file_sha256(path), "split": split} for split, path in paths.items()]
     about = table_about(args, sources, None, "pre-split")
     with staged(output_dir) as staging:
@@ -479,6 +612,16 @@ def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter],
         write_label2id(staging / "label2id.json", {name: i for i, name in enumerate(names)})
         write_manifest(staging, about, counts)
     return counts, names
+
+
+def warn_missing_labels(counts: dict[str, Counter], paths: dict[str, Path]) -> None:
+    """A label train has but val or test lacks is allowed (a rare label in a given test set), but its
+    scores on that split cannot be measured. metrics.py leaves it out of that split's macro averages,
+    unless a model predicts it there (then it counts, with F1 0: every such prediction is wrong)."""
+    for split in ("val", "test"):
+        why = f"its {split} scores cannot be measured; {split}'s macro averages leave it out unless predicted"
+        for name in sorted(set(counts["train"]) - set(counts[split])):
+            warn(f"label {name!r} of {paths['train']} has no example in {paths[split]}: {why}")
 
 
 def resolve(args: Args) -> Path:
@@ -556,11 +699,11 @@ def main(args: Args) -> None:
     print_summary(counts, names)
     files = "{all,train,val,test}" if not (args.input or args.train) else "{train,val,test}"
     print(f"Wrote {output_dir}/{files}.jsonl, label2id.json and dataset.json")
-    if args.input or args.train:  # train.py reads the text fields from dataset.json
-        option = f"--dataset {output_dir.name}"
-        if output_dir.parent != ROOT / "datasets":
-            option = f"--dataset_dir {output_dir}"
-        print(f"Train on it: python src/train.py {option}")
+    option = f"--dataset {output_dir.name}"
+    if output_dir.parent != ROOT / "datasets":
+        option = f"--dataset_dir {output_dir}"
+    # No --text_fields: train.py reads them from dataset.json
+    print(f"Train on it: python src/train.py {option} --model_name {DEFAULT_MODEL}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
                           "title; a document's prediction averages its windows' logits")  # fmt: skip
     window_stride: int = config(default=None, help="tokens from one window's start to the next; default half "
                                 "a window, so that windows overlap by half")  # fmt: skip
-    max_train_samples: int = config(default=None, help="only the first N training examples (a shuffled sample)")
+    max_train_samples: int = config(default=None, help="only the first N training examples (shuffled by prepare.py)")
     max_eval_samples: int = config(default=None, help="only the first N examples of val and of test")
     seed: int = config(default=42, help="seed for the head's initialisation, dropout and batch order")
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")

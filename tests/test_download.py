@@ -2,8 +2,10 @@
 
 import functools
 import http.server
+import os
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -22,15 +24,20 @@ def checkout(tmp_path) -> Path:
     return tmp_path / "repo"
 
 
+def download_env(url: str, articles: int = ARTICLES) -> dict:
+    return {"LIVEDOOR_URL": url, "LIVEDOOR_EXPECTED_ARTICLES": str(articles)}
+
+
 def download(checkout: Path, url: str, articles: int = ARTICLES):
-    env = {"LIVEDOOR_URL": url, "LIVEDOOR_EXPECTED_ARTICLES": str(articles)}
+    env = download_env(url, articles)
     # run from an unrelated directory: the script must find its data/ by its own location
     return run_script(checkout / "src" / "download.sh", cwd=checkout.parent, env=env, check=False)
 
 
 def data_files(checkout: Path) -> list[str]:
+    """What data/ holds, but the lock file that serializes downloads: empty, and never taken for data."""
     data = checkout / "data"
-    return sorted(str(p.relative_to(data)) for p in data.iterdir()) if data.exists() else []
+    return sorted(p.name for p in data.iterdir() if p.name != ".download.lock") if data.exists() else []
 
 
 @pytest.fixture
@@ -95,3 +102,19 @@ def test_wrong_article_count_fails_without_text_dir(checkout, corpus_archive):
     assert result.returncode != 0
     assert f"holds {ARTICLES} articles, expected 7367" in result.stderr
     assert "text" not in data_files(checkout)
+
+
+def test_two_downloads_at_once_give_one_corpus(checkout, corpus_archive):
+    """Two sweeps started together on a fresh clone both ran download.sh: both extracted, and the
+    second `mv staging/text data/text` moved its copy into the first's, as data/text/text, which
+    prepare.py took for a tenth category."""
+    command = ["bash", str(checkout / "src" / "download.sh")]
+    env = os.environ | download_env(f"file://{corpus_archive}")
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [run.communicate() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    text = checkout / "data" / "text"
+    assert sorted(p.name for p in text.iterdir() if p.is_dir()) == sorted(CATEGORIES)  # no text/text
+    assert len([p for p in text.glob("*/*.txt") if p.name != "LICENSE.txt"]) == ARTICLES
+    assert data_files(checkout) == ["ldcc-20140209.tar.gz", "text"]  # no extraction left behind
+    assert sum("nothing to do" in stdout.decode() for stdout, _ in outputs) == 1  # the second waited, then found it

@@ -97,7 +97,8 @@ def test_cli_prints_summary(corpus_dir, tmp_path):
     "breakage, message",
     [
         ("missing", "run `bash src/download.sh` first"),
-        ("empty", "no articles found"),
+        ("empty", "a category folder with no articles"),
+        ("no-categories", "no articles found"),
         ("short", "needs a URL, a date and a title line"),
         ("binary", "not valid UTF-8"),
     ],
@@ -110,6 +111,9 @@ def test_errors_name_the_problem_and_write_nothing(tmp_path, breakage, message):
     elif breakage == "empty":
         for path in corpus.glob("*/*.txt"):
             path.unlink() if path.name != "LICENSE.txt" else None
+    elif breakage == "no-categories":
+        for folder in [p for p in corpus.iterdir() if p.is_dir()]:
+            shutil.rmtree(folder)
     elif breakage == "short":
         bad.write_text("http://example.com/\n2012-01-01\n", encoding="utf-8")
     else:
