@@ -20,6 +20,10 @@ never averaged with the others nor replacing them, and the settings that tell ro
 The learning rate is chosen on validation only: choosing it by test scores would report an
 optimistic number. Parameter counts come from each run's config.json; nothing is downloaded.
 
+Every run's prediction files are checked against its config.json (a line per example) and its
+metrics files (accuracy and macro-F1 recomputed from the lines): a run whose files disagree (a
+truncated copy, an edited file) is skipped with a line saying why, as is a run with an unreadable file.
+
 How sure the numbers are (significance.py), from each run's test-predictions.jsonl: a 95% percentile
 bootstrap interval over the test examples per row (Efron & Tibshirani 1993), and per row the paired
 bootstrap of its macro-F1 difference from the best row of its dataset on the same resampled examples
@@ -43,25 +47,28 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root: whos
 if __name__ == "__main__":
     ARGS = cli.parse(Args)  # before pandas and matplotlib are imported: --help answers at once
 
+import itertools
 import json
 import math
 import re
 import sys
 from dataclasses import dataclass
+from functools import cache
 
 import matplotlib.pyplot as plt
+
+# Japanese class and model names need a font with kana and kanji; matplotlib's default has none and
+# draws boxes. matplotlib-fontja ships IPAexGothic (kana, kanji and Latin) and makes it the default
+# when imported: the same font on every machine, nothing to install on the system.
+import matplotlib_fontja  # noqa: F401
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from metrics import SUMMARY_KEYS, classification_metrics
-from runs import IDENTITY, read_run, run_identity
+from runs import IDENTITY, read_run, run_identity, write_text
 from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
 
-# Japanese class and model names need a font with kana and kanji; matplotlib's default has none and
-# draws boxes. The first of these that is installed is used (DejaVu Sans: the fallback for Latin).
-plt.rcParams["font.sans-serif"] = ["Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "Hiragino Sans",
-                                   "Yu Gothic", "TakaoGothic", "DejaVu Sans"]  # fmt: skip
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 SHORT_FINGERPRINT = 12  # hex digits of a dataset fingerprint shown in tables and plots
 
@@ -92,16 +99,29 @@ SIGNIFICANCE_COLUMNS = [  # best.csv's, after the scores
 ]
 # Why a row has no interval or comparison: best.csv's bootstrap_note, and "<models>: <note>." in results.md.
 NO_PREDICTIONS = "no 95% CI and no comparison with the best row, as the runs predate test-predictions.jsonl"
-UNREADABLE = "no 95% CI and no comparison with the best row, as a test-predictions.jsonl is unreadable (see the log)"
 SEEDS_DIFFER = "no 95% CI and no comparison with the best row, as the seeds were tested on different examples"
 OTHER_EXAMPLES = "not compared with the best row, as tested on other test examples (by id) than the best row"
 BEST_UNPAIRED = "not compared with the best row, as the best row's runs predate test-predictions.jsonl"
+ABSENT = "absent: not in the test split and never predicted; no scores, and not in the macro averages."
+# Recomputed from each prediction file and compared with its metrics file. Both come from the same
+# predictions, so they agree to the last bits; 1e-6 leaves room for another order of summation.
+CHECKED = {"accuracy": "accuracy", "f1": "macro-F1"}
+TOLERANCE = 1e-6
+# write_predictions writes a line's probabilities (a number per class: most of the line, and of the
+# time to parse it) after its id and labels: a line is cut here and only its start parsed.
+PROBABILITIES = ', "probabilities": {'
+# A confusion matrix grows with its classes and writes its counts in the cells up to ANNOTATED_CLASSES
+# classes (20 inches), and names its rows and columns up to NAMED_CLASSES.
+ANNOTATED_CLASSES = 30
+NAMED_CLASSES = 100
 
 
 def run_row(run_dir: Path) -> dict:
     files = read_run(run_dir)
     config, val, test = files["config"], files["val-metrics"], files["test-metrics"]
     log = read_log(run_dir)
+    check_predictions(run_dir, "val", config, val)
+    check_predictions(run_dir, "test", config, test)
     dataset_dir = config.get("dataset_dir")
     return {
         "dataset": Path(dataset_dir).name if dataset_dir else None,
@@ -131,6 +151,28 @@ def read_log(run_dir: Path) -> pd.DataFrame:
     return log
 
 
+def check_predictions(run_dir: Path, split: str, config: dict, reported: dict) -> None:
+    """ValueError naming the split's prediction file if it has another number of lines than config.json's
+    num_examples, or its accuracy or macro-F1 differ from <split>-metrics.json: the intervals and
+    per-class scores would describe other predictions than the table's scores. Runs without the file
+    (older ones) or without num_examples are checked as far as they can be."""
+    path = run_dir / f"{split}-predictions.jsonl"
+    if not path.is_file():
+        return
+    predictions = read_predictions(str(run_dir)) if split == "test" else read_prediction_file(path)
+    lines, expected = len(predictions.gold), config.get("num_examples", {}).get(split)
+    remedy = "the files disagree: restore the run's own files or train it again"
+    if expected is not None and lines != expected:
+        raise ValueError(f"{path}: {lines} lines, but config.json says {expected} {split} examples ({remedy})")
+    recomputed = classification_metrics(predictions.gold, predictions.predicted[0], predictions.names)
+    for key, name in CHECKED.items():
+        ours, theirs = recomputed[key], float(reported[key])
+        if not abs(ours - theirs) <= TOLERANCE:
+            raise ValueError(
+                f"{path}: {name} {ours:.6f} from its lines, but {split}-metrics.json says {theirs:.6f} ({remedy})"
+            )
+
+
 def collect_runs(output_root: Path) -> pd.DataFrame:
     rows = []
     for run_dir in sorted(p for p in output_root.glob("*/*/*") if p.is_dir()):
@@ -138,7 +180,7 @@ def collect_runs(output_root: Path) -> pd.DataFrame:
             rows.append(run_row(run_dir))
         except ValueError as e:
             print(f"skipped {e}")
-        except (KeyError, OSError) as e:
+        except (KeyError, TypeError, OSError) as e:  # TypeError: a metric that is not a number
             print(f"skipped {run_dir}: unreadable ({e!r})")
     if not rows:
         raise ValueError(f"no complete runs under {output_root}: run src/train.py or run.sh first")
@@ -198,22 +240,51 @@ class Predictions:
     predicted: np.ndarray  # label ids, a row per seed
 
 
-def read_predictions(run_dir: Path) -> Predictions:
-    """One run's test predictions; ValueError(NO_PREDICTIONS or UNREADABLE) if it has none to use."""
+@cache  # each run's is read to check it, then again for its row's intervals and the per-class table
+def read_predictions(run_dir: str) -> Predictions:
+    """One run's test predictions; ValueError(NO_PREDICTIONS) if it has none, ValueError naming the file
+    if it is unreadable."""
     path = Path(run_dir) / "test-predictions.jsonl"
     if not path.is_file():
         raise ValueError(NO_PREDICTIONS)
+    return read_prediction_file(path)
+
+
+def read_prediction_file(path: Path) -> Predictions:
+    """A <split>-predictions.jsonl, a line at a time (with a probability per class and line, the file of
+    a large test set with many classes takes gigabytes); ValueError naming the file if unreadable."""
     try:
-        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        names = tuple(lines[0]["probabilities"])
-        ids = {name: i for i, name in enumerate(names)}
-        gold = np.array([ids[line["label"]] for line in lines])
-        predicted = np.array([[ids[line["predicted"]] for line in lines]])
-        example_ids = tuple(json.dumps(line["id"]) for line in lines)
-    except (OSError, ValueError, LookupError, TypeError) as e:  # JSONDecodeError is a ValueError
-        print(f"no bootstrap for {path}: unreadable ({e!r})")
-        raise ValueError(UNREADABLE) from None
-    return Predictions(example_ids, names, gold, predicted)
+        with open(path, encoding="utf-8") as f:
+            lines = (line for line in f if line.strip())
+            first = next(lines, None)
+            if first is None:
+                raise ValueError("no lines")
+            names = tuple(json.loads(first)["probabilities"])
+            label_id = {name: i for i, name in enumerate(names)}
+            examples = [without_probabilities(line) for line in itertools.chain([first], lines)]
+        ids = tuple(json.dumps(example["id"]) for example in examples)
+        gold = np.array([label_id[example["label"]] for example in examples])
+        predicted = np.array([[label_id[example["predicted"]] for example in examples]])
+    except (OSError, ValueError, LookupError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise ValueError(f"{path}: unreadable ({e!r})") from None
+    return Predictions(ids, names, gold, predicted)
+
+
+def without_probabilities(line: str) -> dict:
+    """A prediction line's id, label and predicted, parsing the line only up to its probabilities where it
+    is laid out as write_predictions writes it (ending in "}}": a line cut short is parsed whole, and is
+    unreadable), else all of it. In valid JSON a quote after ", " opens a string, so the first
+    PROBABILITIES is a key; it is the line's own only if what comes before it, closed, is an object
+    with the three keys."""
+    head, found, _ = line.partition(PROBABILITIES)
+    if found and line.rstrip().endswith("}}"):
+        try:
+            example = json.loads(head + "}")
+        except ValueError:  # the key of an object nested in the line
+            example = None
+        if isinstance(example, dict) and {"id", "label", "predicted"} <= example.keys():
+            return example
+    return json.loads(line)
 
 
 def row_predictions(run_dirs: tuple[str, ...]) -> Predictions:
@@ -416,9 +487,17 @@ def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
     lines = [f"Per class on test, in %: the best row's run with the best validation macro-F1 ({run}).", "",
              "| Class | Precision | Recall | F1 | Support |", "|---|--:|--:|--:|--:|"]  # fmt: skip
     for c in classes.to_dict("records"):
-        lines.append(f"| {c['class']} | {c['precision'] * 100:.2f} | {c['recall'] * 100:.2f} | {c['f1'] * 100:.2f} "
-                     f"| {c['support']} |")  # fmt: skip
+        scores = [class_score(c[key]) for key in ("precision", "recall", "f1")]
+        lines.append(f"| {c['class']} | {' | '.join(scores)} | {c['support']} |")
+    if classes["f1"].isna().any():
+        lines += ["", ABSENT]
     return [*lines, "", f"![Confusion matrix]({confusion_file(best_row)})"]
+
+
+def class_score(value: float) -> str:
+    """A per-class score in %; metrics.classification_metrics gives a class absent from the split and
+    never predicted none (NaN in the table)."""
+    return "absent" if pd.isna(value) else f"{value * 100:.2f}"
 
 
 def section_file(row, prefix: str, suffix: str) -> str:
@@ -444,18 +523,24 @@ def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray, tuple[s
 
 
 def confusion_figure(matrix: np.ndarray, names: tuple[str, ...], title: str) -> plt.Figure:
-    """Counts, rows the true class and columns the predicted one: the diagonal is what is right."""
-    size = max(4.5, 0.6 * len(names) + 2.5)
+    """Counts, rows the true class and columns the predicted one: the diagonal is what is right. With
+    many classes the counts (beyond ANNOTATED_CLASSES) and the names (beyond NAMED_CLASSES) are left
+    out (the ticks are then class ids): they would not be legible, and 1,000 classes' counts would be a
+    million texts to draw."""
+    size = max(4.5, 0.6 * min(len(names), ANNOTATED_CLASSES) + 2.5)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
-    positions = range(len(names))
-    ax.set_xticks(positions, names, rotation=45, ha="right")
-    ax.set_yticks(positions, names)
-    for (true, predicted), count in np.ndenumerate(matrix):
-        dark = count > matrix.max() / 2
-        ax.text(predicted, true, str(count), ha="center", va="center", color="white" if dark else "black")
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    if len(names) <= NAMED_CLASSES:
+        positions = range(len(names))
+        ax.set_xticks(positions, names, rotation=45, ha="right")
+        ax.set_yticks(positions, names)
+    if len(names) <= ANNOTATED_CLASSES:
+        for (true, predicted), count in np.ndenumerate(matrix):
+            dark = count > matrix.max() / 2
+            ax.text(predicted, true, str(count), ha="center", va="center", color="white" if dark else "black")
+    by_id = "" if len(names) <= NAMED_CLASSES else " (id)"
+    ax.set_xlabel(f"predicted class{by_id}")
+    ax.set_ylabel(f"true class{by_id}")
     ax.set_title(title, fontsize="medium")
     return fig
 
@@ -516,10 +601,24 @@ def section_report(section: pd.DataFrame, results_dir: Path) -> str:
     if scores is None:
         return markdown_table(section) + "\nNo per-class scores: the best row's run predates test-predictions.jsonl.\n"
     classes, matrix, names = scores
-    classes.to_csv(results_dir / section_file(best_row, "per_class", ".csv"), index=False)
+    write_text(results_dir / section_file(best_row, "per_class", ".csv"), classes.to_csv(index=False))
     title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
     save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
     return markdown_table(section, classes)
+
+
+def write_results(runs: pd.DataFrame, best: pd.DataFrame, results_dir: Path) -> str:
+    """The tables and plots in results_dir; results.md's text is returned. Each table is written whole or
+    not at all (write_text): a full disk leaves the previous one, never half of one."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_text(results_dir / "all.csv", runs.to_csv(index=False))
+    write_text(results_dir / "best.csv", best.drop(columns="seed_runs").to_csv(index=False))
+    save(f1_figure(best), results_dir / "test_f1.png")
+    save(val_f1_per_epoch_figure(best), results_dir / "val_f1_per_epoch.png")
+    sections = best.groupby("dataset_fingerprint", dropna=False, sort=False)  # different data: never one table
+    report = "\n".join(section_report(section, results_dir) for _, section in sections)
+    write_text(results_dir / "results.md", report)
+    return report
 
 
 def main(args: Args) -> None:
@@ -527,19 +626,17 @@ def main(args: Args) -> None:
     # on: all.csv's run folders read the same from whatever directory this runs in.
     args.resolve_dataset()
     output_root, results_dir = (args.output_root / args.dataset).resolve(), (args.results_dir / args.dataset).resolve()
+    read_predictions.cache_clear()  # the files may have changed since an earlier call in this process
     try:
         runs = collect_runs(output_root)
     except ValueError as e:
         sys.exit(f"aggregate.py: error: {e}")
     best = with_significance(choose_lr(runs))
-    results_dir.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(results_dir / "all.csv", index=False)
-    best.drop(columns="seed_runs").to_csv(results_dir / "best.csv", index=False)
-    save(f1_figure(best), results_dir / "test_f1.png")
-    save(val_f1_per_epoch_figure(best), results_dir / "val_f1_per_epoch.png")
-    sections = best.groupby("dataset_fingerprint", dropna=False, sort=False)  # different data: never one table
-    report = "\n".join(section_report(section, results_dir) for _, section in sections)
-    (results_dir / "results.md").write_text(report, encoding="utf-8")
+    try:
+        report = write_results(runs, best, results_dir)
+    except OSError as e:  # a full disk, a read-only folder, a file where the folder would be
+        remedy = "give --results_dir a folder you may write to, on a disk with room"
+        sys.exit(f"aggregate.py: error: cannot write the results to {results_dir} ({e.strerror or e}): {remedy}")
     print(report)
     datasets = best["dataset_fingerprint"].nunique(dropna=False)
     print(f"{len(runs)} runs, {len(best)} rows, {datasets} dataset(s) -> {results_dir}")

@@ -8,20 +8,25 @@ that the examples both find hard cancel out (Koehn 2004, Statistical Significanc
 Translation Evaluation; Berg-Kirkpatrick et al. 2012): the difference is significant at 5% when its
 interval excludes 0.
 
-Vectorised: the index matrix (resamples x n) is drawn once and turned into counts (how often each
-example is drawn in each resample); every score is then a sum over examples weighted by those
-counts, so the per-class counts of macro-F1 for all resamples are three matrix products, not
-sklearn in a Python loop.
+Vectorised, in blocks of resamples: a block's draws (rows x n example indices) come from one seeded
+generator, and a metric scores every row of a block at once. Memory stays at a few block-sized arrays
+(BLOCK draws each) whatever the number of resamples, examples or classes: macro-F1's per-class counts
+are bincounts of the drawn classes, never a one-hot matrix of examples x classes. The blocks together
+draw exactly what one draw of every resample at once would (numpy's generators continue their stream
+from call to call), so the numbers do not depend on BLOCK.
 """
 
-from collections.abc import Callable, Sequence
-from functools import cache
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-# metric(counts, y_true, y_pred, num_labels): a score per row of counts (resamples x n).
+# metric(draws, y_true, y_pred, num_labels): a score per row of draws (rows x n indices of the examples
+# drawn; a row of arange(n) scores the examples as they are).
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+# Indices drawn per block of resamples (32 MB as int64): large enough for numpy to run at full speed,
+# small enough that the few arrays of a block's size fit any machine. A block has at least one resample.
+BLOCK = 1 << 22
 
 
 class Difference(NamedTuple):
@@ -34,71 +39,96 @@ class Difference(NamedTuple):
         return self.low > 0 or self.high < 0
 
 
-@cache  # every row of a results table is scored on the same resamples of its test set: drawn once
-def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
-    """counts[r, i]: how often example i is drawn in resample r (each row sums to n); read-only."""
+def resample_blocks(n: int, resamples: int, seed: int, num_labels: int = 1) -> Iterator[np.ndarray]:
+    """The resamples' draws, a block of rows at a time: row r holds the n indices resample r draws.
+    Drawn afresh on each call (the same for the same seed): storing them all would take resamples x n.
+    A block's rows x num_labels counts (macro-F1's) stay within BLOCK too."""
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1 (got {resamples})")
-    indices = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    offsets = np.arange(resamples)[:, None] * n  # row r's indices into a flat range of its own
-    counts = np.bincount((indices + offsets).ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
-    counts.flags.writeable = False  # shared by every caller of the cache
-    return counts
+    rng = np.random.default_rng(seed)
+    rows = max(1, BLOCK // max(n, num_labels))
+    for start in range(0, resamples, rows):
+        yield rng.integers(0, n, size=(min(rows, resamples - start), n))
 
 
-def accuracy(counts: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> np.ndarray:
-    return counts @ (y_true == y_pred) / counts.sum(axis=1)
+def accuracy(draws: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> np.ndarray:
+    return (y_true == y_pred)[draws].mean(axis=1)
 
 
-def macro_f1(counts: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> np.ndarray:
-    """F1 per class from its counts, 2 tp / (support + predicted), then the mean over *every* label: a
-    label absent from a resample and never predicted scores 0, as with sklearn's f1_score(labels=all,
-    average="macro", zero_division=0) in metrics.classification_metrics."""
-    true_onehot, pred_onehot = np.eye(num_labels)[y_true], np.eye(num_labels)[y_pred]
-    per_example = np.hstack([true_onehot * (y_true == y_pred)[:, None], true_onehot + pred_onehot])
-    true_positives, support_plus_predicted = np.hsplit(counts @ per_example, 2)  # one product for both
-    f1 = np.divide(2 * true_positives, support_plus_predicted, out=np.zeros_like(true_positives),
-                   where=support_plus_predicted > 0)  # fmt: skip
-    return f1.mean(axis=1)
+def macro_f1(draws: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> np.ndarray:
+    """F1 per class from its counts, 2 tp / (support + predicted), averaged over the labels that occur
+    in the row's gold labels or predictions: a label with neither has no F1, as in
+    metrics.classification_metrics (a label predicted but absent scores 0). Row r's classes are offset
+    by r x num_labels, so that one bincount counts every row's classes at once."""
+    rows = len(draws)
+    offsets = (np.arange(rows) * num_labels)[:, None]
+    true, predicted = y_true[draws] + offsets, y_pred[draws] + offsets
+    size = rows * num_labels
+    true_positives = np.bincount(true[true == predicted], minlength=size).reshape(rows, num_labels)
+    support_plus_predicted = (
+        np.bincount(true.ravel(), minlength=size) + np.bincount(predicted.ravel(), minlength=size)
+    ).reshape(rows, num_labels)
+    occurs = support_plus_predicted > 0
+    f1 = np.divide(2 * true_positives, support_plus_predicted, out=np.zeros(occurs.shape), where=occurs)
+    return f1.sum(axis=1) / occurs.sum(axis=1)
 
 
 def score(metric: Metric, y_true, y_pred, num_labels: int | None = None) -> float:
-    """The metric on the examples as they are (every count 1)."""
+    """The metric on the examples as they are (each drawn once)."""
     y_true, (y_pred,) = as_arrays(y_true, [y_pred])
-    return float(metric(np.ones((1, len(y_true))), y_true, y_pred, num_labels or labels_in(y_true, y_pred))[0])
+    as_is = np.arange(len(y_true))[None, :]
+    return float(metric(as_is, y_true, y_pred, num_labels or labels_in(y_true, y_pred))[0])
 
 
 def bootstrap_ci(
-    y_true, y_pred_per_seed: Sequence, metric: Metric, resamples: int = 1000, seed: int = 0,
-    level: float = 0.95, num_labels: int | None = None,
-) -> tuple[float, float]:  # fmt: skip
+    y_true,
+    y_pred_per_seed: Sequence,
+    metric: Metric,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    num_labels: int | None = None,
+) -> tuple[float, float]:
     """The percentile interval of the metric over test examples. With several seeds' predictions, each
     resample scores every seed on the same examples and averages them: the interval is that of the
     mean over seeds, and its width comes from the test sample (the spread across seeds is the std)."""
     y_true, predictions = as_arrays(y_true, y_pred_per_seed)
     num_labels = num_labels or labels_in(y_true, *predictions)
-    scores = seed_mean(metric, resample_counts(len(y_true), resamples, seed), y_true, predictions, num_labels)
+    blocks = resample_blocks(len(y_true), resamples, seed, num_labels)
+    scores = np.concatenate([seed_mean(metric, draws, y_true, predictions, num_labels) for draws in blocks])
     return percentile_interval(scores, level)
 
 
 def paired_bootstrap(
-    y_true, pred_a, pred_b, metric: Metric, resamples: int = 1000, seed: int = 0, level: float = 0.95,
+    y_true,
+    pred_a,
+    pred_b,
+    metric: Metric,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
     num_labels: int | None = None,
-) -> Difference:  # fmt: skip
+) -> Difference:
     """metric(b) - metric(a), and its percentile interval over resamples of the test examples, both
     models scored on the same resample (paired). pred_a and pred_b are one model's predictions each,
     or a list of its seeds' predictions (averaged on each resample, as in bootstrap_ci)."""
     y_true, a = as_arrays(y_true, np.atleast_2d(pred_a))
     _, b = as_arrays(y_true, np.atleast_2d(pred_b))
     num_labels = num_labels or labels_in(y_true, *a, *b)
-    counts = np.vstack([np.ones((1, len(y_true))), resample_counts(len(y_true), resamples, seed)])  # row 0: as is
-    differences = seed_mean(metric, counts, y_true, b, num_labels) - seed_mean(metric, counts, y_true, a, num_labels)
-    return Difference(float(differences[0]), *percentile_interval(differences[1:], level))
+
+    def difference(draws: np.ndarray) -> np.ndarray:
+        return seed_mean(metric, draws, y_true, b, num_labels) - seed_mean(metric, draws, y_true, a, num_labels)
+
+    as_is = difference(np.arange(len(y_true))[None, :])[0]
+    differences = np.concatenate(
+        [difference(draws) for draws in resample_blocks(len(y_true), resamples, seed, num_labels)]
+    )
+    return Difference(float(as_is), *percentile_interval(differences, level))
 
 
-def seed_mean(metric: Metric, counts: np.ndarray, y_true, predictions: list[np.ndarray], num_labels: int) -> np.ndarray:
-    """Per row of counts, the metric of each seed's predictions averaged over the seeds."""
-    return np.mean([metric(counts, y_true, y_pred, num_labels) for y_pred in predictions], axis=0)
+def seed_mean(metric: Metric, draws: np.ndarray, y_true, predictions: list[np.ndarray], num_labels: int) -> np.ndarray:
+    """Per row of draws, the metric of each seed's predictions averaged over the seeds."""
+    return np.mean([metric(draws, y_true, y_pred, num_labels) for y_pred in predictions], axis=0)
 
 
 def percentile_interval(scores: np.ndarray, level: float) -> tuple[float, float]:

@@ -21,7 +21,10 @@ DATASET = "livedoor"  # the fixture datasets' folder name, so their runs' folder
 LABELS = {"a": 0, "b": 1}
 FINGERPRINT = "0123456789abcdef" * 4
 BASELINE = "tfidf-char-logreg"
-EXAMPLES = 100  # in the made-up val and test splits: gold labels a, b, a, b, ...
+# In the made-up val and test splits: gold labels a, b, a, b, ... The first 2k examples wrong are k of
+# each label, so that accuracy and macro-F1 are equal and exact for any score in whole points: the
+# metrics files agree with the prediction files, as aggregate.py checks.
+EXAMPLES = 200
 
 
 def make_run(
@@ -31,12 +34,13 @@ def make_run(
     """A run folder as train.py (or, for BASELINE, baseline.py) writes it, with made-up numbers;
     settings replace or add config.json keys. Its prediction files (unless predictions=False, as
     older runs lack them) are wrong on the examples at errors: by default the first ones, as many as
-    make the accuracy equal the F1 given."""
+    make the accuracy and the macro-F1 equal the F1 given."""
     run_dir = root / DATASET / model_dir_name(model) / "2026-01-01" / stamp
     run_dir.mkdir(parents=True)
     config = {"model_name": model, "dataset_dir": "/data/livedoor", "dataset_fingerprint": FINGERPRINT,
               "text_fields": ["title", "body"], "seed": seed, "label2id": LABELS,
               "num_parameters": 110_000_000}  # fmt: skip
+    config["num_examples"] = {"train": 800, "val": EXAMPLES, "test": EXAMPLES}
     if model == BASELINE:
         config |= {"ngram_min": 1, "ngram_max": 3, "max_features": 300_000, "c_values": [1.0, 10.0]}
     else:
@@ -220,13 +224,13 @@ def test_plots_name_models_briefly_and_count_epochs_in_whole_numbers(tmp_path, m
 
 
 def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(tmp_path, monkeypatch):
-    """On the same 100 test examples: org/close errs as often as the best row but on other examples (not
-    distinguishable), the baseline on 30 more (distinguishable); org/old predates prediction files."""
+    """On the same 200 test examples: org/close errs as often as the best row but on other examples (not
+    distinguishable), the baseline on 60 more (distinguishable); org/old predates prediction files."""
     root = tmp_path / "outputs"
-    make_run(root, "org/bert", 3e-5, 1, 0.95, 0.90, "00-00-00.000000")  # wrong on examples 0-9
-    make_run(root, "org/bert", 3e-5, 2, 0.90, 0.88, "00-00-01.000000")  # 0-11
-    make_run(root, "org/close", 3e-5, 1, 0.90, 0.88, "00-00-00.000000", errors=range(10, 22))
-    make_run(root, BASELINE, None, 42, 0.80, 0.60, "00-00-00.000000")  # 0-39
+    make_run(root, "org/bert", 3e-5, 1, 0.95, 0.90, "00-00-00.000000")  # wrong on examples 0-19
+    make_run(root, "org/bert", 3e-5, 2, 0.90, 0.88, "00-00-01.000000")  # 0-23
+    make_run(root, "org/close", 3e-5, 1, 0.90, 0.88, "00-00-00.000000", errors=range(20, 44))
+    make_run(root, BASELINE, None, 42, 0.80, 0.60, "00-00-00.000000")  # 0-79
     make_run(root, "org/old", 3e-5, 1, 0.70, 0.50, "00-00-00.000000", predictions=False)
     figures = []
     monkeypatch.setattr(aggregate.plt, "close", figures.append)
@@ -242,9 +246,9 @@ def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(
     assert best.loc["org/old", ["test_accuracy_ci_low", "test_f1_ci_high", "f1_vs_best"]].isna().all()
     assert pd.isna(best.loc["org/bert", "f1_vs_best"])  # the best row itself
     gold = np.arange(EXAMPLES) % 2
-    f1 = {errors: f1_score(gold, np.where(np.arange(EXAMPLES) < errors, 1 - gold, gold), average="macro")
-          for errors in (10, 12, 40)}  # fmt: skip
-    assert best.loc[BASELINE, "f1_vs_best"] == pytest.approx(f1[40] - (f1[10] + f1[12]) / 2)
+    wrong_first = {errors: np.where(np.arange(EXAMPLES) < errors, 1 - gold, gold) for errors in (20, 24, 80)}
+    f1 = {errors: f1_score(gold, predicted, average="macro") for errors, predicted in wrong_first.items()}
+    assert best.loc[BASELINE, "f1_vs_best"] == pytest.approx(f1[80] - (f1[20] + f1[24]) / 2)
     assert best.loc[BASELINE, "f1_vs_best_high"] < 0 and best.loc[BASELINE, "differs_from_best"]
     assert best.loc["org/close", "f1_vs_best_low"] < 0 < best.loc["org/close", "f1_vs_best_high"]
     assert not best.loc["org/close", "differs_from_best"]
@@ -262,8 +266,8 @@ def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(
     assert len(reasons) == 1 and "test-predictions.jsonl" in reasons[0]
     assert "Koehn 2004" in table and f"![Confusion matrix](confusion_matrix_{fingerprint}.png)" in table
 
-    # per class: the best row's seed with the best validation F1 (seed 1: 5 a's and 5 b's wrong of 100)
-    assert "| Class | Precision | Recall | F1 | Support |" in table and "| a | 90.00 | 90.00 | 90.00 | 50 |" in table
+    # per class: the best row's seed with the best validation F1 (seed 1: 10 a's and 10 b's wrong of 200)
+    assert "| Class | Precision | Recall | F1 | Support |" in table and "| a | 90.00 | 90.00 | 90.00 | 100 |" in table
     per_class = pd.read_csv(results / f"per_class_{fingerprint}.csv")
     assert per_class["class"].tolist() == ["a", "b"] and per_class["f1"].tolist() == pytest.approx([0.9, 0.9])
     assert (results / f"confusion_matrix_{fingerprint}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -271,7 +275,7 @@ def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(
     assert (
         [t.get_text() for t in axes.get_xticklabels()] == [t.get_text() for t in axes.get_yticklabels()] == ["a", "b"]
     )
-    assert [t.get_text() for t in axes.texts] == ["45", "5", "5", "45"]
+    assert [t.get_text() for t in axes.texts] == ["90", "10", "10", "90"]
     assert "true" in axes.get_ylabel() and "predicted" in axes.get_xlabel()
 
 
@@ -337,7 +341,8 @@ def test_baseline_on_the_fixture_corpus(dataset_dir, tmp_path, monkeypatch):
         assert [line["id"] for line in lines] == [record["id"] for record in read_jsonl(dataset_dir / f"{split}.jsonl")]
         gold, predicted = [line["label"] for line in lines], [line["predicted"] for line in lines]
         assert accuracy_score(gold, predicted) == metrics["accuracy"]
-        assert f1_score(gold, predicted, labels=list(metrics["per_class"]), average="macro") == metrics["f1"]
+        occurring = sorted(set(gold) | set(predicted))  # a label neither in gold nor predicted has no F1
+        assert f1_score(gold, predicted, labels=occurring, average="macro", zero_division=0) == metrics["f1"]
         assert set(lines[0]["probabilities"]) == set(metrics["per_class"])
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+import significance
 from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap, score
 
 N, K = 2000, 4
@@ -59,15 +60,55 @@ def test_models_of_equal_quality_are_not_told_apart(gold):
     assert (same.difference, same.low, same.high) == (0, 0, 0) and not same.excludes_zero
 
 
-def test_macro_f1_equals_sklearn_over_every_label():
+def sklearn_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The rule of metrics.classification_metrics: macro-F1 over the labels in the gold labels or the predictions."""
+    occurring = np.union1d(y_true, y_pred)
+    return f1_score(y_true, y_pred, labels=occurring, average="macro", zero_division=0)
+
+
+def test_macro_f1_equals_sklearn_over_the_labels_that_occur():
     """Label 4 never occurs in the gold labels and label 3 is never predicted: both count as 0, as in
-    metrics.classification_metrics, not as missing."""
+    metrics.classification_metrics, not as missing. Label 5 is neither: it is not in the average."""
     rng = np.random.default_rng(1)
     for n in (1, 7, 736):
         y_true, y_pred = rng.integers(0, 4, n), rng.choice([0, 1, 2, 4], n)
-        expected = f1_score(y_true, y_pred, labels=range(5), average="macro", zero_division=0)
-        assert score(macro_f1, y_true, y_pred, num_labels=5) == pytest.approx(expected, abs=1e-12)
+        expected = sklearn_macro_f1(y_true, y_pred)
+        assert score(macro_f1, y_true, y_pred, num_labels=6) == pytest.approx(expected, abs=1e-12)
         assert score(accuracy, y_true, y_pred) == pytest.approx((y_true == y_pred).mean(), abs=1e-12)
+
+
+def test_a_perfect_classifier_scores_1_whatever_labels_the_test_set_lacks():
+    y = np.array([0, 1, 0, 1])
+    assert score(macro_f1, y, y, num_labels=3) == 1.0
+    assert bootstrap_ci(y, [y], macro_f1, num_labels=3) == (1.0, 1.0)
+
+
+def test_the_bootstrap_equals_sklearn_on_the_same_resamples():
+    """Rare labels: many resamples lack some. Each resample scored by sklearn (the draws as documented: one
+    seeded generator, a row of n indices per resample) gives the same interval."""
+    rng = np.random.default_rng(2)
+    y_true = rng.choice(5, 60, p=[0.4, 0.3, 0.2, 0.05, 0.05])
+    a, b = wrong(y_true % K, np.arange(10)), wrong(y_true % K, np.arange(5, 25))
+    draws = np.random.default_rng(3).integers(0, 60, size=(200, 60))
+    for pred in (a, b):
+        assert bootstrap_ci(y_true, [pred], macro_f1, resamples=200, seed=3, num_labels=5) == pytest.approx(
+            np.percentile([sklearn_macro_f1(y_true[d], pred[d]) for d in draws], [2.5, 97.5]), abs=1e-12
+        )
+    differences = [sklearn_macro_f1(y_true[d], b[d]) - sklearn_macro_f1(y_true[d], a[d]) for d in draws]
+    paired = paired_bootstrap(y_true, a, b, macro_f1, resamples=200, seed=3, num_labels=5)
+    assert paired.difference == pytest.approx(sklearn_macro_f1(y_true, b) - sklearn_macro_f1(y_true, a), abs=1e-12)
+    assert (paired.low, paired.high) == pytest.approx(np.percentile(differences, [2.5, 97.5]), abs=1e-12)
+
+
+def test_resamples_in_blocks_give_the_numbers_of_one_block(gold, monkeypatch):
+    """The draws continue from block to block, so the block size (here 1 resample, 3, or all) changes nothing."""
+    a, b = wrong(gold, np.arange(300)), wrong(gold, np.arange(200, 600))
+    results = []
+    for block in (1, 3 * N, 1000 * N):
+        monkeypatch.setattr(significance, "BLOCK", block)
+        results.append([bootstrap_ci(gold, [a, b], metric) for metric in (accuracy, macro_f1)])
+        results[-1].append(paired_bootstrap(gold, a, b, macro_f1))
+    assert results[0] == results[1] == results[2]
 
 
 def test_inputs_of_different_lengths_are_a_one_line_error(gold):
