@@ -4,13 +4,23 @@
     python src/predict.py outputs/.../model --input tickets.csv --text_columns title body
     echo "今日の試合でゴールを決めた" | python src/predict.py outputs/.../model
 
-Each output line: {"id": <the input's "id" if it has one>, "label": <the most probable label>,
-"probabilities": {<label>: <probability, 4 decimals>}}, in input order. The texts are prepared exactly as
-in training, from the model folder's predict.json (train.py writes it): the same normalization (NFKC,
-as prepare.py applied), text fields, max_seq_len, truncation (--truncation; with --windows, one line
-per input, its windows' logits averaged), batch size and precision. So on the run's own test split,
-on the same kind of device, this reproduces its test-predictions.jsonl. Input: JSONL, CSV or TSV (by
-extension), or one text per line on standard input.
+One output line per input, in input order (a record of the --input file, or a line of standard input),
+so that the nth output line is always the nth input's:
+
+    {"id": <the input's "id", if it has one>, "label": <the most probable label>,
+     "probabilities": {<label>: <probability, 4 decimals>}}
+    {"id": ..., "label": null, "probabilities": null, "error": "empty text"}
+
+the second for an input whose text fields are all empty once normalized (a blank line of standard
+input, a record of "" or spaces only): a model would still give it a label, made up from nothing.
+
+The texts are prepared exactly as in training, from the model folder's predict.json (train.py writes
+it): the same normalization (NFKC, as prepare.py applied), text fields, max_seq_len, truncation
+(--truncation; with --windows, one line per input, its windows' logits averaged), batch size and
+precision. So on the run's own test split, on the same kind of device, this reproduces its
+test-predictions.jsonl. Input: JSONL, CSV or TSV (by extension), or one text per line on standard
+input. A line of standard input fills the model's first text field (--stdin_field another) and leaves
+the others empty: a model trained on title + body then sees a title only, and a note on stderr says so.
 """
 
 from pathlib import Path
@@ -25,6 +35,9 @@ class Args:
     model_dir: Path = config(long=False, help="a run's model/ folder, written by train.py --save_model")
     input: Path = config(default=None, help="JSONL, CSV or TSV file; default: one text per line on standard input")
     text_columns: list[str] = config(default=None, nargs="+", help="default: the run's --text_fields")
+    stdin_field: str = config(
+        default=None, help="the text field each line of standard input fills, the others left empty; default: the first"
+    )
     batch_size: int = config(default=None, help="default: the run's --eval_batch_size")
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default=None, choices=["bf16", "fp16", "fp32"], help="default: the run's precision")
@@ -33,6 +46,8 @@ class Args:
 def check_args(args: Args) -> None:
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1 (got {args.batch_size})")
+    if args.stdin_field is not None and args.input is not None:
+        raise ValueError("--stdin_field is for standard input; with --input, --text_columns names the columns")
 
 
 if __name__ == "__main__":
@@ -45,6 +60,7 @@ from functools import partial
 
 import torch
 import transformers
+from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import prepare
@@ -65,21 +81,40 @@ def read_settings(model_dir: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON; save the model again with train.py --save_model") from None
 
 
-def read_inputs(path: Path | None, fields: list[str], normalize: bool) -> list[dict]:
-    """Records with the text fields, from a file, or one text per line of standard input (as the
-    first field; the others empty), normalized as prepare.py normalized the training data."""
-    records = read_records(path, fields)
+def stdin_field(args: Args, fields: list[str]) -> str:
+    """The text field that each line of standard input fills: --stdin_field, else the first, with a note
+    on stderr when the model reads more fields, as they are left empty (a title + body model fed titles
+    only predicts less well than its run's scores say)."""
+    if args.stdin_field is not None:
+        if args.stdin_field not in fields:
+            known = ", ".join(fields)
+            raise ValueError(f"--stdin_field {args.stdin_field!r} is not a text field of the model ({known})")
+        return args.stdin_field
+    if len(fields) > 1:
+        empty, read = " and ".join(map(repr, fields[1:])), " + ".join(fields)
+        print(
+            f"predict.py: note: each line of standard input fills the {fields[0]!r} field and leaves {empty} empty,"
+            f" though the model reads {read}; choose the field with --stdin_field",
+            file=sys.stderr,
+        )
+    return fields[0]
+
+
+def read_inputs(path: Path | None, fields: list[str], normalize: bool, line_field: str | None) -> list[dict]:
+    """Records with the text fields, from a file, or one per line of standard input (its text in
+    line_field, the others empty), normalized as prepare.py normalized the training data."""
+    records = read_records(path, fields, line_field)
     if normalize:
         records = [r | {field: prepare.normalize(r[field]) for field in fields} for r in records]
     return records
 
 
-def read_records(path: Path | None, fields: list[str]) -> list[dict]:
+def read_records(path: Path | None, fields: list[str], line_field: str | None) -> list[dict]:
     if path is None:
-        lines = [line.strip() for line in sys.stdin if line.strip()]
+        lines = [line.strip() for line in sys.stdin]  # blank ones too: an output line each
         if not lines:
             raise ValueError("no text on standard input (one text per line), and no --input file")
-        return [{fields[0]: line} | {field: "" for field in fields[1:]} for line in lines]
+        return [dict.fromkeys(fields, "") | {line_field: line} for line in lines]
     rows = list(prepare.read_table(path))  # JSONL, CSV or TSV, as prepare.py reads them
     if not rows:
         raise ValueError(f"{path}: no records to label")
@@ -91,29 +126,30 @@ def read_records(path: Path | None, fields: list[str]) -> list[dict]:
     return [row for _, row in rows]
 
 
+def has_text(record: dict, fields: list[str]) -> bool:
+    return any(record[field].strip() for field in fields)
+
+
 def load_saved_model(model_dir: Path, device):
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # no loading bar in the output a user redirects
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    except SafetensorError as e:  # a truncated or damaged weights file: an interrupted copy, a full disk
+        weights = model_dir / "model.safetensors"
+        where = weights if weights.is_file() else f"a .safetensors file of {model_dir}"
+        remedy = "copy the model folder again, or save it again with train.py --save_model"
+        raise ValueError(f"{where} is unreadable ({first_line(e)}): {remedy}") from None
     except (OSError, ValueError) as e:
         raise ValueError(f"{model_dir}: could not load the saved model: {first_line(e)}") from None
     return tokenizer, model.to(device)
 
 
-def main(args: Args) -> None:
-    try:
-        settings = read_settings(args.model_dir)
-        fields = args.text_columns or settings["text_fields"]
-        if args.input is not None and not args.input.is_file():
-            raise ValueError(f"--input {args.input}: no such file")
-        records = read_inputs(args.input, fields, settings["normalize"])
-        device = resolve_device(args.device)
-        tokenizer, model = load_saved_model(args.model_dir, device)
-    except (ValueError, OSError) as e:
-        sys.exit(f"predict.py: error: {e}")
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+def probabilities(args: Args, settings: dict, records: list[dict], fields: list[str], tokenizer, model, device):
+    """Each record's label probabilities (a row per record, as a tensor), its text prepared as in training."""
+    if not records:
+        return torch.empty(0, model.config.num_labels)
     segment_ids = getattr(model.config, "type_vocab_size", 0) > 1
     max_seq_len = settings["max_seq_len"]
     source = args.input.stem if args.input else "stdin"  # named in a tokenizer error
@@ -126,11 +162,33 @@ def main(args: Args) -> None:
     autocast = nullcontext
     if precision != "fp32":
         autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
-    probabilities = train.predict(model, loader, autocast, device, len(names)).softmax(dim=-1)
-    for record, row in zip(records, probabilities.numpy(), strict=True):
+    return train.predict(model, loader, autocast, device, model.config.num_labels).softmax(dim=-1)
+
+
+def main(args: Args) -> None:
+    try:
+        check_args(args)
+        settings = read_settings(args.model_dir)
+        fields = args.text_columns or settings["text_fields"]
+        if args.input is not None and not args.input.is_file():
+            raise ValueError(f"--input {args.input}: no such file")
+        line_field = stdin_field(args, fields) if args.input is None else None
+        records = read_inputs(args.input, fields, settings["normalize"], line_field)
+        device = resolve_device(args.device)
+        tokenizer, model = load_saved_model(args.model_dir, device)
+    except (ValueError, OSError) as e:
+        sys.exit(f"predict.py: error: {e}")
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    with_text = [record for record in records if has_text(record, fields)]
+    rows = iter(probabilities(args, settings, with_text, fields, tokenizer, model, device).numpy())
+    for record in records:
         output = {"id": record["id"]} if "id" in record else {}
-        output["label"] = names[int(row.argmax())]
-        output["probabilities"] = {name: round(float(p), 4) for name, p in zip(names, row, strict=True)}
+        if has_text(record, fields):
+            row = next(rows)
+            output["label"] = names[int(row.argmax())]
+            output["probabilities"] = {name: round(float(p), 4) for name, p in zip(names, row, strict=True)}
+        else:
+            output |= {"label": None, "probabilities": None, "error": "empty text"}
         print(json.dumps(output, ensure_ascii=False))
 
 

@@ -46,7 +46,7 @@ def test_a_csv_goes_from_prepare_to_a_results_table(repo, reviews, bert_dir):
     assert json.loads((baseline_dir / "config.json").read_text())["text_fields"] == ["text"]
     assert set(json.loads((run_dir / "test-metrics.json").read_text())["per_class"]) == {"良い", "普通", "悪い"}
     table = (repo / "results" / "reviews" / "results.md").read_text()
-    assert bert_dir.name in table and "tfidf-char-logreg" in table and table in reviews.stdout
+    assert bert_dir.name in table and "tfidf-char-linear" in table and table in reviews.stdout
 
 
 def test_two_datasets_in_one_outputs_folder_give_two_separate_tables(repo, reviews, bert_dir, tmp_path):
@@ -71,7 +71,7 @@ def test_two_datasets_in_one_outputs_folder_give_two_separate_tables(repo, revie
         in_repo(repo, "aggregate.py", "--dataset", name)
     tables = {name: (repo / "results" / name / "results.md").read_text() for name in ("reviews", "news", "stars")}
     for name, table in tables.items():  # each table: its own dataset's runs only, the baseline included
-        assert table.count(f"| {bert_dir.name} |") == 1 and table.count("| tfidf-char-logreg |") == 1, name
+        assert table.count(f"| {bert_dir.name} |") == 1 and table.count("| tfidf-char-linear |") == 1, name
         fingerprint = json.loads((repo / "datasets" / name / "dataset.json").read_text())["fingerprint"]
         assert fingerprint[:12] in table and all(
             json.loads((repo / "datasets" / other / "dataset.json").read_text())["fingerprint"][:12] not in table

@@ -1,5 +1,6 @@
 """What a run leaves besides its metrics: per-example predictions, an opt-in model, and predict.py."""
 
+import io
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, pipeline
 
+import predict
 import train
 from conftest import ROOT, run_dirs, run_script
 from splits import read_jsonl
@@ -115,3 +117,73 @@ def test_save_model_reruns_a_complete_run_that_has_no_model(bert_dir, dataset_di
     train.main(train.Args.from_args(argv + ["--save_model"]))  # now it is
     runs = run_dirs(tmp_path)
     assert len(runs) == 2 and [(run / "model").is_dir() for run in runs] == [False, True]
+
+
+def predict_in_process(monkeypatch, capsys, stdin: str | None = None, **options) -> tuple[list[dict], str]:
+    """predict.py's output lines and its stderr, run in this process (no second torch import)."""
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    capsys.readouterr()
+    predict.main(predict.Args(**options))
+    captured = capsys.readouterr()
+    return [json.loads(line) for line in captured.out.splitlines()], captured.err
+
+
+EMPTY = {"label": None, "probabilities": None, "error": "empty text"}
+
+
+def test_predict_writes_a_line_per_input_line_blank_lines_included(saved_run, dataset_dir, monkeypatch, capsys):
+    """Outputs line up with inputs: a blank line of stdin gets a line saying so, not a silent skip."""
+    titles = [r["title"] for r in read_jsonl(dataset_dir / "test.jsonl")[:2]]
+    model = {"model_dir": saved_run / "model", "text_columns": ["title"]}
+    alone, _ = predict_in_process(monkeypatch, capsys, "\n".join(titles) + "\n", **model)
+    lines, _ = predict_in_process(monkeypatch, capsys, f"\n{titles[0]}\n \t\u3000\n{titles[1]}\n", **model)
+    assert lines == [EMPTY, alone[0], EMPTY, alone[1]]
+
+
+def test_predict_marks_a_record_without_text(saved_run, dataset_dir, tmp_path, monkeypatch, capsys):
+    """Every text field empty (after NFKC and stripping, as prepare.py cleans): no made-up label."""
+    records = read_jsonl(dataset_dir / "test.jsonl")[:2]
+    rows = [records[0], {"id": "empty", "title": "", "body": "\u3000 "}, records[1]]
+    path = tmp_path / "new.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    lines, _ = predict_in_process(monkeypatch, capsys, model_dir=saved_run / "model", input=path)
+    assert [line["id"] for line in lines] == [records[0]["id"], "empty", records[1]["id"]]
+    assert lines[1] == {"id": "empty"} | EMPTY and lines[0]["label"] is not None and lines[2]["label"] is not None
+
+
+def test_stdin_fills_the_field_the_user_chooses_and_says_which(saved_run, dataset_dir, tmp_path, monkeypatch, capsys):
+    """A model of title + body fed plain lines sees titles only: stderr says so, --stdin_field picks the field."""
+    body = read_jsonl(dataset_dir / "test.jsonl")[0]["body"].replace("\n", "")
+    model_dir = saved_run / "model"
+    _, stderr = predict_in_process(monkeypatch, capsys, body + "\n", model_dir=model_dir)
+    assert (
+        "predict.py: note: each line of standard input fills the 'title' field and leaves 'body' empty, though"
+        " the model reads title + body; choose the field with --stdin_field"
+    ) in stderr.splitlines()  # beside, on a machine without a GPU, the notice that the CPU is slow
+    as_body, stderr = predict_in_process(monkeypatch, capsys, body, model_dir=model_dir, stdin_field="body")
+    path = tmp_path / "body.jsonl"
+    path.write_text(json.dumps({"title": "", "body": body}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert (
+        "note:" not in stderr and as_body == predict_in_process(monkeypatch, capsys, model_dir=model_dir, input=path)[0]
+    )
+    with pytest.raises(SystemExit) as exited:
+        predict_in_process(monkeypatch, capsys, body, model_dir=model_dir, stdin_field="text")
+    assert exited.value.code == "predict.py: error: --stdin_field 'text' is not a text field of the model (title, body)"
+    with pytest.raises(SystemExit) as exited:
+        predict_in_process(monkeypatch, capsys, model_dir=model_dir, input=path, stdin_field="body")
+    assert exited.value.code == (
+        "predict.py: error: --stdin_field is for standard input; with --input, --text_columns names the columns"
+    )
+
+
+def test_predict_names_an_unreadable_weights_file(saved_run, dataset_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(saved_run / "model", copy)
+    weights = copy / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)  # an interrupted copy
+    result = run_script("src/predict.py", copy, "--input", dataset_dir / "test.jsonl", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    error = result.stderr.splitlines()[-1]  # after, on a machine without a GPU, the notice that the CPU is slow
+    assert error.startswith(f"predict.py: error: {weights} is unreadable (")
+    assert error.endswith("): copy the model folder again, or save it again with train.py --save_model")

@@ -20,7 +20,7 @@ from splits import read_jsonl
 DATASET = "livedoor"  # the fixture datasets' folder name, so their runs' folder under an output root
 LABELS = {"a": 0, "b": 1}
 FINGERPRINT = "0123456789abcdef" * 4
-BASELINE = "tfidf-char-logreg"
+BASELINE = "tfidf-char-linear"
 # In the made-up val and test splits: gold labels a, b, a, b, ... The first 2k examples wrong are k of
 # each label, so that accuracy and macro-F1 are equal and exact for any score in whole points: the
 # metrics files agree with the prediction files, as aggregate.py checks.
@@ -79,7 +79,7 @@ def outputs(tmp_path) -> Path:
         (5e-5, 1, 0.92, 0.91), (5e-5, 2, 0.91, 0.93), (5e-5, 3, 0.93, 0.92),
     ]):  # fmt: skip
         make_run(root, "org/bert", lr, seed, val_f1, test_f1, f"00-00-0{i}.000000")
-    make_run(root, "tfidf-char-logreg", None, 42, 0.80, 0.78, "00-00-00.000000")
+    make_run(root, "tfidf-char-linear", None, 42, 0.80, 0.78, "00-00-00.000000")
     incomplete = make_run(root, "org/bert", 1e-5, 1, 0.99, 0.99, "00-01-00.000000")
     (incomplete / "test-metrics.json").unlink()
     corrupt = make_run(root, "org/other", 1e-5, 1, 0.99, 0.99, "00-02-00.000000")
@@ -327,13 +327,13 @@ def test_baseline_on_the_fixture_corpus(dataset_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(baseline, "write_json", write_json_after_the_predictions)
     baseline.main(baseline.Args(dataset_dir=dataset_dir, output_root=tmp_path, c_values=[1.0, 10.0]))
-    (run_dir,) = tmp_path.glob(f"{DATASET}/tfidf-char-logreg/*/*")
+    (run_dir,) = tmp_path.glob(f"{DATASET}/tfidf-char-linear/*/*")
     assert is_complete(run_dir)
     test = json.loads((run_dir / "test-metrics.json").read_text())
     assert test["accuracy"] >= 0.9  # the categories have words of their own: easy for n-grams
     assert set(test) >= {"best_epoch", "loss", "accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
     row = aggregate.run_row(run_dir)
-    assert row["model"] == "tfidf-char-logreg" and row["lr"] is None
+    assert row["model"] == "tfidf-char-linear" and row["lr"] is None
     assert row["truncation"] is None and row["windows"] is None  # whole texts: shown as "–", not "head" and 1
     for split in ("val", "test"):
         metrics = json.loads((run_dir / f"{split}-metrics.json").read_text())

@@ -83,7 +83,7 @@ def test_identity_of_a_config_that_lacks_keys():
     identity = run_identity(old)
     assert identity["global_batch_size"] == 32 and identity["dataset_fingerprint"] is None
     assert identity["deterministic"] is False  # a run from before --deterministic existed was not
-    assert run_identity({"model_name": "tfidf-char-logreg", "ngram_max": 3})["global_batch_size"] is None
+    assert run_identity({"model_name": "tfidf-char-linear", "ngram_max": 3})["global_batch_size"] is None
 
 
 def make_complete_run(output_root: Path, config: dict) -> Path:

@@ -46,13 +46,13 @@ def test_run_sh_goes_from_nothing_to_the_results_table(checkout, bert_dir):
     assert (repo / "data" / "text").is_dir() and (repo / "datasets" / "livedoor" / "label2id.json").is_file()
     table = (repo / "results" / "livedoor" / "results.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert any(bert_dir.name in row for row in rows) and any("tfidf-char-logreg" in row for row in rows)
-    assert "tfidf-char-logreg" in first.stdout.split("=== Summary")[1]  # the table is printed at the end
+    assert any(bert_dir.name in row for row in rows) and any("tfidf-char-linear" in row for row in rows)
+    assert "tfidf-char-linear" in first.stdout.split("=== Summary")[1]  # the table is printed at the end
     runs = run_dirs(repo / "outputs")
     assert len(runs) == 2
 
     again = run_script(repo / "run.sh", cwd=repo.parent, env=env)  # resumes: nothing is run twice
-    (baseline_run,) = (repo / "outputs" / "livedoor" / "tfidf-char-logreg").glob("*/*")
+    (baseline_run,) = (repo / "outputs" / "livedoor" / "tfidf-char-linear").glob("*/*")
     assert f"already complete, skipped: {baseline_run.resolve()}" in again.stdout.split("=== TF-IDF baseline")[1]
     assert run_dirs(repo / "outputs") == runs
 
@@ -104,7 +104,7 @@ def test_the_baseline_is_done_only_on_its_own_dataset_and_gets_the_text_fields(d
         env["TRAIN_ARGS"] = f"--text_fields body title --dataset_dir {dataset} --output_root {out}"
         result = run_script(ROOT / "run.sh", env=env, check=False)  # the missing model fails: exit status 1
         assert result.returncode == 1 and "failed: the TF-IDF baseline" not in result.stderr
-        runs.append(sorted(out.glob("*/tfidf-char-logreg/*/*")))
+        runs.append(sorted(out.glob("*/tfidf-char-linear/*/*")))
     first, second = runs
     assert len(first) == 1 and len(second) == 2
     configs = [json.loads((run / "config.json").read_text()) for run in second]
