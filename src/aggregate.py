@@ -643,4 +643,5 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    with cli.dies_of_sigint():
+        main(ARGS)
