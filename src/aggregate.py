@@ -73,8 +73,12 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 SHORT_FINGERPRINT = 12  # hex digits of a dataset fingerprint shown in tables and plots
 
 # all.csv's names for some identity keys (the values used, not the arguments); the rest keep theirs.
-COLUMNS = {"model_name": "model", "global_batch_size": "batch_size", "max_seq_len_used": "max_seq_len",
-           "precision_used": "precision"}  # fmt: skip
+COLUMNS = {
+    "model_name": "model",
+    "global_batch_size": "batch_size",
+    "max_seq_len_used": "max_seq_len",
+    "precision_used": "precision",
+}
 IDENTITY_COLUMNS = [COLUMNS.get(key, key) for key in IDENTITY]
 # A row of best.csv: runs of one dataset, model and settings, across learning rates and seeds.
 SETTINGS = [c for c in IDENTITY_COLUMNS if c not in ("dataset_fingerprint", "model", "lr", "seed")]
@@ -319,8 +323,14 @@ def intervals(predictions: Predictions) -> dict:
     """The 95% bootstrap interval of test accuracy and macro-F1 (averaged over seeds per resample)."""
     columns = {}
     for key, metric in BOOTSTRAPPED.items():
-        low, high = bootstrap_ci(predictions.gold, predictions.predicted, metric, RESAMPLES, BOOTSTRAP_SEED,
-                                 num_labels=len(predictions.names))  # fmt: skip
+        low, high = bootstrap_ci(
+            predictions.gold,
+            predictions.predicted,
+            metric,
+            RESAMPLES,
+            BOOTSTRAP_SEED,
+            num_labels=len(predictions.names),
+        )
         columns |= {f"test_{key}_ci_low": low, f"test_{key}_ci_high": high}
     return columns
 
@@ -329,10 +339,15 @@ def versus_best(row: Predictions, best: Predictions | None) -> dict:
     """The row's macro-F1 minus the best row's on the same test examples, by paired bootstrap."""
     if best is None:
         raise ValueError(BEST_UNPAIRED)
-    difference = paired_bootstrap(best.gold, best.predicted, aligned(row, best), macro_f1, RESAMPLES, BOOTSTRAP_SEED,
-                                  num_labels=len(best.names))  # fmt: skip
-    return {"f1_vs_best": difference.difference, "f1_vs_best_low": difference.low,
-            "f1_vs_best_high": difference.high, "differs_from_best": difference.excludes_zero}  # fmt: skip
+    difference = paired_bootstrap(
+        best.gold, best.predicted, aligned(row, best), macro_f1, RESAMPLES, BOOTSTRAP_SEED, num_labels=len(best.names)
+    )
+    return {
+        "f1_vs_best": difference.difference,
+        "f1_vs_best_low": difference.low,
+        "f1_vs_best_high": difference.high,
+        "differs_from_best": difference.excludes_zero,
+    }
 
 
 def section_significance(section: pd.DataFrame) -> pd.DataFrame:
@@ -441,8 +456,19 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
     """One dataset's rows: the settings that tell rows apart as columns, those shared under the table,
     how sure the scores are, and the best row's scores per class (classes, from class_scores)."""
     shown = ALWAYS_SHOWN + varying_settings(section)
-    header = ["Model", "LR", *(HEADERS.get(c, c) for c in shown), "Params", "Accuracy", "Precision", "Recall", "F1",
-              "Accuracy 95% CI", "F1 95% CI", "F1 vs best"]  # fmt: skip
+    header = [
+        "Model",
+        "LR",
+        *(HEADERS.get(c, c) for c in shown),
+        "Params",
+        "Accuracy",
+        "Precision",
+        "Recall",
+        "F1",
+        "Accuracy 95% CI",
+        "F1 95% CI",
+        "F1 vs best",
+    ]
     rule = "|---" * (2 + len(shown)) + "|--:" * 8 + "|"  # scores right-aligned
     lines = [dataset_heading(section), "", "| " + " | ".join(header) + " |", rule]
     best_index = section["test_f1_mean"].idxmax()
@@ -450,8 +476,13 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
         scores = [percent(row[f"test_{k}_mean"], row[f"test_{k}_std"]) for k in SUMMARY_KEYS]
         scores += [interval(row[f"test_{k}_ci_low"], row[f"test_{k}_ci_high"]) for k in BOOTSTRAPPED]
         cells = [model_cell(row["model"]), cell(row["lr"]), *(cell(row[c]) for c in shown)]
-        lines.append("| " + " | ".join([*cells, parameters(row["num_parameters"]), *scores,
-                                        versus_best_cell(row, index == best_index)]) + " |")  # fmt: skip
+        lines.append(
+            "| "
+            + " | ".join(
+                [*cells, parameters(row["num_parameters"]), *scores, versus_best_cell(row, index == best_index)]
+            )
+            + " |"
+        )
     hidden = [c for c in SETTINGS if c not in shown and section[c].notna().any()]  # one value in every row
     shared = [f"{c} {cell(section[c].dropna().iloc[0])}" for c in hidden]
     seeds = sorted(set(section["seeds"]))
@@ -477,15 +508,21 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
 def notes(section: pd.DataFrame) -> list[str]:
     """A line per reason some rows lack an interval or a comparison, naming those rows."""
     named = section[section["bootstrap_note"].fillna("") != ""]
-    lines = [f"{', '.join(short_name(m) for m in group['model'])}: {note}."
-             for note, group in named.groupby("bootstrap_note", sort=False)]  # fmt: skip
+    lines = [
+        f"{', '.join(short_name(m) for m in group['model'])}: {note}."
+        for note, group in named.groupby("bootstrap_note", sort=False)
+    ]
     return ["", *lines] if lines else []  # a paragraph of its own
 
 
 def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
     run = f"{short_name(best_row['model'])}, lr {cell(best_row['lr'])}, seed {cell(best_row['chosen_seed'])}"
-    lines = [f"Per class on test, in %: the best row's run with the best validation macro-F1 ({run}).", "",
-             "| Class | Precision | Recall | F1 | Support |", "|---|--:|--:|--:|--:|"]  # fmt: skip
+    lines = [
+        f"Per class on test, in %: the best row's run with the best validation macro-F1 ({run}).",
+        "",
+        "| Class | Precision | Recall | F1 | Support |",
+        "|---|--:|--:|--:|--:|",
+    ]
     for c in classes.to_dict("records"):
         scores = [class_score(c[key]) for key in ("precision", "recall", "f1")]
         lines.append(f"| {c['class']} | {' | '.join(scores)} | {c['support']} |")

@@ -44,8 +44,13 @@ class Args:
     accuracy_records: int = config(default=1100, help="documents for the accuracy sections (6 and 7)")
     long_seq_len: int = config(default=128, help="--max_seq_len of the long-documents section")
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
-    sections: list[str] = config(default=SECTIONS, nargs="+", choices=SECTIONS, metavar="SECTION",
-                                 help=f"the sections to run, in the order of: {' '.join(SECTIONS)}")  # fmt: skip
+    sections: list[str] = config(
+        default=SECTIONS,
+        nargs="+",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"the sections to run, in the order of: {' '.join(SECTIONS)}",
+    )
 
 
 if __name__ == "__main__":
@@ -76,11 +81,22 @@ from splits import read_jsonl, write_jsonl, write_label2id
 
 LIVEDOOR_EPOCH = (5895, 736)  # training and validation articles evaluated per epoch
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
-WORDS = ("今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
-         "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
-         "こと もの よう ため 中 人 方 的 が の を に は と で も から まで より").split()  # fmt: skip
-LABEL_WORDS = [("独女", "恋愛"), ("パソコン", "ソフト"), ("掃除機", "冷蔵庫"), ("転職", "年収"), ("俳優", "上映"),
-               ("美容", "スイーツ"), ("ドコモ", "端末"), ("サッカー", "監督"), ("事件", "政治")]  # fmt: skip
+WORDS = (
+    "今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
+    "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
+    "こと もの よう ため 中 人 方 的 が の を に は と で も から まで より"
+).split()
+LABEL_WORDS = [
+    ("独女", "恋愛"),
+    ("パソコン", "ソフト"),
+    ("掃除機", "冷蔵庫"),
+    ("転職", "年収"),
+    ("俳優", "上映"),
+    ("美容", "スイーツ"),
+    ("ドコモ", "端末"),
+    ("サッカー", "監督"),
+    ("事件", "政治"),
+]
 
 
 def synthetic_records(n: int, seed: int = 0, label_rate: float = 0.05) -> list[dict]:
@@ -135,8 +151,15 @@ def local_tokenizers(records: list[dict], workdir: Path):
         sample, trainers.UnigramTrainer(vocab_size=8000, special_tokens=specials, unk_token="<unk>")
     )
     unigram.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    specials = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
-                "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"}  # fmt: skip
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "cls_token": "<s>",
+        "sep_token": "</s>",
+        "mask_token": "<mask>",
+    }
     fast = PreTrainedTokenizerFast(tokenizer_object=unigram, **specials)
     return mecab, fast
 
@@ -170,8 +193,14 @@ def naive_loader(records, tokenizer, batch_size, max_seq_len) -> DataLoader:
     random batches to their longest member."""
 
     def collate(batch):
-        encoded = tokenizer([r["title"] for r in batch], [r["body"] for r in batch], truncation="only_second",
-                            max_length=max_seq_len, padding="longest", return_tensors="pt")  # fmt: skip
+        encoded = tokenizer(
+            [r["title"] for r in batch],
+            [r["body"] for r in batch],
+            truncation="only_second",
+            max_length=max_seq_len,
+            padding="longest",
+            return_tensors="pt",
+        )
         return dict(encoded) | {"labels": torch.tensor([r["label"] for r in batch])}
 
     return DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=collate)
@@ -249,14 +278,21 @@ def model_step(args: Args, model, examples, pad_id: int, requested: str, variant
     train_flops = step_flops(timed_lengths, model.config, non_embedding, training=True) / train_seconds
     eval_flops = step_flops(lengths, model.config, non_embedding, training=False) / eval_seconds
     return {
-        "precision": precision, "variant": variant, "reason": reason, "matmul_peak_flops": peak,
+        "precision": precision,
+        "variant": variant,
+        "reason": reason,
+        "matmul_peak_flops": peak,
         "first_batches_seconds": first_batches_seconds,
         "compilations_while_timed": counters["frames"]["total"] - compiled_before,
-        "train_samples_per_s": len(timed) / train_seconds, "train_tokens_per_s": sum(timed_lengths) / train_seconds,
-        "train_flops": train_flops, "train_utilisation": train_flops / peak,
-        "eval_samples_per_s": len(subset) / eval_seconds, "eval_tokens_per_s": sum(lengths) / eval_seconds,
-        "eval_flops": eval_flops, "eval_utilisation": eval_flops / peak,
-    }  # fmt: skip
+        "train_samples_per_s": len(timed) / train_seconds,
+        "train_tokens_per_s": sum(timed_lengths) / train_seconds,
+        "train_flops": train_flops,
+        "train_utilisation": train_flops / peak,
+        "eval_samples_per_s": len(subset) / eval_seconds,
+        "eval_tokens_per_s": sum(lengths) / eval_seconds,
+        "eval_flops": eval_flops,
+        "eval_utilisation": eval_flops / peak,
+    }
 
 
 def compile_section(args: Args, examples, pad_id: int) -> dict:
@@ -280,13 +316,14 @@ def compile_section(args: Args, examples, pad_id: int) -> dict:
 
     saved = epoch_seconds(eager) - epoch_seconds(compiled)
     return {
-        "compile": [eager, compiled, fused], "compile_seconds": compile_seconds,
+        "compile": [eager, compiled, fused],
+        "compile_seconds": compile_seconds,
         "compiled_train_speedup": compiled["train_samples_per_s"] / eager["train_samples_per_s"],
         "compiled_eval_speedup": compiled["eval_samples_per_s"] / eager["eval_samples_per_s"],
         "livedoor_epoch_seconds_eager": epoch_seconds(eager),
         "livedoor_epoch_seconds_compiled": epoch_seconds(compiled),
         "compile_breaks_even_after_epochs": compile_seconds / saved if saved > 0 else "never",
-    }  # fmt: skip
+    }
 
 
 def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, Path]:
@@ -301,8 +338,15 @@ def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, Pat
     for split, split_records in splits.items():
         write_jsonl(data / f"{split}.jsonl", [r | {"label": str(r["label"])} for r in split_records])
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=1024, max_position_embeddings=512, num_labels=len(labels))  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=512,
+        num_labels=len(labels),
+    )
     BertForSequenceClassification(config).save_pretrained(workdir / "model")
     tokenizer.save_pretrained(workdir / "model")
     return data, workdir / "model"
@@ -332,8 +376,13 @@ def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[di
         output = workdir / "precision" / f"outputs-{precision}"
         run, _ = train_small(data, model_dir, output, epochs=3, max_seq_len=64, precision=precision)
         seconds = [float(row["epoch_seconds"]) for row in run["log"]]
-        rows.append({"precision": run["config"]["precision_used"], "val_accuracy": run["val-metrics"]["accuracy"],
-                     "epoch_seconds": sum(seconds) / len(seconds)})  # fmt: skip
+        rows.append(
+            {
+                "precision": run["config"]["precision_used"],
+                "val_accuracy": run["val-metrics"]["accuracy"],
+                "epoch_seconds": sum(seconds) / len(seconds),
+            }
+        )
     return rows
 
 
@@ -349,13 +398,21 @@ def long_documents(records: list[dict], tokenizer, max_seq_len: int, workdir: Pa
     rows = []
     for mode, options in LONG_DOCUMENT_MODES.items():
         output = workdir / "long" / f"outputs-{mode.replace(' ', '-')}"
-        run, seconds = train_small(data, model_dir, output, epochs=5, max_seq_len=max_seq_len, precision="fp32",
-                                   **options)  # fmt: skip
+        run, seconds = train_small(
+            data, model_dir, output, epochs=5, max_seq_len=max_seq_len, precision="fp32", **options
+        )
         config, val, test = run["config"], run["val-metrics"], run["test-metrics"]
-        rows.append({"mode": mode, "max_seq_len": config["max_seq_len_used"],
-                     "train_windows_per_document": config["num_windows"]["train"] / config["num_examples"]["train"],
-                     "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"], "test_f1": test["f1"],
-                     "seconds": seconds})  # fmt: skip
+        rows.append(
+            {
+                "mode": mode,
+                "max_seq_len": config["max_seq_len_used"],
+                "train_windows_per_document": config["num_windows"]["train"] / config["num_examples"]["train"],
+                "val_accuracy": val["accuracy"],
+                "test_accuracy": test["accuracy"],
+                "test_f1": test["f1"],
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -364,8 +421,11 @@ def h100_section(model, examples, pipeline_samples_per_s: float) -> dict:
     lengths = [len(e["input_ids"]) for e in examples]
     per_sample = step_flops(lengths, model.config, non_embedding, training=True) / len(lengths)
     needed = 0.5 * H100_BF16_DENSE_PEAK / per_sample
-    return {"h100_train_flops_per_sample": per_sample, "h100_samples_per_s_at_50pct": needed,
-            "pipeline_keeps_up": pipeline_samples_per_s >= needed}  # fmt: skip
+    return {
+        "h100_train_flops_per_sample": per_sample,
+        "h100_samples_per_s_at_50pct": needed,
+        "pipeline_keeps_up": pipeline_samples_per_s >= needed,
+    }
 
 
 def bert_base(attention_dropout: float = 0.1) -> BertForSequenceClassification:
@@ -462,8 +522,10 @@ def main(args: Args) -> None:
     print(f"-> {args.output}")
     if "failed" in report:
         failed = report["failed"]
-        sys.exit(f"bench.py: error: section {failed['section']} failed ({failed['error']}); "
-                 f"the sections before it are in {args.output}")  # fmt: skip
+        sys.exit(
+            f"bench.py: error: section {failed['section']} failed ({failed['error']}); "
+            f"the sections before it are in {args.output}"
+        )
 
 
 if __name__ == "__main__":

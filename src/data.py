@@ -82,8 +82,15 @@ def windows_of(first: int, second: int | None, budget: int, truncation: Truncati
     return [([(0, keep_first)], spans) for spans in keep_spans(second, budget - keep_first, truncation)]
 
 
-def tokenize(records: list[dict], tokenizer, text_fields: Sequence[str], max_seq_len: int, segment_ids: bool,
-             split: str = "", truncation: Truncation = Truncation()) -> list[dict]:  # fmt: skip
+def tokenize(
+    records: list[dict],
+    tokenizer,
+    text_fields: Sequence[str],
+    max_seq_len: int,
+    segment_ids: bool,
+    split: str = "",
+    truncation: Truncation = Truncation(),
+) -> list[dict]:
     """Tokenize once, before training. With two fields (title, body) they form a sentence pair; with
     three or more, the rest are joined into the second segment. Truncation is ours (fit_pair, then
     keep_spans), the same for fast (Rust) and Python (MeCab) tokenizers: the tokenizers' own
@@ -159,8 +166,9 @@ def python_tokenizer_steps(tokenizer):
         return [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) for text in texts]
 
     def add_special_tokens(first: list[int], second: list[int] | None) -> tuple[list[int], list[int]]:
-        out = tokenizer.prepare_for_model(first, second, add_special_tokens=True, return_token_type_ids=True,
-                                          return_attention_mask=False)  # fmt: skip
+        out = tokenizer.prepare_for_model(
+            first, second, add_special_tokens=True, return_token_type_ids=True, return_attention_mask=False
+        )
         return out["input_ids"], out["token_type_ids"]
 
     return token_ids, add_special_tokens
@@ -323,8 +331,15 @@ class Collator:
         return batch
 
 
-def train_loader(examples: list[dict], batch_size: int, seed: int, collate: Collator, pin_memory: bool,
-                 num_replicas: int = 1, rank: int = 0) -> DataLoader:  # fmt: skip
+def train_loader(
+    examples: list[dict],
+    batch_size: int,
+    seed: int,
+    collate: Collator,
+    pin_memory: bool,
+    num_replicas: int = 1,
+    rank: int = 0,
+) -> DataLoader:
     """Length-grouped, shuffled anew each epoch (call loader.batch_sampler.set_epoch). No worker
     processes: batches come from pre-tokenized arrays far faster than a GPU consumes them, and
     workers would only add start-up time and memory."""
@@ -332,8 +347,9 @@ def train_loader(examples: list[dict], batch_size: int, seed: int, collate: Coll
     return DataLoader(examples, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)
 
 
-def eval_loader(examples: list[dict], batch_size: int, collate: Collator, pin_memory: bool,
-                num_replicas: int = 1, rank: int = 0) -> DataLoader:  # fmt: skip
+def eval_loader(
+    examples: list[dict], batch_size: int, collate: Collator, pin_memory: bool, num_replicas: int = 1, rank: int = 0
+) -> DataLoader:
     batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size, num_replicas, rank)
     return DataLoader(examples, batch_sampler=batches, collate_fn=collate, pin_memory=pin_memory)
 

@@ -63,8 +63,10 @@ def cpu_bf16_speedup(trials: int = 5) -> float:
     interleaved timings (about 0.5 s in all). A single 0.2 s timing flipped under load (0.5x and 0.9x
     minutes apart on one machine); a moment of load now spoils one trial, not the decision."""
     cpu = torch.device("cpu")
-    ratios = [matmul_flops(cpu, torch.bfloat16, 512, 0.05) / matmul_flops(cpu, torch.float32, 512, 0.05)
-              for _ in range(trials)]  # fmt: skip
+    ratios = [
+        matmul_flops(cpu, torch.bfloat16, 512, 0.05) / matmul_flops(cpu, torch.float32, 512, 0.05)
+        for _ in range(trials)
+    ]
     return statistics.median(ratios)
 
 

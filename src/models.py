@@ -69,8 +69,10 @@ def why_not_loaded(error: OSError, is_local: bool) -> str:
     if isinstance(error.__cause__, RepositoryNotFoundError):
         return "no such model on the Hugging Face Hub (check the name; a private model needs `hf auth login`)"
     if isinstance(error.__cause__, LocalEntryNotFoundError | HfHubHTTPError):
-        return ("the Hugging Face Hub could not be reached and no copy is cached (check the network, or download "
-                "the model once and set HF_HUB_OFFLINE=1, or pass a local directory)")  # fmt: skip
+        return (
+            "the Hugging Face Hub could not be reached and no copy is cached (check the network, or download "
+            "the model once and set HF_HUB_OFFLINE=1, or pass a local directory)"
+        )
     return f"could not be loaded: {first_line(error)}"
 
 

@@ -524,10 +524,14 @@ def prepare_livedoor(args: Args, output_dir: Path) -> tuple[dict[str, Counter], 
     counts = {name: Counter(r["category"] for r in rs) for name, rs in splits.items()}
     paths = [args.input_dir / r["category"] / f"{r['stem']}.txt" for r in records]
     about = {
-        "name": args.name, "sources": [{"path": shown(args.input_dir), "sha256": folder_sha256(args.input_dir, paths)}],
-        "text_fields": ["title", "body"], "label_column": "category", "normalize": not args.no_normalize,
-        "seed": args.seed, "ratios": ratios(args),
-    }  # fmt: skip
+        "name": args.name,
+        "sources": [{"path": shown(args.input_dir), "sha256": folder_sha256(args.input_dir, paths)}],
+        "text_fields": ["title", "body"],
+        "label_column": "category",
+        "normalize": not args.no_normalize,
+        "seed": args.seed,
+        "ratios": ratios(args),
+    }
     with staged(output_dir) as staging:
         write_jsonl(staging / "all.jsonl", records)
         for name, split_records in splits.items():
@@ -552,9 +556,14 @@ def scan(path: Path, args: Args, clean, id_hashes: array) -> tuple[array, list[s
 
 def table_about(args: Args, sources: list[dict], seed: int | None, split_ratios) -> dict:
     return {
-        "name": args.name, "sources": sources, "text_fields": list(args.text_columns),
-        "label_column": args.label_column, "normalize": not args.no_normalize, "seed": seed, "ratios": split_ratios,
-    }  # fmt: skip
+        "name": args.name,
+        "sources": sources,
+        "text_fields": list(args.text_columns),
+        "label_column": args.label_column,
+        "normalize": not args.no_normalize,
+        "seed": seed,
+        "ratios": split_ratios,
+    }
 
 
 def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
@@ -630,8 +639,9 @@ def resolve(args: Args) -> Path:
     if args.input and any(pre_split.values()):
         raise ValueError("give --input (one table, split here) or --train/--val/--test (split already), not both")
     if any(pre_split.values()) and not all(pre_split.values()):
-        raise ValueError(f"--train, --val and --test go together: {next(k for k, v in pre_split.items() if not v)} "
-                         "is missing")  # fmt: skip
+        raise ValueError(
+            f"--train, --val and --test go together: {next(k for k, v in pre_split.items() if not v)} is missing"
+        )
     if not (args.val_ratio > 0 and args.test_ratio > 0 and args.val_ratio + args.test_ratio < 1):
         raise ValueError("--val_ratio and --test_ratio must be above 0, and together below 1")
     tables = [args.input] if args.input else [p for p in pre_split.values() if p]
@@ -656,8 +666,10 @@ def check_table_options(args: Args, tables: list[Path]) -> None:
     if len(args.text_columns) > 2 or len(set(args.text_columns)) < len(args.text_columns):
         raise ValueError(f"--text_columns {' '.join(args.text_columns)}: give one column, or two as a sentence pair")
     if clash := set(args.text_columns) & {*RECORD_KEYS, args.label_column}:
-        raise ValueError(f"--text_columns: {sorted(clash)[0]!r} cannot be a text column: it is the label column "
-                         "or a key of every record (id, label)")  # fmt: skip
+        raise ValueError(
+            f"--text_columns: {sorted(clash)[0]!r} cannot be a text column: it is the label column "
+            "or a key of every record (id, label)"
+        )
     if not args.name and not args.output_dir:
         raise ValueError("a table needs --name: the dataset goes to datasets/<name>/")
     args.name = args.name or args.output_dir.name

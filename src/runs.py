@@ -125,8 +125,12 @@ def write_predictions(path: Path, ids: Sequence, labels: Sequence[int], probabil
     4 decimals. Metrics recomputed from "label" and "predicted" equal the reported ones."""
     lines = []
     for example_id, label, row in zip(ids, labels, probabilities, strict=True):
-        record = {"id": example_id, "label": names[label], "predicted": names[int(row.argmax())],
-                  "probabilities": {name: round(float(p), 4) for name, p in zip(names, row, strict=True)}}  # fmt: skip
+        record = {
+            "id": example_id,
+            "label": names[label],
+            "predicted": names[int(row.argmax())],
+            "probabilities": {name: round(float(p), 4) for name, p in zip(names, row, strict=True)},
+        }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     write_text(path, "".join(lines))
 

@@ -18,8 +18,11 @@ import cli
 @classopt(default_long=True, parser=cli.parser(__doc__))
 class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     model_name: str = config(default="tohoku-nlp/bert-base-japanese-v3", help="hub id or local model directory")
-    text_fields: list[str] = config(default=None, nargs="+", help="one field, or two as a sentence pair; "
-                                    "default: the dataset's, from its dataset.json")  # fmt: skip
+    text_fields: list[str] = config(
+        default=None,
+        nargs="+",
+        help="one field, or two as a sentence pair; default: the dataset's, from its dataset.json",
+    )
     batch_size: int = config(default=16, help="training examples per optimizer micro-step")
     eval_batch_size: int = config(default=64, help="examples per evaluation batch")
     epochs: int = config(default=20, help="passes over the training split")
@@ -29,14 +32,24 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     max_grad_norm: float = config(default=1.0, help="gradient clipping norm (0 disables clipping)")
     grad_accum: int = config(default=1, help="micro-batches per optimizer step")
     max_seq_len: int = config(default=512, help="tokens per example, capped by the model's position limit")
-    truncation: str = config(default="head", choices=["head", "tail", "head_tail"], help="which tokens of a long "
-                             "last text field are kept: its start, its end, or both (Sun et al. 2019)")  # fmt: skip
-    head_tokens: int = config(default=None, help="head_tail: tokens kept from the start; default a quarter of "
-                              "the room, as the paper's 128 of 510")  # fmt: skip
-    windows: int = config(default=1, help="a long text becomes up to N overlapping windows, each with the "
-                          "title; a document's prediction averages its windows' logits")  # fmt: skip
-    window_stride: int = config(default=None, help="tokens from one window's start to the next; default half "
-                                "a window, so that windows overlap by half")  # fmt: skip
+    truncation: str = config(
+        default="head",
+        choices=["head", "tail", "head_tail"],
+        help="which tokens of a long last text field are kept: its start, its end, or both (Sun et al. 2019)",
+    )
+    head_tokens: int = config(
+        default=None,
+        help="head_tail: tokens kept from the start; default a quarter of the room, as the paper's 128 of 510",
+    )
+    windows: int = config(
+        default=1,
+        help="a long text becomes up to N overlapping windows, each with the "
+        "title; a document's prediction averages its windows' logits",
+    )
+    window_stride: int = config(
+        default=None,
+        help="tokens from one window's start to the next; default half a window, so that windows overlap by half",
+    )
     max_train_samples: int = config(default=None, help="only the first N training examples (shuffled by prepare.py)")
     max_eval_samples: int = config(default=None, help="only the first N examples of val and of test")
     seed: int = config(default=42, help="seed for the head's initialisation, dropout and batch order")
@@ -294,7 +307,7 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
             cuda=torch.version.cuda,
             transformers=transformers.__version__,
             tokenizers=tokenizers.__version__,
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -336,8 +349,9 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
         # (static_graph would avoid the search, but silently breaks no_sync accumulation: pytorch#187732.)
         device_ids = [device] if device.type == "cuda" else None
         search = needs_unused_parameter_search(model)
-        train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
-                                              find_unused_parameters=search)  # fmt: skip
+        train_model = DistributedDataParallel(
+            model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=search
+        )
     eval_model = model
     if args.compile:
         # dynamic=True: one compilation for every sequence length and batch size. Batches come in many
@@ -352,9 +366,15 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
     if precision != "fp32":
         autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
     training = Training(
-        model, train_model, eval_model, optimizer, make_scheduler(optimizer, warmup, total_steps),
-        torch.amp.GradScaler(device.type, enabled=precision == "fp16"), autocast, device,
-    )  # fmt: skip
+        model,
+        train_model,
+        eval_model,
+        optimizer,
+        make_scheduler(optimizer, warmup, total_steps),
+        torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        autocast,
+        device,
+    )
     return training, {"warmup_steps": warmup, "total_steps": total_steps}
 
 
@@ -389,13 +409,22 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: lis
             best_f1, best_epoch = val["f1"], epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
         if distributed.is_main():
-            append_csv_row(run_dir / "log.csv", {
-                "epoch": epoch, "train_loss": train_loss, **summary(val, "val"), "max_lr": max_lr,
-                "epoch_seconds": seconds, "train_samples_per_s": train_examples / seconds,
-                "train_tokens_per_s": train_tokens / seconds,
-            })  # fmt: skip
-        say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
-            f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s")  # fmt: skip
+            append_csv_row(
+                run_dir / "log.csv",
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    **summary(val, "val"),
+                    "max_lr": max_lr,
+                    "epoch_seconds": seconds,
+                    "train_samples_per_s": train_examples / seconds,
+                    "train_tokens_per_s": train_tokens / seconds,
+                },
+            )
+        say(
+            f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
+            f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s"
+        )
     return best_epoch, best_state
 
 
@@ -411,11 +440,17 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
         model.save_pretrained(staging)
         AutoTokenizer.from_pretrained(args.model_name).save_pretrained(staging)  # the tokenizer train.py loaded
         normalize = dataset_manifest(args.dataset_dir).get("normalize", True)  # as prepare.py did: NFKC, strip
-        write_json(staging / "predict.json", {
-            "text_fields": args.text_fields, "max_seq_len": run["max_seq_len_used"], "normalize": normalize,
-            "batch_size": args.eval_batch_size, "precision": run["precision_used"],
-            **{option: getattr(args, option) for option in Truncation.OPTIONS},
-        })  # fmt: skip
+        write_json(
+            staging / "predict.json",
+            {
+                "text_fields": args.text_fields,
+                "max_seq_len": run["max_seq_len_used"],
+                "normalize": normalize,
+                "batch_size": args.eval_batch_size,
+                "precision": run["precision_used"],
+                **{option: getattr(args, option) for option in Truncation.OPTIONS},
+            },
+        )
         for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
             as_a_new_file(file)
     except BaseException:
@@ -458,8 +493,10 @@ def main(args: Args) -> None:
         reason = e.strerror if isinstance(e, OSError) else first_line(e)  # safetensors has errors of its own
         incomplete = f"; the run is incomplete (no {COMPLETION_FILE})" if run_dir else ""
         sys.exit(f"train.py: error: {run_dir or runs_dir}: cannot write ({reason}){incomplete}")
-    say(f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
-        f"test F1 {test['f1']:.4f} -> {run_dir}")  # fmt: skip
+    say(
+        f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
+        f"test F1 {test['f1']:.4f} -> {run_dir}"
+    )
     distributed.finish()
 
 
@@ -475,8 +512,13 @@ def train_and_test(args: Args, training: Training, loaders: dict, run: dict, run
             write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
             for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
                 examples = first_windows(loaders[split].dataset)  # a line per document
-                write_predictions(run_dir / f"{split}-predictions.jsonl", [e["id"] for e in examples],
-                                  [e["label"] for e in examples], probabilities.numpy(), names)  # fmt: skip
+                write_predictions(
+                    run_dir / f"{split}-predictions.jsonl",
+                    [e["id"] for e in examples],
+                    [e["label"] for e in examples],
+                    probabilities.numpy(),
+                    names,
+                )
             if args.save_model:
                 save_model(model, args, run, run_dir / "model")
             write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete

@@ -127,14 +127,21 @@ def save_tiny_bert(out: Path, subword_tokenizer_type: str) -> Path:
     from transformers import BertConfig, BertJapaneseTokenizer, BertModel
 
     tokenizer = BertJapaneseTokenizer(
-        str(out / "vocab.txt"), word_tokenizer_type="mecab", subword_tokenizer_type=subword_tokenizer_type,
-        mecab_kwargs={"mecab_dic": "unidic_lite"}, model_max_length=128,
-    )  # fmt: skip
+        str(out / "vocab.txt"),
+        word_tokenizer_type="mecab",
+        subword_tokenizer_type=subword_tokenizer_type,
+        mecab_kwargs={"mecab_dic": "unidic_lite"},
+        model_max_length=128,
+    )
     tokenizer.save_pretrained(out)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)  # the "pre-trained" weights are random: fix them so that every session gets the same
     BertModel(config).save_pretrained(out)  # an encoder without a head, as on the Hub
     return out
@@ -151,17 +158,25 @@ def roberta_dir(corpus_dir, tmp_path_factory) -> Path:
     # byte-level BPE as RoBERTa uses; unlike the Unigram trainer, the BPE trainer is deterministic
     trained = Tokenizer(models.BPE())
     trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     trained.train_from_iterator(corpus_sentences(corpus_dir), trainer)
     model = json.loads(trained.to_str())["model"]
     merges = [tuple(m.split(" ") if isinstance(m, str) else m) for m in model["merges"]]
     tokenizer = RobertaTokenizer(vocab=model["vocab"], merges=merges, model_max_length=128)
     tokenizer.save_pretrained(out)
     config = RobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     RobertaModel(config).save_pretrained(out)
     return out

@@ -16,13 +16,29 @@ from splits import label_names  # noqa: E402
 
 
 def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
-    args = train.Args.from_args(["--model_name", model_dir, "--dataset_dir", dataset_dir, "--eval_batch_size", "4",
-                                 "--max_seq_len", "64", "--precision", "fp32", *options])  # fmt: skip
+    args = train.Args.from_args(
+        [
+            "--model_name",
+            model_dir,
+            "--dataset_dir",
+            dataset_dir,
+            "--eval_batch_size",
+            "4",
+            "--max_seq_len",
+            "64",
+            "--precision",
+            "fp32",
+            *options,
+        ]
+    )
     device, _, model, loaders, run = train.setup(args)
     metrics, probabilities = train.evaluate(model, loaders["val"], nullcontext, device, label_names(run["label2id"]))
     if distributed.is_main():  # the probabilities in dataset order: every example once, wherever it was evaluated
-        extra = {"world_size": distributed.world_size(), "probabilities": probabilities.tolist(),
-                 "num_windows": run["num_windows"]["val"]}  # fmt: skip
+        extra = {
+            "world_size": distributed.world_size(),
+            "probabilities": probabilities.tolist(),
+            "num_windows": run["num_windows"]["val"],
+        }
         Path(output).write_text(json.dumps(metrics | extra))
     distributed.finish()
 

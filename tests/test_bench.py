@@ -14,10 +14,25 @@ def test_bench_reports_every_section(tmp_path):
     temp.mkdir()
     sections = ["tokenization", "pipeline", "model_step", "precision_accuracy"]  # the others: tests below
     run_script(
-        "src/bench.py", "--documents", "64", "--max_seq_len", "64", "--model_batch_size", "2", "--steps", "1",
-        "--accuracy_records", "150", "--dataset_dir", tmp_path / "none", "--output", output,
-        "--sections", *sections, env={"TMPDIR": str(temp)},
-    )  # fmt: skip
+        "src/bench.py",
+        "--documents",
+        "64",
+        "--max_seq_len",
+        "64",
+        "--model_batch_size",
+        "2",
+        "--steps",
+        "1",
+        "--accuracy_records",
+        "150",
+        "--dataset_dir",
+        tmp_path / "none",
+        "--output",
+        output,
+        "--sections",
+        *sections,
+        env={"TMPDIR": str(temp)},
+    )
     report = json.loads(output.read_text())
     assert report["lengths_from"].startswith("synthetic")
     rates = ["mecab_documents_per_s", "fast_documents_per_s", "pipeline_samples_per_s", "naive_samples_per_s"]
@@ -40,9 +55,17 @@ def test_a_late_failure_keeps_what_was_measured_and_removes_the_working_folder(b
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where mkdtemp makes the working folder
     (tmp_path / "tmp").mkdir()
     output = tmp_path / "bench.json"
-    args = bench.Args(model_name=str(bert_dir), documents=64, max_seq_len=64, model_batch_size=2, steps=1,
-                      precisions=["fp32"], dataset_dir=tmp_path / "none", output=output,
-                      sections=["tokenization", "pipeline", "model_step", "precision_accuracy"])  # fmt: skip
+    args = bench.Args(
+        model_name=str(bert_dir),
+        documents=64,
+        max_seq_len=64,
+        model_batch_size=2,
+        steps=1,
+        precisions=["fp32"],
+        dataset_dir=tmp_path / "none",
+        output=output,
+        sections=["tokenization", "pipeline", "model_step", "precision_accuracy"],
+    )
     with pytest.raises(SystemExit) as exit_:
         bench.main(args)
     message = str(exit_.value.code)
@@ -59,11 +82,13 @@ def test_a_late_failure_keeps_what_was_measured_and_removes_the_working_folder(b
 
 def test_the_compile_section_says_when_compiling_pays_back(monkeypatch):
     """The arithmetic of the compile section, on made-up measurements (compiling BERT-base takes minutes)."""
-    rows = iter([
-        {"first_batches_seconds": 10.0, "train_samples_per_s": 1.0, "eval_samples_per_s": 4.0},  # eager
-        {"first_batches_seconds": 130.0, "train_samples_per_s": 2.0, "eval_samples_per_s": 4.0},  # compiled
-        {"first_batches_seconds": 130.0, "train_samples_per_s": 3.0, "eval_samples_per_s": 5.0},  # no dropout
-    ])  # fmt: skip
+    rows = iter(
+        [
+            {"first_batches_seconds": 10.0, "train_samples_per_s": 1.0, "eval_samples_per_s": 4.0},  # eager
+            {"first_batches_seconds": 130.0, "train_samples_per_s": 2.0, "eval_samples_per_s": 4.0},  # compiled
+            {"first_batches_seconds": 130.0, "train_samples_per_s": 3.0, "eval_samples_per_s": 5.0},  # no dropout
+        ]
+    )
     monkeypatch.setattr(bench, "model_step", lambda *args, **kwargs: next(rows))
     monkeypatch.setattr(bench, "bert_base", lambda **kwargs: None)
     report = bench.compile_section(bench.Args(), examples=[], pad_id=0)

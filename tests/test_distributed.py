@@ -41,9 +41,24 @@ def torchrun(*argv, check=True):
 
 def test_ddp_run_completes_with_one_output_folder(bert_dir, odd_dataset, tmp_path):
     torchrun(
-        "src/train.py", "--model_name", bert_dir, "--dataset_dir", odd_dataset, "--output_root", tmp_path,
-        "--epochs", "2", "--max_seq_len", "64", "--batch_size", "4", "--eval_batch_size", "4", "--lr", "3e-3",
-    )  # fmt: skip
+        "src/train.py",
+        "--model_name",
+        bert_dir,
+        "--dataset_dir",
+        odd_dataset,
+        "--output_root",
+        tmp_path,
+        "--epochs",
+        "2",
+        "--max_seq_len",
+        "64",
+        "--batch_size",
+        "4",
+        "--eval_batch_size",
+        "4",
+        "--lr",
+        "3e-3",
+    )
     (run_dir,) = run_dirs(tmp_path)
     assert is_complete(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
@@ -104,12 +119,26 @@ def two_nodes(*argv, logs) -> None:
     nodes = []
     try:
         for node_rank in (0, 1):
-            command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-                       "--node_rank", node_rank, *rendezvous, *argv]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc_per_node",
+                "1",
+                "--node_rank",
+                node_rank,
+                *rendezvous,
+                *argv,
+            ]
             with open(logs / f"node{node_rank}.log", "w") as log:  # a file, not a pipe: a full pipe stalls a node
                 # a session of its own, so that a hung node is killed together with its worker
-                nodes.append(subprocess.Popen(list(map(str, command)), cwd=ROOT, env=env, stdout=log, stderr=log,
-                                              start_new_session=True))  # fmt: skip
+                nodes.append(
+                    subprocess.Popen(
+                        list(map(str, command)), cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+                    )
+                )
         deadline = time.monotonic() + HANG
         for node in nodes:
             node.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -131,9 +160,23 @@ def node_logs(logs) -> str:
 def test_two_nodes_train_with_one_output_folder(bert_dir, odd_dataset, tmp_path):
     output = tmp_path / "outputs"
     two_nodes(
-        "src/train.py", "--model_name", bert_dir, "--dataset_dir", odd_dataset, "--output_root", output,
-        "--epochs", "1", "--max_seq_len", "32", "--batch_size", "4", "--eval_batch_size", "4", logs=tmp_path,
-    )  # fmt: skip
+        "src/train.py",
+        "--model_name",
+        bert_dir,
+        "--dataset_dir",
+        odd_dataset,
+        "--output_root",
+        output,
+        "--epochs",
+        "1",
+        "--max_seq_len",
+        "32",
+        "--batch_size",
+        "4",
+        "--eval_batch_size",
+        "4",
+        logs=tmp_path,
+    )
     (run_dir,) = run_dirs(output)  # written by global rank 0 alone, though both nodes have LOCAL_RANK 0
     assert is_complete(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
@@ -158,10 +201,14 @@ def test_a_failing_job_exits_with_the_error(bert_dir, tmp_path):
 
 def test_sweep_launches_runs_through_torchrun(bert_dir, dataset_dir, tmp_path):
     env = {
-        "MODELS": str(bert_dir), "LRS": "3e-3", "SEEDS": "1", "NPROC": "2", "PYTHON": sys.executable,
+        "MODELS": str(bert_dir),
+        "LRS": "3e-3",
+        "SEEDS": "1",
+        "NPROC": "2",
+        "PYTHON": sys.executable,
         "OMP_NUM_THREADS": "1",
         "TRAIN_ARGS": f"--epochs 1 --max_seq_len 32 --dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
-    }  # fmt: skip
+    }
     run_script(ROOT / "run.sh", env=env)
     (run_dir,) = (tmp_path / "out" / "livedoor" / bert_dir.name).glob("*/*")  # beside the baseline
     assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
@@ -198,8 +245,9 @@ def spawn(worker, *args) -> None:
 
 
 def joined(rank: int, port: int, worker, *args) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2")  # fmt: skip
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2"
+    )
     torch.set_num_threads(1)
     distributed.init(torch.device("cpu"))
     try:
@@ -230,9 +278,16 @@ def tiny_classifier(model_type: str):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.for_model(model_type, num_labels=2, pad_token_id=0)
-    small = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "intermediate_size": 64, "pooler_hidden_size": 32, "entity_vocab_size": 10,
-             "entity_emb_size": 16}  # fmt: skip
+    small = {
+        "vocab_size": 100,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "pooler_hidden_size": 32,
+        "entity_vocab_size": 10,
+        "entity_emb_size": 16,
+    }
     for key, value in small.items():
         if hasattr(config, key):
             setattr(config, key, value)
@@ -268,8 +323,16 @@ def two_steps(model: torch.nn.Module, optimizer) -> None:
 def tiny_luke():
     from transformers import LukeConfig, LukeForSequenceClassification
 
-    config = LukeConfig(vocab_size=100, entity_vocab_size=10, hidden_size=32, entity_emb_size=16, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, num_labels=2)  # fmt: skip
+    config = LukeConfig(
+        vocab_size=100,
+        entity_vocab_size=10,
+        hidden_size=32,
+        entity_emb_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+    )
     torch.manual_seed(0)
     return LukeForSequenceClassification(config)
 

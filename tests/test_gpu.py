@@ -136,8 +136,9 @@ def test_compile_compiles_once_for_every_length(device, bert_dir, varied_lengths
 def test_two_gpus_train_compiled(bert_dir, varied_lengths, tmp_path):
     """DDP and torch.compile together, with batches of several lengths."""
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    argv = train_argv(bert_dir, varied_lengths, tmp_path, "--device", "cuda", "--compile", "--max_seq_len", "128",
-                      "--epochs", "2")  # fmt: skip
+    argv = train_argv(
+        bert_dir, varied_lengths, tmp_path, "--device", "cuda", "--compile", "--max_seq_len", "128", "--epochs", "2"
+    )
     run_script(*torchrun, "src/train.py", *argv)
     (run_dir,) = run_dirs(tmp_path)
     assert is_complete(run_dir) and read_json(run_dir / "config.json")["world_size"] == 2
@@ -191,8 +192,17 @@ def test_accumulating_k_micro_batches_steps_as_one_batch_k_times_larger(
     """k = 3 over 8 micro-batches: groups of 3, 3 and an uneven last 2, each compared with one optimizer
     step on its examples as one batch. fp32 and no dropout, so that both runs compute the same function."""
     k = 3
-    settings = dict(model_name=str(bert_dir), dataset_dir=dataset_dir, device=device, precision="fp32",
-                    max_seq_len=32, lr=1e-3, warmup_ratio=0.0, epochs=1, log_every=1000)  # fmt: skip
+    settings = dict(
+        model_name=str(bert_dir),
+        dataset_dir=dataset_dir,
+        device=device,
+        precision="fp32",
+        max_seq_len=32,
+        lr=1e-3,
+        warmup_ratio=0.0,
+        epochs=1,
+        log_every=1000,
+    )
     device, _, model, loaders, _ = train.setup(train.Args(grad_accum=k, **settings))
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -205,10 +215,12 @@ def test_accumulating_k_micro_batches_steps_as_one_batch_k_times_larger(
     assert len(groups[-1]) < k * sizes[0]  # the last group is uneven
 
     reference_model = copy.deepcopy(model)
-    accumulated = step_through(model, train.Args(grad_accum=k, **settings), device, examples, micro_batches,
-                               pad_token_id)  # fmt: skip
-    reference = step_through(reference_model, train.Args(grad_accum=1, **settings), device, examples, groups,
-                             pad_token_id)  # fmt: skip
+    accumulated = step_through(
+        model, train.Args(grad_accum=k, **settings), device, examples, micro_batches, pad_token_id
+    )
+    reference = step_through(
+        reference_model, train.Args(grad_accum=1, **settings), device, examples, groups, pad_token_id
+    )
     assert any(not torch.equal(initial[name], value) for name, value in accumulated.items())  # it trained
     for name, value in accumulated.items():
         torch.testing.assert_close(value, reference[name], rtol=1e-4, atol=1e-6, msg=partial("{}: {}".format, name))

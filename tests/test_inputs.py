@@ -27,8 +27,9 @@ def test_a_title_that_fits_is_tokenized_as_only_second_truncation_does(tokenizer
     records = sorted(read_jsonl(dataset_dir / "train.jsonl"), key=lambda r: r["id"])[:40]  # short titles first
     examples = tokenize(records, tokenizer, ["title", "body"], 48, segment_ids=True)
     for record, example in zip(records, examples, strict=True):
-        expected = tokenizer(record["title"], record["body"], truncation="only_second", max_length=48,
-                             return_token_type_ids=True)  # fmt: skip
+        expected = tokenizer(
+            record["title"], record["body"], truncation="only_second", max_length=48, return_token_type_ids=True
+        )
         assert example["input_ids"].tolist() == expected["input_ids"]
         assert example["token_type_ids"].tolist() == expected["token_type_ids"]
 
@@ -60,8 +61,20 @@ def test_char_model_trains_with_titles_longer_than_max_seq_len(char_bert_dir, da
     for split in ("train", "val", "test"):
         records = read_jsonl(data / f"{split}.jsonl")
         write_jsonl(data / f"{split}.jsonl", [r | {"title": r["title"] + LONG_TITLE} for r in records])
-    argv = ["--model_name", str(char_bert_dir), "--dataset_dir", str(data), "--output_root", str(tmp_path / "out"),
-            "--max_seq_len", "16", "--epochs", "1", "--batch_size", "16"]  # fmt: skip
+    argv = [
+        "--model_name",
+        str(char_bert_dir),
+        "--dataset_dir",
+        str(data),
+        "--output_root",
+        str(tmp_path / "out"),
+        "--max_seq_len",
+        "16",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "16",
+    ]
     train.main(train.Args.from_args(argv))
     (run_dir,) = run_dirs(tmp_path / "out")
     config = json.loads((run_dir / "config.json").read_text())
@@ -111,8 +124,18 @@ def test_per_class_scores_follow_the_ids_when_label2id_lists_them_out_of_order(b
     (data / "label2id.json").write_text(json.dumps(dict(reversed(label2id.items())), ensure_ascii=False))
     # classes of unequal support, so that names swapped between classes show
     write_jsonl(data / "test.jsonl", [r for r in read_jsonl(data / "test.jsonl") if r["label"] < 3])
-    argv = ["--model_name", str(bert_dir), "--dataset_dir", str(data), "--output_root", str(tmp_path / "out"),
-            "--max_seq_len", "32", "--epochs", "1"]  # fmt: skip
+    argv = [
+        "--model_name",
+        str(bert_dir),
+        "--dataset_dir",
+        str(data),
+        "--output_root",
+        str(tmp_path / "out"),
+        "--max_seq_len",
+        "32",
+        "--epochs",
+        "1",
+    ]
     train.main(train.Args.from_args(argv))
     (run_dir,) = run_dirs(tmp_path / "out")
     test = json.loads((run_dir / "test-metrics.json").read_text())

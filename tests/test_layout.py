@@ -24,8 +24,13 @@ def test_a_second_checkout_runs_its_own_code(tmp_path):
     other = tmp_path / "checkout-b"
     shutil.copytree(ROOT / "src", other / "src")
     env = {"PYTHONPATH": str(ROOT / "src")}  # A's modules, as an editable install of A would put them
-    result = subprocess.run([sys.executable, other / "src" / "train.py", "--help"], cwd=ROOT, text=True,
-                            capture_output=True, env=os.environ | env)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, other / "src" / "train.py", "--help"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env=os.environ | env,
+    )
     assert result.returncode == 0, result.stderr
     assert str(other / "outputs") in result.stdout.replace("\n", "").replace(" ", "")  # --output_root's default
 

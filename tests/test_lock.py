@@ -18,12 +18,23 @@ LOCK = tomllib.loads((ROOT / "poetry.lock").read_text(encoding="utf-8"))
 # The platforms wheels are built for, on each Python the project supports: on each, pip must be given
 # exactly one version of every package that the lock has for it.
 ENVIRONMENTS = [
-    {"python_version": v, "python_full_version": f"{v}.0", "sys_platform": s, "platform_system": p,
-     "platform_machine": m, "extra": ""}
+    {
+        "python_version": v,
+        "python_full_version": f"{v}.0",
+        "sys_platform": s,
+        "platform_system": p,
+        "platform_machine": m,
+        "extra": "",
+    }
     for v in ("3.11", "3.12", "3.13", "3.14")
-    for s, p, m in [("linux", "Linux", "x86_64"), ("linux", "Linux", "aarch64"), ("win32", "Windows", "AMD64"),
-                    ("darwin", "Darwin", "arm64"), ("darwin", "Darwin", "x86_64")]
-]  # fmt: skip
+    for s, p, m in [
+        ("linux", "Linux", "x86_64"),
+        ("linux", "Linux", "aarch64"),
+        ("win32", "Windows", "AMD64"),
+        ("darwin", "Darwin", "arm64"),
+        ("darwin", "Darwin", "x86_64"),
+    ]
+]
 
 
 def canonical(name: str) -> str:

@@ -110,8 +110,23 @@ def test_options_that_cannot_go_together_are_refused(options, message):
 def windows_run(bert_dir, dataset_dir, tmp_path_factory):
     """A run with 3 windows per document at --max_seq_len 16, where the fixture's articles need them."""
     out = tmp_path_factory.mktemp("windows")
-    argv = ["--model_name", str(bert_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(out),
-            "--max_seq_len", "16", "--windows", "3", "--epochs", "2", "--lr", "3e-3", "--save_model"]  # fmt: skip
+    argv = [
+        "--model_name",
+        str(bert_dir),
+        "--dataset_dir",
+        str(dataset_dir),
+        "--output_root",
+        str(out),
+        "--max_seq_len",
+        "16",
+        "--windows",
+        "3",
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-3",
+        "--save_model",
+    ]
     train.main(train.Args.from_args(argv))
     (run_dir,) = run_dirs(out)
     return run_dir
@@ -156,8 +171,19 @@ def test_tail_and_head_tail_runs_record_their_mode(bert_dir, dataset_dir, tmp_pa
     shutil.copytree(dataset_dir, data)
     write_jsonl(data / "train.jsonl", read_jsonl(data / "train.jsonl")[:40])
     for options in (["--truncation", "tail"], ["--truncation", "head_tail", "--head_tokens", "2"]):
-        argv = ["--model_name", str(bert_dir), "--dataset_dir", str(data), "--output_root", str(tmp_path / "out"),
-                "--max_seq_len", "16", "--epochs", "1", *options]  # fmt: skip
+        argv = [
+            "--model_name",
+            str(bert_dir),
+            "--dataset_dir",
+            str(data),
+            "--output_root",
+            str(tmp_path / "out"),
+            "--max_seq_len",
+            "16",
+            "--epochs",
+            "1",
+            *options,
+        ]
         train.main(train.Args.from_args(argv))
     configs = [json.loads((run / "config.json").read_text()) for run in run_dirs(tmp_path / "out")]
     assert [(c["truncation"], c["head_tokens"]) for c in configs] == [("tail", None), ("head_tail", 2)]

@@ -29,8 +29,18 @@ def in_repo(repo, script, *argv):
 @pytest.fixture(scope="module")
 def reviews(repo, bert_dir):
     """The README's walkthrough: a CSV with a BOM and Japanese label names, one text column."""
-    in_repo(repo, "prepare.py", "--input", "datasets/reviews.csv", "--text_columns", "text", "--label_column",
-            "rating", "--name", "reviews")  # fmt: skip
+    in_repo(
+        repo,
+        "prepare.py",
+        "--input",
+        "datasets/reviews.csv",
+        "--text_columns",
+        "text",
+        "--label_column",
+        "rating",
+        "--name",
+        "reviews",
+    )
     in_repo(repo, "train.py", "--dataset", "reviews", "--model_name", bert_dir, *TINY)
     in_repo(repo, "baseline.py", "--dataset", "reviews")
     return in_repo(repo, "aggregate.py", "--dataset", "reviews")
@@ -52,14 +62,22 @@ def test_a_csv_goes_from_prepare_to_a_results_table(repo, reviews, bert_dir):
 def test_two_datasets_in_one_outputs_folder_give_two_separate_tables(repo, reviews, bert_dir, tmp_path):
     """A TSV with a single text column, and pre-split JSONL with integer labels, beside the CSV."""
     tsv = tmp_path / "news.tsv"
-    rows = [f"{i}\t{'サッカーの試合' if i % 2 else '新しいスマートフォン'}の話題 {i}\t{'sports' if i % 2 else 'it'}"
-            for i in range(30)]  # fmt: skip
+    rows = [
+        f"{i}\t{'サッカーの試合' if i % 2 else '新しいスマートフォン'}の話題 {i}\t{'sports' if i % 2 else 'it'}"
+        for i in range(30)
+    ]
     tsv.write_text("id\tbody\tcategory\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    in_repo(repo, "prepare.py", "--input", tsv, "--text_columns", "body", "--label_column", "category",
-            "--name", "news")  # fmt: skip
+    in_repo(
+        repo, "prepare.py", "--input", tsv, "--text_columns", "body", "--label_column", "category", "--name", "news"
+    )
     for split, n in (("train", 24), ("val", 6), ("test", 6)):
-        lines = [json.dumps({"title": f"{'良い' if i % 3 else '悪い'}商品 {i}", "body": "本文", "label": 1 + i % 3},
-                            ensure_ascii=False) for i in range(n)]  # fmt: skip
+        lines = [
+            json.dumps(
+                {"title": f"{'良い' if i % 3 else '悪い'}商品 {i}", "body": "本文", "label": 1 + i % 3},
+                ensure_ascii=False,
+            )
+            for i in range(n)
+        ]
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     splits = [f"--{split}={tmp_path / split}.jsonl" for split in ("train", "val", "test")]
     columns = ["--text_columns", "title", "body", "--label_column", "label"]
@@ -75,8 +93,9 @@ def test_two_datasets_in_one_outputs_folder_give_two_separate_tables(repo, revie
         fingerprint = json.loads((repo / "datasets" / name / "dataset.json").read_text())["fingerprint"]
         assert fingerprint[:12] in table and all(
             json.loads((repo / "datasets" / other / "dataset.json").read_text())["fingerprint"][:12] not in table
-            for other in tables if other != name
-        )  # fmt: skip
+            for other in tables
+            if other != name
+        )
     stars_run = next(p for p in run_dirs(repo / "outputs") if p.parent.parent.parent.name == "stars")
     config = json.loads((stars_run / "config.json").read_text())
     assert config["text_fields"] == ["title", "body"] and config["label2id"] == {"1": 0, "2": 1, "3": 2}

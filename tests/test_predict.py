@@ -20,9 +20,27 @@ from splits import read_jsonl
 @pytest.fixture(scope="module")
 def saved_run(bert_dir, dataset_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("outputs")
-    argv = ["--model_name", str(bert_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(out),
-            "--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3", "--epochs", "4", "--precision", "fp32",
-            "--eval_batch_size", "4", "--save_model"]  # fmt: skip
+    argv = [
+        "--model_name",
+        str(bert_dir),
+        "--dataset_dir",
+        str(dataset_dir),
+        "--output_root",
+        str(out),
+        "--max_seq_len",
+        "64",
+        "--batch_size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--epochs",
+        "4",
+        "--precision",
+        "fp32",
+        "--eval_batch_size",
+        "4",
+        "--save_model",
+    ]
     train.main(train.Args.from_args(argv))
     (run_dir,) = run_dirs(out)
     return run_dir
@@ -77,8 +95,9 @@ def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir, tmp_
     assert len(predicted) == len(titles) and "id" not in predicted[0]
     # the same texts from a CSV file: the same predictions, in the same order
     (tmp_path / "titles.csv").write_text("title\n" + "\n".join(titles) + "\n", encoding="utf-8")
-    from_file = run_script("src/predict.py", saved_run / "model", "--input", tmp_path / "titles.csv",
-                           "--text_columns", "title")  # fmt: skip
+    from_file = run_script(
+        "src/predict.py", saved_run / "model", "--input", tmp_path / "titles.csv", "--text_columns", "title"
+    )
     assert [json.loads(line) for line in from_file.stdout.splitlines()] == predicted
 
 
@@ -92,9 +111,25 @@ def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(rob
     """The model folder is self-contained (predict.json), and raw text gets prepare.py's NFKC: full-width
     letters and digits and ideographic spaces give the predictions of the prepared text. (A byte-level
     BPE tokenizer does not normalize by itself; MeCab's BertJapaneseTokenizer would hide a missing NFKC.)"""
-    argv = ["--model_name", str(roberta_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(tmp_path),
-            "--max_seq_len", "64", "--epochs", "3", "--lr", "3e-3", "--batch_size", "8", "--precision", "fp32",
-            "--save_model"]  # fmt: skip
+    argv = [
+        "--model_name",
+        str(roberta_dir),
+        "--dataset_dir",
+        str(dataset_dir),
+        "--output_root",
+        str(tmp_path),
+        "--max_seq_len",
+        "64",
+        "--epochs",
+        "3",
+        "--lr",
+        "3e-3",
+        "--batch_size",
+        "8",
+        "--precision",
+        "fp32",
+        "--save_model",
+    ]
     train.main(train.Args.from_args(argv))
     (run_dir,) = run_dirs(tmp_path)
     copy = tmp_path / "my-model"
@@ -110,8 +145,19 @@ def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(rob
 
 
 def test_save_model_reruns_a_complete_run_that_has_no_model(bert_dir, dataset_dir, tmp_path):
-    argv = ["--model_name", str(bert_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(tmp_path),
-            "--max_seq_len", "32", "--epochs", "1", "--skip_if_done"]  # fmt: skip
+    argv = [
+        "--model_name",
+        str(bert_dir),
+        "--dataset_dir",
+        str(dataset_dir),
+        "--output_root",
+        str(tmp_path),
+        "--max_seq_len",
+        "32",
+        "--epochs",
+        "1",
+        "--skip_if_done",
+    ]
     train.main(train.Args.from_args(argv))
     train.main(train.Args.from_args(argv + ["--save_model"]))  # the run above has no model: not done
     train.main(train.Args.from_args(argv + ["--save_model"]))  # now it is

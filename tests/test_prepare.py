@@ -58,9 +58,16 @@ def test_splits_disjoint_cover_all_and_stratified(dataset_dir):
 
 def test_allocation_matches_the_full_corpus():
     counts = {  # the real corpus: 7,367 articles
-        "dokujo-tsushin": 870, "it-life-hack": 870, "kaden-channel": 864, "livedoor-homme": 511,
-        "movie-enter": 870, "peachy": 842, "smax": 870, "sports-watch": 900, "topic-news": 770,
-    }  # fmt: skip
+        "dokujo-tsushin": 870,
+        "it-life-hack": 870,
+        "kaden-channel": 864,
+        "livedoor-homme": 511,
+        "movie-enter": 870,
+        "peachy": 842,
+        "smax": 870,
+        "sports-watch": 900,
+        "topic-news": 770,
+    }
     quotas = allocate(counts, sum(counts.values()) // 10)
     assert sum(quotas.values()) == 736
     assert all(abs(quotas[c] - counts[c] / 10) < 1 for c in counts)
@@ -206,10 +213,24 @@ def test_csv_with_a_bom_and_japanese_labels(tmp_path):
 def test_table_split_is_seeded_and_ratios_are_settable(tmp_path):
     source = write_reviews_csv(tmp_path / "reviews.csv")
     for name, seed, ratio in (("a", 42, "0.1"), ("b", 42, "0.1"), ("c", 7, "0.1"), ("d", 42, "0.2")):
-        prepare_with("--input", source, "--label_column", "rating", "--output_dir", tmp_path / name,
-                      "--seed", seed, "--val_ratio", ratio, "--test_ratio", ratio)  # fmt: skip
-    files = {name: [(tmp_path / name / f"{split}.jsonl").read_bytes() for split in ("train", "val", "test")]
-             for name in "abc"}  # fmt: skip
+        prepare_with(
+            "--input",
+            source,
+            "--label_column",
+            "rating",
+            "--output_dir",
+            tmp_path / name,
+            "--seed",
+            seed,
+            "--val_ratio",
+            ratio,
+            "--test_ratio",
+            ratio,
+        )
+    files = {
+        name: [(tmp_path / name / f"{split}.jsonl").read_bytes() for split in ("train", "val", "test")]
+        for name in "abc"
+    }
     assert files["a"] == files["b"] and files["a"][1] != files["c"][1]
     assert len(read_jsonl(tmp_path / "d" / "val.jsonl")) == 6 and len(read_jsonl(tmp_path / "d" / "train.jsonl")) == 18
 
@@ -221,12 +242,20 @@ def test_table_manifest_and_fingerprint(tmp_path):
     manifest = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
     assert manifest == {
-        "name": "reviews", "sources": [{"path": str(source.resolve()), "sha256": sha256}], "text_fields": ["text"],
-        "label_column": "rating", "normalize": True, "seed": 42, "ratios": {"val": 0.1, "test": 0.1},
-        "counts": {"train": {"悪い": 8, "普通": 8, "良い": 8}, "val": {"悪い": 1, "普通": 1, "良い": 1},
-                   "test": {"悪い": 1, "普通": 1, "良い": 1}},
+        "name": "reviews",
+        "sources": [{"path": str(source.resolve()), "sha256": sha256}],
+        "text_fields": ["text"],
+        "label_column": "rating",
+        "normalize": True,
+        "seed": 42,
+        "ratios": {"val": 0.1, "test": 0.1},
+        "counts": {
+            "train": {"悪い": 8, "普通": 8, "良い": 8},
+            "val": {"悪い": 1, "普通": 1, "良い": 1},
+            "test": {"悪い": 1, "普通": 1, "良い": 1},
+        },
         "fingerprint": dataset_fingerprint(out),
-    }  # fmt: skip
+    }
 
 
 def test_no_normalize_keeps_text_as_written(tmp_path):
@@ -243,8 +272,7 @@ def test_tsv_with_one_text_column_and_its_own_ids(tmp_path):
     source = tmp_path / "notes.tsv"
     source.write_text("id\tsentence\ttopic\n" + "\n".join(rows) + "\n", encoding="utf-8")  # no BOM
     out = tmp_path / "notes"
-    prepare_with("--input", source, "--text_columns", "sentence", "--label_column", "topic",
-                  "--output_dir", out)  # fmt: skip
+    prepare_with("--input", source, "--text_columns", "sentence", "--label_column", "topic", "--output_dir", out)
     records = [r for split in ("train", "val", "test") for r in read_jsonl(out / f"{split}.jsonl")]
     assert sorted(r["id"] for r in records) == sorted(f"n{i}" for i in range(20))
     assert {"id": "n3", "sentence": "文3です", "label": "b"} in records
@@ -261,12 +289,27 @@ def tickets(n, labels=(1, 2, 3)):
 
 
 def test_pre_split_jsonl_with_integer_labels(tmp_path):
-    paths = {split: write_jsonl_rows(tmp_path / f"{split}.jsonl", tickets(n)) for split, n in
-             (("train", 9), ("val", 3), ("test", 4))}  # fmt: skip
+    paths = {
+        split: write_jsonl_rows(tmp_path / f"{split}.jsonl", tickets(n))
+        for split, n in (("train", 9), ("val", 3), ("test", 4))
+    }
     (tmp_path / "val.jsonl").write_text("\n" + paths["val"].read_text(encoding="utf-8"), encoding="utf-8")
     out = tmp_path / "tickets"
-    prepare_with("--train", paths["train"], "--val", paths["val"], "--test", paths["test"],
-                  "--text_columns", "title", "body", "--name", "tickets", "--output_dir", out)  # fmt: skip
+    prepare_with(
+        "--train",
+        paths["train"],
+        "--val",
+        paths["val"],
+        "--test",
+        paths["test"],
+        "--text_columns",
+        "title",
+        "body",
+        "--name",
+        "tickets",
+        "--output_dir",
+        out,
+    )
     assert json.loads((out / "label2id.json").read_text()) == {"1": 0, "2": 1, "3": 2}
     test = read_jsonl(out / "test.jsonl")  # kept as given: order, size, row numbers as ids
     assert test[3] == {"id": 3, "title": "件名3", "body": "本文 3", "label": "1"}
@@ -321,8 +364,16 @@ def good_and_bad_rows(breakage, tmp_path):
 )
 def test_table_errors_name_the_problem_and_write_nothing(tmp_path, breakage, options, message):
     source = good_and_bad_rows(breakage, tmp_path)
-    error = prepare_with("--input", source, "--name", "x", "--output_dir", tmp_path / "out",
-                          *(options or ["--label_column", "rating"]), check=False)  # fmt: skip
+    error = prepare_with(
+        "--input",
+        source,
+        "--name",
+        "x",
+        "--output_dir",
+        tmp_path / "out",
+        *(options or ["--label_column", "rating"]),
+        check=False,
+    )
     assert message in error and error.startswith("prepare.py: error: ") and "\n" not in error
     assert [p.name for p in tmp_path.iterdir()] == ["reviews.csv"]
 
@@ -331,8 +382,19 @@ def test_pre_split_label_missing_from_train(tmp_path):
     train = write_jsonl_rows(tmp_path / "train.jsonl", tickets(6, labels=("a", "b")))
     val = write_jsonl_rows(tmp_path / "val.jsonl", tickets(3, labels=("a", "b", "c")))
     test = write_jsonl_rows(tmp_path / "test.jsonl", tickets(2, labels=("a", "b")))
-    error = prepare_with("--train", train, "--val", val, "--test", test, "--text_columns", "title",
-                          "--output_dir", tmp_path / "out", check=False)  # fmt: skip
+    error = prepare_with(
+        "--train",
+        train,
+        "--val",
+        val,
+        "--test",
+        test,
+        "--text_columns",
+        "title",
+        "--output_dir",
+        tmp_path / "out",
+        check=False,
+    )
     assert f"{val}: label 'c' (1 rows) does not occur in {train}" in error
     assert not (tmp_path / "out").exists()
 
@@ -340,8 +402,9 @@ def test_pre_split_label_missing_from_train(tmp_path):
 def test_unknown_extension_and_a_bad_line_are_one_line_errors(tmp_path):
     source = tmp_path / "reviews.xlsx"
     source.write_bytes(b"PK")
-    result = run_script("src/prepare.py", "--input", source, "--name", "x", "--output_dir", tmp_path / "out",
-                        check=False)  # fmt: skip
+    result = run_script(
+        "src/prepare.py", "--input", source, "--name", "x", "--output_dir", tmp_path / "out", check=False
+    )
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     assert "reviews.xlsx: unknown extension '.xlsx': give a .csv, .tsv, .jsonl file" in result.stderr
     bad = tmp_path / "bad.jsonl"

@@ -28,30 +28,60 @@ EXAMPLES = 200
 
 
 def make_run(
-    root: Path, model: str, lr: float | None, seed: int, val_f1: float, test_f1: float, stamp: str,
-    errors: list[int] | None = None, ids: list | None = None, predictions: bool = True, **settings,
-) -> Path:  # fmt: skip
+    root: Path,
+    model: str,
+    lr: float | None,
+    seed: int,
+    val_f1: float,
+    test_f1: float,
+    stamp: str,
+    errors: list[int] | None = None,
+    ids: list | None = None,
+    predictions: bool = True,
+    **settings,
+) -> Path:
     """A run folder as train.py (or, for BASELINE, baseline.py) writes it, with made-up numbers;
     settings replace or add config.json keys. Its prediction files (unless predictions=False, as
     older runs lack them) are wrong on the examples at errors: by default the first ones, as many as
     make the accuracy and the macro-F1 equal the F1 given."""
     run_dir = root / DATASET / model_dir_name(model) / "2026-01-01" / stamp
     run_dir.mkdir(parents=True)
-    config = {"model_name": model, "dataset_dir": "/data/livedoor", "dataset_fingerprint": FINGERPRINT,
-              "text_fields": ["title", "body"], "seed": seed, "label2id": LABELS,
-              "num_parameters": 110_000_000}  # fmt: skip
+    config = {
+        "model_name": model,
+        "dataset_dir": "/data/livedoor",
+        "dataset_fingerprint": FINGERPRINT,
+        "text_fields": ["title", "body"],
+        "seed": seed,
+        "label2id": LABELS,
+        "num_parameters": 110_000_000,
+    }
     config["num_examples"] = {"train": 800, "val": EXAMPLES, "test": EXAMPLES}
     if model == BASELINE:
         config |= {"ngram_min": 1, "ngram_max": 3, "max_features": 300_000, "c_values": [1.0, 10.0]}
     else:
-        config |= {"lr": lr, "batch_size": 16, "grad_accum": 1, "world_size": 1, "global_batch_size": 16,
-                   "epochs": 2, "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "max_seq_len": 512,
-                   "max_seq_len_used": 512, "precision": "auto", "precision_used": "bf16"}  # fmt: skip
+        config |= {
+            "lr": lr,
+            "batch_size": 16,
+            "grad_accum": 1,
+            "world_size": 1,
+            "global_batch_size": 16,
+            "epochs": 2,
+            "warmup_ratio": 0.1,
+            "weight_decay": 0.01,
+            "max_grad_norm": 1.0,
+            "max_seq_len": 512,
+            "max_seq_len_used": 512,
+            "precision": "auto",
+            "precision_used": "bf16",
+        }
     write_json(run_dir / "config.json", config | settings)
     with open(run_dir / "log.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["epoch", "C", "val_f1", "epoch_seconds"] if model == BASELINE else
-                        ["epoch", "train_loss", "val_f1", "epoch_seconds"])  # fmt: skip
+        writer.writerow(
+            ["epoch", "C", "val_f1", "epoch_seconds"]
+            if model == BASELINE
+            else ["epoch", "train_loss", "val_f1", "epoch_seconds"]
+        )
         writer.writerows([[1, 0.9, val_f1 - 0.1, 10.0], [2, 0.5, val_f1, 12.0]])
     metrics = {"accuracy": test_f1, "precision": test_f1, "recall": test_f1, "loss": 0.3}
     write_json(run_dir / "val-metrics.json", {"best_epoch": 2, **metrics, "accuracy": val_f1, "f1": val_f1})
@@ -74,10 +104,16 @@ def write_made_up_predictions(path: Path, errors, ids: list | None = None) -> No
 def outputs(tmp_path) -> Path:
     root = tmp_path / "outputs"
     # lr 3e-5 has the best single run on val (0.95), but 5e-5 the best mean over seeds (0.92 vs 0.85)
-    for i, (lr, seed, val_f1, test_f1) in enumerate([
-        (3e-5, 1, 0.95, 0.90), (3e-5, 2, 0.75, 0.70), (3e-5, 3, 0.85, 0.80),
-        (5e-5, 1, 0.92, 0.91), (5e-5, 2, 0.91, 0.93), (5e-5, 3, 0.93, 0.92),
-    ]):  # fmt: skip
+    for i, (lr, seed, val_f1, test_f1) in enumerate(
+        [
+            (3e-5, 1, 0.95, 0.90),
+            (3e-5, 2, 0.75, 0.70),
+            (3e-5, 3, 0.85, 0.80),
+            (5e-5, 1, 0.92, 0.91),
+            (5e-5, 2, 0.91, 0.93),
+            (5e-5, 3, 0.93, 0.92),
+        ]
+    ):
         make_run(root, "org/bert", lr, seed, val_f1, test_f1, f"00-00-0{i}.000000")
     make_run(root, "tfidf-char-linear", None, 42, 0.80, 0.78, "00-00-00.000000")
     incomplete = make_run(root, "org/bert", 1e-5, 1, 0.99, 0.99, "00-01-00.000000")
@@ -135,9 +171,13 @@ def test_runs_of_other_settings_are_other_rows_with_their_settings_shown(tmp_pat
     table = (tmp_path / "results" / DATASET / "results.md").read_text()
     assert "| Model | LR | Epochs | Max len | Batch | Text fields | Params |" in table
     link = "[org/bert](https://huggingface.co/org/bert)"
-    for row in ["2 | 512 | 16 | title body | 110M | 80.00", "4 | 512 | 16 | title body | 110M | 81.00",
-                "2 | 256 | 16 | title body | 110M | 82.00", "2 | 512 | 32 | title body | 110M | 83.00",
-                "2 | 512 | 16 | body | 110M | 84.00"]:  # fmt: skip
+    for row in [
+        "2 | 512 | 16 | title body | 110M | 80.00",
+        "4 | 512 | 16 | title body | 110M | 81.00",
+        "2 | 256 | 16 | title body | 110M | 82.00",
+        "2 | 512 | 32 | title body | 110M | 83.00",
+        "2 | 512 | 16 | body | 110M | 84.00",
+    ]:
         assert f"| {link} | 3e-05 | {row} |" in table
 
 
@@ -151,8 +191,11 @@ def test_truncation_and_windows_are_settings_of_their_own(tmp_path, capsys):
     assert f"skipped {older}" in capsys.readouterr().out
     table = (tmp_path / "results" / DATASET / "results.md").read_text()
     assert "| Model | LR | Epochs | Max len | Batch | Truncation | Head tokens | Windows | Stride | Params |" in table
-    for row in ["head | – | 1 | – | 110M | 81.00", "head_tail | 64 | 1 | – | 110M | 82.00",
-                "head | – | 4 | 128 | 110M | 83.00"]:  # fmt: skip
+    for row in [
+        "head | – | 1 | – | 110M | 81.00",
+        "head_tail | 64 | 1 | – | 110M | 82.00",
+        "head | – | 4 | 128 | 110M | 83.00",
+    ]:
         assert f"| 2 | 512 | 16 | {row} |" in table
 
 
@@ -168,8 +211,17 @@ def test_the_lr_is_chosen_within_runs_of_the_same_settings(tmp_path):
 def test_runs_on_different_datasets_are_never_in_one_table(tmp_path):
     other = "f" * 64
     make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.91, "00-00-00.000000")
-    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.61, "00-00-01.000000", dataset_fingerprint=other,
-             dataset_dir="/data/reviews")  # fmt: skip
+    make_run(
+        tmp_path,
+        "org/bert",
+        3e-5,
+        1,
+        0.9,
+        0.61,
+        "00-00-01.000000",
+        dataset_fingerprint=other,
+        dataset_dir="/data/reviews",
+    )
     make_run(tmp_path, BASELINE, None, 42, 0.8, 0.78, "00-00-00.000000")
     aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
     assert len(pd.read_csv(tmp_path / "results" / DATASET / "all.csv")) == 3
@@ -216,8 +268,10 @@ def test_plots_name_models_briefly_and_count_epochs_in_whole_numbers(tmp_path, m
     bars = [label.get_text() for label in test_f1.axes[0].get_yticklabels()]
     assert sorted(bars) == ["my-bert", "org/bert"]
     (axes,) = per_epoch.axes
-    assert sorted(text.get_text() for text in axes.get_legend().get_texts()) == ["my-bert (lr 3e-05)",
-                                                                                  "org/bert (lr 3e-05)"]  # fmt: skip
+    assert sorted(text.get_text() for text in axes.get_legend().get_texts()) == [
+        "my-bert (lr 3e-05)",
+        "org/bert (lr 3e-05)",
+    ]
     ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)
     assert str(tmp_path) not in (tmp_path / "results" / DATASET / "results.md").read_text()
@@ -282,8 +336,17 @@ def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(
 def test_runs_on_other_test_examples_are_never_paired(tmp_path):
     """Without fingerprints (older runs) one section may hold two datasets: the example ids tell."""
     make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.90, "00-00-00.000000", dataset_fingerprint=None)
-    make_run(tmp_path, "org/other", 3e-5, 1, 0.9, 0.80, "00-00-00.000000", dataset_fingerprint=None,
-             ids=[f"r{i}" for i in range(EXAMPLES)])  # fmt: skip
+    make_run(
+        tmp_path,
+        "org/other",
+        3e-5,
+        1,
+        0.9,
+        0.80,
+        "00-00-00.000000",
+        dataset_fingerprint=None,
+        ids=[f"r{i}" for i in range(EXAMPLES)],
+    )
     aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
     best = pd.read_csv(tmp_path / "results" / DATASET / "best.csv").set_index("model")
     assert best.loc["org/other", ["test_f1_ci_low", "test_f1_ci_high"]].notna().all()
@@ -385,8 +448,11 @@ def test_baseline_names_classes_by_their_ids_not_by_the_order_of_label2id(tmp_pa
         "test": [("良い良い", "positive"), ("良い品", "positive"), ("良い感じ", "positive"), ("悪い", "negative")],
     }
     dataset = write_small_dataset(tmp_path / "reviews", label2id, splits)
-    baseline.main(baseline.Args(dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out",
-                                ngram_max=2, c_values=[100.0]))  # fmt: skip
+    baseline.main(
+        baseline.Args(
+            dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out", ngram_max=2, c_values=[100.0]
+        )
+    )
     (run_dir,) = run_dirs(tmp_path / "out")
     test = json.loads((run_dir / "test-metrics.json").read_text())
     assert test["per_class"]["positive"]["support"] == 3 and test["per_class"]["negative"]["support"] == 1
@@ -409,8 +475,11 @@ def test_baseline_covers_a_label_that_train_never_has(tmp_path):
         "test": [("良い良い", "good"), ("悪い悪い", "bad"), ("普通です", "neutral")],
     }
     dataset = write_small_dataset(tmp_path / "reviews", label2id, splits)
-    baseline.main(baseline.Args(dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out",
-                                ngram_max=2, c_values=[100.0]))  # fmt: skip
+    baseline.main(
+        baseline.Args(
+            dataset_dir=dataset, text_fields=["text"], output_root=tmp_path / "out", ngram_max=2, c_values=[100.0]
+        )
+    )
     (run_dir,) = run_dirs(tmp_path / "out")
     test = json.loads((run_dir / "test-metrics.json").read_text())
     assert set(test["per_class"]) == {"good", "bad", "neutral"} and len(test["confusion_matrix"]) == 3
@@ -421,8 +490,16 @@ def test_baseline_covers_a_label_that_train_never_has(tmp_path):
 def test_baseline_with_a_single_label_in_train_is_a_one_line_error(tmp_path):
     splits = {"train": [(t, "good") for t in GOOD], "val": [("悪い", "bad")], "test": [("悪い", "bad")]}
     dataset = write_small_dataset(tmp_path / "reviews", {"good": 0, "bad": 1}, splits)
-    result = run_script("src/baseline.py", "--dataset_dir", dataset, "--text_fields", "text",
-                        "--output_root", tmp_path / "out", check=False)  # fmt: skip
+    result = run_script(
+        "src/baseline.py",
+        "--dataset_dir",
+        dataset,
+        "--text_fields",
+        "text",
+        "--output_root",
+        tmp_path / "out",
+        check=False,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     message = f"baseline.py: error: {dataset / 'train.jsonl'} has a single label: a classifier needs two"
     assert result.stderr.strip() == message

@@ -53,26 +53,62 @@ def test_fingerprint_of_a_missing_file_is_a_one_line_error(tmp_path):
 
 
 CONFIG = {  # config.json of a fine-tuning run, as train.py writes it (abridged)
-    "model_name": "org/bert", "dataset_dir": "/data/livedoor", "dataset_fingerprint": "f" * 64,
-    "text_fields": ["title", "body"], "batch_size": 8, "grad_accum": 2, "world_size": 2, "global_batch_size": 32,
-    "eval_batch_size": 64, "epochs": 3, "lr": 3e-5, "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0,
-    "max_seq_len": 512, "max_seq_len_used": 510, "seed": 1, "device": "auto", "precision": "auto",
-    "precision_used": "bf16", "compile": False, "gradient_checkpointing": False, "output_root": "/out",
-    "log_every": 20, "skip_if_done": True, "num_parameters": 110_000_000,
-}  # fmt: skip
+    "model_name": "org/bert",
+    "dataset_dir": "/data/livedoor",
+    "dataset_fingerprint": "f" * 64,
+    "text_fields": ["title", "body"],
+    "batch_size": 8,
+    "grad_accum": 2,
+    "world_size": 2,
+    "global_batch_size": 32,
+    "eval_batch_size": 64,
+    "epochs": 3,
+    "lr": 3e-5,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "max_seq_len": 512,
+    "max_seq_len_used": 510,
+    "seed": 1,
+    "device": "auto",
+    "precision": "auto",
+    "precision_used": "bf16",
+    "compile": False,
+    "gradient_checkpointing": False,
+    "output_root": "/out",
+    "log_every": 20,
+    "skip_if_done": True,
+    "num_parameters": 110_000_000,
+}
 
 
 def test_identity_is_the_data_and_the_settings_that_change_results():
     identity = run_identity(CONFIG)
     assert identity["dataset_fingerprint"] == "f" * 64 and identity["global_batch_size"] == 32
     assert identity["max_seq_len_used"] == 510 and identity["text_fields"] == ("title", "body")
-    same_math = CONFIG | {"gradient_checkpointing": True, "compile": True, "eval_batch_size": 8, "batch_size": 16,
-                          "grad_accum": 1, "output_root": "/elsewhere", "dataset_dir": "/copy/livedoor"}  # fmt: skip
+    same_math = CONFIG | {
+        "gradient_checkpointing": True,
+        "compile": True,
+        "eval_batch_size": 8,
+        "batch_size": 16,
+        "grad_accum": 1,
+        "output_root": "/elsewhere",
+        "dataset_dir": "/copy/livedoor",
+    }
     assert run_identity(same_math) == identity
-    for key, value in [("dataset_fingerprint", "0" * 64), ("epochs", 4), ("global_batch_size", 64),
-                       ("max_seq_len_used", 256), ("text_fields", ["body"]), ("precision_used", "fp32"),
-                       ("warmup_ratio", 0.0), ("weight_decay", 0.0), ("max_grad_norm", 0.0), ("lr", 5e-5),
-                       ("seed", 2)]:  # fmt: skip
+    for key, value in [
+        ("dataset_fingerprint", "0" * 64),
+        ("epochs", 4),
+        ("global_batch_size", 64),
+        ("max_seq_len_used", 256),
+        ("text_fields", ["body"]),
+        ("precision_used", "fp32"),
+        ("warmup_ratio", 0.0),
+        ("weight_decay", 0.0),
+        ("max_grad_norm", 0.0),
+        ("lr", 5e-5),
+        ("seed", 2),
+    ]:
         assert run_identity(CONFIG | {key: value}) != identity, key
 
 

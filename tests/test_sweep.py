@@ -125,8 +125,13 @@ def fake_python(tmp_path: Path, train: str) -> Path:
 @pytest.mark.parametrize("train", ["kill -INT $$", "exit 130"])
 def test_a_run_ended_by_ctrl_c_stops_the_sweep(tmp_path, dataset_dir, train):
     """train.py dies of SIGINT after its one line (or a launcher reports 130): no next run, no baseline."""
-    env = {"MODELS": "first second", "LRS": "1e-3", "SEEDS": "1", "PYTHON": str(fake_python(tmp_path, train)),
-           "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}"}  # fmt: skip
+    env = {
+        "MODELS": "first second",
+        "LRS": "1e-3",
+        "SEEDS": "1",
+        "PYTHON": str(fake_python(tmp_path, train)),
+        "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
+    }
     result = run_script(ROOT / "run.sh", env=env, check=False)
     assert result.returncode == 130
     assert "=== [1/2] first" in result.stdout and "[2/2]" not in result.stdout and "baseline" not in result.stdout
@@ -140,10 +145,21 @@ def test_ctrl_c_stops_the_sweep_even_if_the_run_exits_otherwise(tmp_path, datase
     1 (torchrun) must not let the sweep go on to the next run."""
     started = tmp_path / "started"
     train = f"trap 'exit 1' INT\ntouch {started}\nsleep 60"
-    env = {"MODELS": "first second", "LRS": "1e-3", "SEEDS": "1", "PYTHON": str(fake_python(tmp_path, train)),
-           "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}"}  # fmt: skip
-    process = subprocess.Popen(["bash", ROOT / "run.sh"], env=os.environ | env, start_new_session=True, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    env = {
+        "MODELS": "first second",
+        "LRS": "1e-3",
+        "SEEDS": "1",
+        "PYTHON": str(fake_python(tmp_path, train)),
+        "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
+    }
+    process = subprocess.Popen(
+        ["bash", ROOT / "run.sh"],
+        env=os.environ | env,
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         for _ in range(600):
             if started.exists() or process.poll() is not None:

@@ -25,8 +25,14 @@ from optimization import make_optimizer
 from runs import is_complete
 from splits import read_jsonl, write_jsonl
 
-RUN_FILES = {"config.json", "log.csv", "val-metrics.json", "test-metrics.json", "val-predictions.jsonl",
-             "test-predictions.jsonl"}  # fmt: skip
+RUN_FILES = {
+    "config.json",
+    "log.csv",
+    "val-metrics.json",
+    "test-metrics.json",
+    "val-predictions.jsonl",
+    "test-predictions.jsonl",
+}
 FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3"]
 
 
@@ -81,16 +87,38 @@ def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, bert_dir, da
     assert model_dir.name.startswith("tiny-bert-japanese") and len(date_dir.name) == 10
     config = read_json(bert_run / "config.json")
     assert config["model_name"] == str(bert_dir.resolve())  # a local model: one name however it was typed
-    for key in ("model_name", "lr", "seed", "device_used", "precision_used", "precision_reason", "num_parameters",
-                "label2id", "max_seq_len_used", "versions", "git_commit", "start_time", "num_examples"):  # fmt: skip
+    for key in (
+        "model_name",
+        "lr",
+        "seed",
+        "device_used",
+        "precision_used",
+        "precision_reason",
+        "num_parameters",
+        "label2id",
+        "max_seq_len_used",
+        "versions",
+        "git_commit",
+        "start_time",
+        "num_examples",
+    ):
         assert key in config
     assert config["label2id"] == read_json(dataset_dir / "label2id.json")
     log = read_log(bert_run)
     assert len(log) == 15 and [row["epoch"] for row in log] == list(range(1, 16))
     assert set(log[0]) == {
-        "epoch", "train_loss", "val_loss", "val_accuracy", "val_precision", "val_recall", "val_f1", "max_lr",
-        "epoch_seconds", "train_samples_per_s", "train_tokens_per_s",
-    }  # fmt: skip
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "val_precision",
+        "val_recall",
+        "val_f1",
+        "max_lr",
+        "epoch_seconds",
+        "train_samples_per_s",
+        "train_tokens_per_s",
+    }
     # 18 steps an epoch, 10% of 270 steps warm up: the peak is reached in epoch 2, then decays linearly
     assert log[0]["max_lr"] < 3e-3 and log[1]["max_lr"] == pytest.approx(3e-3)
     assert all(a["max_lr"] > b["max_lr"] for a, b in zip(log[1:], log[2:], strict=False))
@@ -118,9 +146,16 @@ def test_single_text_field_grad_accum_and_checkpointing(roberta_dir, dataset_dir
         records = read_jsonl(dataset_dir / f"{split}.jsonl")
         write_jsonl(own / f"{split}.jsonl", [{"text": r["title"], "label": r["category"]} for r in records])
     run_dir = train_run(
-        roberta_dir, own, tmp_path / "out", "--text_fields", "text", "--grad_accum", "2", "--gradient_checkpointing",
+        roberta_dir,
+        own,
+        tmp_path / "out",
+        "--text_fields",
+        "text",
+        "--grad_accum",
+        "2",
+        "--gradient_checkpointing",
         epochs=2,
-    )  # fmt: skip
+    )
     assert is_complete(run_dir)
     assert read_json(run_dir / "config.json")["text_fields"] == ["text"]
 
@@ -234,9 +269,20 @@ def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir
     else:
         model = str(tmp_path)  # a directory without a model
     result = run_script(
-        "src/train.py", "--model_name", model, "--dataset_dir", data, "--output_root", tmp_path / "out",
-        "--text_fields", *fields, "--epochs", "1", *extra, check=False,
-    )  # fmt: skip
+        "src/train.py",
+        "--model_name",
+        model,
+        "--dataset_dir",
+        data,
+        "--output_root",
+        tmp_path / "out",
+        "--text_fields",
+        *fields,
+        "--epochs",
+        "1",
+        *extra,
+        check=False,
+    )
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("train.py: error:")
@@ -247,8 +293,15 @@ def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir
 def test_training_steps_do_not_sync_with_the_device_except_to_log(bert_dir, dataset_dir, monkeypatch):
     """.item() waits for the GPU: our loop may call it only at logging intervals and once per epoch.
     (The DataLoader's own .item() on a CPU seed tensor at the start of an epoch is not a device sync.)"""
-    args = train.Args(model_name=str(bert_dir), dataset_dir=dataset_dir, batch_size=8, max_seq_len=64, log_every=5,
-                      device="cpu", precision="bf16")  # fmt: skip
+    args = train.Args(
+        model_name=str(bert_dir),
+        dataset_dir=dataset_dir,
+        batch_size=8,
+        max_seq_len=64,
+        log_every=5,
+        device="cpu",
+        precision="bf16",
+    )
     device, precision, model, loaders, _ = train.setup(args)
     training, _ = train.build_training(model, args, device, precision, len(loaders["train"]))
     callers = []
@@ -322,8 +375,9 @@ def test_a_short_run_trains_at_its_peak_rate(bert_dir, dataset_dir, tmp_path):
 
 
 def test_a_step_that_fp16_loss_scaling_skips_does_not_use_up_the_schedule(bert_dir, dataset_dir):
-    args = train.Args(model_name=str(bert_dir), dataset_dir=dataset_dir, batch_size=8, max_seq_len=32,
-                      device="cpu", precision="fp16")  # fmt: skip
+    args = train.Args(
+        model_name=str(bert_dir), dataset_dir=dataset_dir, batch_size=8, max_seq_len=32, device="cpu", precision="fp16"
+    )
     device, precision, model, loaders, _ = train.setup(args)
     training, _ = train.build_training(model, args, device, precision, len(loaders["train"]))
     for overflow, steps_after in ((True, 0), (False, 1)):
@@ -335,8 +389,22 @@ def test_a_step_that_fp16_loss_scaling_skips_does_not_use_up_the_schedule(bert_d
 
 
 def test_ctrl_c_prints_one_line_naming_the_incomplete_run(bert_dir, dataset_dir, tmp_path):
-    argv = [sys.executable, ROOT / "src" / "train.py", "--model_name", bert_dir, "--dataset_dir", dataset_dir,
-            "--output_root", tmp_path, "--epochs", "1000", "--max_seq_len", "32", "--precision", "fp32"]  # fmt: skip
+    argv = [
+        sys.executable,
+        ROOT / "src" / "train.py",
+        "--model_name",
+        bert_dir,
+        "--dataset_dir",
+        dataset_dir,
+        "--output_root",
+        tmp_path,
+        "--epochs",
+        "1000",
+        "--max_seq_len",
+        "32",
+        "--precision",
+        "fp32",
+    ]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         for line in process.stdout:
@@ -352,13 +420,26 @@ def test_ctrl_c_prints_one_line_naming_the_incomplete_run(bert_dir, dataset_dir,
 
 
 def test_output_to_a_file_has_one_line_per_epoch_and_no_progress_bars(bert_dir, dataset_dir, tmp_path):
-    result = run_script("src/train.py", "--model_name", bert_dir, "--dataset_dir", dataset_dir,
-                        "--output_root", tmp_path, "--epochs", "3", "--max_seq_len", "32")  # fmt: skip
+    result = run_script(
+        "src/train.py",
+        "--model_name",
+        bert_dir,
+        "--dataset_dir",
+        dataset_dir,
+        "--output_root",
+        tmp_path,
+        "--epochs",
+        "3",
+        "--max_seq_len",
+        "32",
+    )
     output = result.stdout + result.stderr
     assert "\r" not in output and "\x1b[" not in output
     assert [line.split(":")[0] for line in output.splitlines() if line.startswith("epoch ")] == [
-        "epoch 1", "epoch 2", "epoch 3"
-    ]  # fmt: skip
+        "epoch 1",
+        "epoch 2",
+        "epoch 3",
+    ]
 
 
 def test_a_mistyped_option_is_one_line_and_answered_before_torch_loads():
@@ -379,8 +460,16 @@ def test_cpu_precision_decision_is_the_median_of_several_timings(monkeypatch):
 def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem, tmp_path, dataset_dir):
     read_only = own_filesystem(read_only=True)
     # the model folder is no model either: the output root's error must come first
-    result = run_script("src/train.py", "--model_name", tmp_path, "--dataset_dir", dataset_dir,
-                        "--output_root", read_only / "outputs", check=False)  # fmt: skip
+    result = run_script(
+        "src/train.py",
+        "--model_name",
+        tmp_path,
+        "--dataset_dir",
+        dataset_dir,
+        "--output_root",
+        read_only / "outputs",
+        check=False,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         f"train.py: error: --output_root {read_only / 'outputs'}: cannot create a run folder "
@@ -390,8 +479,20 @@ def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem,
 
 def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file(own_filesystem, bert_dir, dataset_dir):
     small = own_filesystem(size="64k")  # the run's JSON and CSV files fit; the model's weights do not
-    result = run_script("src/train.py", "--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root",
-                        small, *FAST, "--epochs", "2", "--save_model", check=False)  # fmt: skip
+    result = run_script(
+        "src/train.py",
+        "--model_name",
+        bert_dir,
+        "--dataset_dir",
+        dataset_dir,
+        "--output_root",
+        small,
+        *FAST,
+        "--epochs",
+        "2",
+        "--save_model",
+        check=False,
+    )
     (run_dir,) = run_dirs(small)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
@@ -427,8 +528,16 @@ def test_corrupted_weights_are_one_line(bert_dir, dataset_dir, tmp_path):
     shutil.copytree(bert_dir, model)
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # a download cut short
-    result = run_script("src/train.py", "--model_name", model, "--dataset_dir", dataset_dir,
-                        "--output_root", tmp_path / "out", check=False)  # fmt: skip
+    result = run_script(
+        "src/train.py",
+        "--model_name",
+        model,
+        "--dataset_dir",
+        dataset_dir,
+        "--output_root",
+        tmp_path / "out",
+        check=False,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"train.py: error: {model}: its weights (model.safetensors) are unreadable")
@@ -453,8 +562,13 @@ def test_max_samples_train_and_evaluate_on_a_subset_recorded_in_the_identity(ber
 
 def test_ctrl_c_while_importing_is_one_line(tmp_path):
     """Ctrl-C in the seconds train.py spends importing torch: no traceback through the import machinery."""
-    process = subprocess.Popen([sys.executable, "src/train.py", "--epochs", "1"], cwd=ROOT, stderr=subprocess.PIPE,
-                               text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "src/train.py", "--epochs", "1"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     import time
 
     time.sleep(1.0)  # past argument parsing, inside `import torch`
