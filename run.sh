@@ -8,23 +8,25 @@
 #   GPU=1 TRAIN_ARGS="--epochs 10 --batch_size 32" bash run.sh
 #   NPROC=4 bash run.sh           # each run on 4 GPUs through torchrun
 #   DATASET=reviews bash run.sh   # a dataset prepared with src/prepare.py --name reviews
+#   DATASET=/data/tickets OUTPUT_ROOT=/scratch/runs bash run.sh   # a prepared folder anywhere, runs elsewhere
 #   SAVE_MODEL=1 bash run.sh      # keep every run's best model in its folder (train.py --save_model)
 #
 # Environment (space-separated lists):
-#   DATASET      a prepared dataset, datasets/<name>/         (default: livedoor)
+#   DATASET      a prepared dataset: a name (datasets/<name>/) or a folder path with a /  (default: livedoor)
 #   MODELS       hub ids or local directories                 (default: the list below)
 #   LRS          learning rates                               (default: 1e-5 3e-5 5e-5)
 #   SEEDS        seeds                                        (default: 42)
-#   TRAIN_ARGS   extra arguments for every train.py run; its --dataset_dir, --output_root and
-#                --text_fields are also used by the baseline, its --output_root by aggregate.py
+#   OUTPUT_ROOT  where the runs go, <OUTPUT_ROOT>/<dataset>/   (default: outputs)
+#   TEXT_FIELDS  the text fields of every run and the baseline (default: the dataset's, from dataset.json)
+#   TRAIN_ARGS   extra arguments for every train.py run, passed as they are; the dataset, output root
+#                and text fields are set with the variables above, which every script is given
 #                                                             (default: none)
 #   GPU          value for CUDA_VISIBLE_DEVICES               (default: unchanged)
 #   NPROC        processes per run; > 1 launches torchrun     (default: 1)
 #   PYTHON       the Python to run with                       (default: the active virtualenv's, then
 #                                                              .venv/, then Poetry's env, then python3)
 #   SAVE_MODEL   1: every run also writes its best model       (default: no weights written)
-#   RESULTS_DIR  aggregate.py writes to <RESULTS_DIR>/<dataset>/ (default: results/, or beside the
-#                                                              --output_root that TRAIN_ARGS gives)
+#   RESULTS_DIR  aggregate.py writes to <RESULTS_DIR>/<dataset>/ (default: results/ beside OUTPUT_ROOT)
 #
 # Without datasets/livedoor/, the corpus is downloaded (src/download.sh, which honours LIVEDOOR_URL)
 # and split (src/prepare.py) first; a failure there stops everything. Another DATASET must have been
@@ -86,33 +88,17 @@ read -r -a train_args <<<"${TRAIN_ARGS:-}"
 [[ -n "${GPU:-}" ]] && export CUDA_VISIBLE_DEVICES="$GPU"
 export TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 
-train_arg() {  # the value TRAIN_ARGS gives for --$1 (as --$1 VALUE or --$1=VALUE; the last one wins, as in argparse)
-    local i value=""
-    for ((i = 0; i < ${#train_args[@]}; i++)); do
-        case "${train_args[i]}" in
-            "--$1") value="${train_args[i + 1]:-}" ;;
-            "--$1="*) value="${train_args[i]#*=}" ;;
-        esac
-    done
-    echo "$value"
-}
-
-train_arg_values() {  # the values TRAIN_ARGS gives for --$1 with nargs="+" (each on a line; the last occurrence wins)
-    local i values=()
-    for ((i = 0; i < ${#train_args[@]}; i++)); do
-        case "${train_args[i]}" in
-            "--$1")
-                values=()
-                while ((i + 1 < ${#train_args[@]})) && [[ "${train_args[i + 1]}" != -* ]]; do
-                    values+=("${train_args[i + 1]}")
-                    i=$((i + 1))
-                done ;;
-            "--$1="*) values=("${train_args[i]#*=}") ;;
-        esac
-    done
-    ((${#values[@]} > 0)) && printf '%s\n' "${values[@]}"
-    return 0
-}
+# TRAIN_ARGS goes to train.py as it is. What the baseline and the summary must agree on comes from the
+# sweep's own variables instead, so a second copy of it in TRAIN_ARGS would split the study in two.
+for word in "${train_args[@]}"; do
+    case "$word" in
+        --dataset | --dataset_dir | --output_root | --text_fields | --dataset=* | --dataset_dir=* | \
+            --output_root=* | --text_fields=*)
+            echo "run.sh: error: TRAIN_ARGS gives ${word%%=*}; set DATASET, OUTPUT_ROOT or TEXT_FIELDS instead" \
+                "(see bash run.sh --help)" >&2
+            exit 2 ;;
+    esac
+done
 
 # The Python that has the dependencies: whichever of these the user set up.
 if [[ -n "${PYTHON:-}" ]]; then
@@ -133,13 +119,21 @@ if ! "${python[@]}" -c "import torch, transformers, classopt" >/dev/null 2>&1; t
     exit 1
 fi
 
-# The data, unless TRAIN_ARGS brings its own: download.sh verifies and extracts the corpus,
-# prepare.py writes the splits. Without them every run would fail the same way.
-dataset="$(train_arg dataset)"  # TRAIN_ARGS="--dataset X" counts as DATASET=X
-dataset="${dataset:-${DATASET:-livedoor}}"
-dataset_dir="$(train_arg dataset_dir)"
+# The dataset every script is given. livedoor is downloaded (download.sh verifies and extracts the corpus)
+# and prepared (prepare.py writes the splits) if missing: without it every run would fail the same way.
+dataset="${DATASET:-livedoor}"
 dataset_args=(--dataset "$dataset")  # for train.py, baseline.py and aggregate.py alike
-[[ -n "$dataset_dir" ]] && dataset_args+=(--dataset_dir "$dataset_dir") && dataset="$(basename "$dataset_dir")"
+dataset_dir=""
+if [[ "$dataset" == */* ]]; then  # a prepared folder anywhere: named by its folder, as the scripts name it
+    dataset_dir="$dataset"
+    dataset_args=(--dataset_dir "$dataset_dir")
+    dataset="$(basename "$dataset_dir")"
+fi
+output_root="${OUTPUT_ROOT:-outputs}"  # the scripts' default
+read -r -a text_fields <<<"${TEXT_FIELDS:-}"
+shared_args=("${dataset_args[@]}")
+[[ -n "${OUTPUT_ROOT:-}" ]] && shared_args+=(--output_root "$OUTPUT_ROOT")
+((${#text_fields[@]} > 0)) && shared_args+=(--text_fields "${text_fields[@]}")
 if [[ -z "$dataset_dir" && ! -f "datasets/$dataset/label2id.json" ]]; then
     if [[ "$dataset" != livedoor ]]; then
         echo "run.sh: error: datasets/$dataset/ not found; prepare it first:" \
@@ -169,7 +163,7 @@ for model in "${models[@]}"; do
         for seed in "${seeds[@]}"; do
             n=$((n + 1))
             echo "=== [$n/$total] $model lr=$lr seed=$seed"
-            "${launch[@]}" "${dataset_args[@]}" --model_name "$model" --lr "$lr" --seed "$seed" --skip_if_done \
+            "${launch[@]}" "${shared_args[@]}" --model_name "$model" --lr "$lr" --seed "$seed" --skip_if_done \
                 "${save_model[@]}" "${train_args[@]}"
             status=$?
             stop_if_interrupted "$status"
@@ -184,15 +178,9 @@ done
 # The baseline row of the table, on the runs' dataset and text fields: it takes seconds and has no
 # settings swept. --skip_if_done compares the dataset's fingerprint, so that a baseline of another
 # dataset in the same output folder does not count.
-output_root="$(train_arg output_root)"
-mapfile -t text_fields < <(train_arg_values text_fields)
-baseline_args=(--skip_if_done "${dataset_args[@]}")
-[[ -n "$output_root" ]] && baseline_args+=(--output_root "$output_root")
-((${#text_fields[@]} > 0)) && baseline_args+=(--text_fields "${text_fields[@]}")
-output_root="${output_root:-outputs}"  # train.py's default
 other_failures=()
 echo "=== TF-IDF baseline"
-"${python[@]}" src/baseline.py "${baseline_args[@]}"
+"${python[@]}" src/baseline.py --skip_if_done "${shared_args[@]}"
 status=$?
 stop_if_interrupted "$status"
 ((status == 0)) || other_failures+=("the TF-IDF baseline (src/baseline.py)")

@@ -83,6 +83,9 @@ IDENTITY_COLUMNS = [COLUMNS.get(key, key) for key in IDENTITY]
 # A row of best.csv: runs of one dataset, model and settings, across learning rates and seeds.
 SETTINGS = [c for c in IDENTITY_COLUMNS if c not in ("dataset_fingerprint", "model", "lr", "seed")]
 ROW_COLUMNS = ["dataset_fingerprint", "model", *SETTINGS]
+# A table compares rows tested on the same examples: one dataset, and the same --max_eval_samples subset (a
+# smoke test's 10 examples would otherwise make it the best row, or leave the full runs unpaired with it).
+SECTION = ["dataset_fingerprint", "max_eval_samples"]
 ALWAYS_SHOWN = ["epochs", "max_seq_len", "batch_size"]  # in results.md, whether they vary or not
 HEADERS = {
     "epochs": "Epochs",
@@ -165,7 +168,9 @@ def check_predictions(run_dir: Path, split: str, config: dict, reported: dict) -
         return
     predictions = read_predictions(str(run_dir)) if split == "test" else read_prediction_file(path)
     lines, expected = len(predictions.gold), config.get("num_examples", {}).get(split)
-    remedy = "the files disagree: restore the run's own files or train it again"
+    # Files edited or cut short; or a run of a version that averaged macro-F1 over every label, also one a
+    # split lacks and no model predicted (the rule now leaves such a label out): its table row would mislead.
+    remedy = "the files disagree (edited, cut short, or written by an older version): train it again"
     if expected is not None and lines != expected:
         raise ValueError(f"{path}: {lines} lines, but config.json says {expected} {split} examples ({remedy})")
     recomputed = classification_metrics(predictions.gold, predictions.predicted[0], predictions.names)
@@ -230,8 +235,10 @@ def choose_lr(runs: pd.DataFrame) -> pd.DataFrame:
         row["seed_runs"] = tuple(chosen["run_dir"])  # for the bootstrap; not written to best.csv
         rows.append(row)
     best = pd.DataFrame(rows).astype(runs[[*ROW_COLUMNS, "num_parameters"]].dtypes.to_dict())
-    order = ["dataset_fingerprint", "test_f1_mean"]
-    return best.sort_values(order, ascending=[True, False], na_position="first", kind="stable").reset_index(drop=True)
+    order = [*SECTION, "test_f1_mean"]
+    return best.sort_values(order, ascending=[True, True, False], na_position="first", kind="stable").reset_index(
+        drop=True
+    )
 
 
 @dataclass(frozen=True)
@@ -375,7 +382,7 @@ def section_significance(section: pd.DataFrame) -> pd.DataFrame:
 
 def with_significance(best: pd.DataFrame) -> pd.DataFrame:
     """best with SIGNIFICANCE_COLUMNS, computed within each dataset: rows of different datasets are never compared."""
-    sections = best.groupby("dataset_fingerprint", dropna=False, sort=False)
+    sections = best.groupby(SECTION, dropna=False, sort=False)
     columns = pd.concat([section_significance(section) for _, section in sections])
     return best.join(columns.reindex(columns=SIGNIFICANCE_COLUMNS))
 
@@ -447,9 +454,11 @@ def parameters(count: int) -> str:
 def dataset_heading(section: pd.DataFrame) -> str:
     names = ", ".join(sorted({n for names in section["dataset"] for n in names.split(", ") if n})) or "dataset"
     fingerprint = section["dataset_fingerprint"].iloc[0]
+    subset = section["max_eval_samples"].iloc[0]
+    subset = "" if pd.isna(subset) else f", {int(subset)} val and test examples (--max_eval_samples)"
     if pd.isna(fingerprint):
-        return f"## {names} (dataset fingerprint not recorded)"
-    return f"## {names} (dataset {fingerprint[:SHORT_FINGERPRINT]})"
+        return f"## {names} (dataset fingerprint not recorded{subset})"
+    return f"## {names} (dataset {fingerprint[:SHORT_FINGERPRINT]}{subset})"
 
 
 def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -> str:
@@ -539,8 +548,9 @@ def class_score(value: float) -> str:
 
 def section_file(row, prefix: str, suffix: str) -> str:
     """A file of one dataset's section, named by its fingerprint as in the section's heading."""
-    fingerprint = row["dataset_fingerprint"]
-    return f"{prefix}_{'unrecorded' if pd.isna(fingerprint) else fingerprint[:SHORT_FINGERPRINT]}{suffix}"
+    fingerprint, subset = row["dataset_fingerprint"], row["max_eval_samples"]
+    name = "unrecorded" if pd.isna(fingerprint) else fingerprint[:SHORT_FINGERPRINT]
+    return f"{prefix}_{name}{'' if pd.isna(subset) else f'_eval{int(subset)}'}{suffix}"
 
 
 def confusion_file(row) -> str:
@@ -652,7 +662,7 @@ def write_results(runs: pd.DataFrame, best: pd.DataFrame, results_dir: Path) -> 
     write_text(results_dir / "best.csv", best.drop(columns="seed_runs").to_csv(index=False))
     save(f1_figure(best), results_dir / "test_f1.png")
     save(val_f1_per_epoch_figure(best), results_dir / "val_f1_per_epoch.png")
-    sections = best.groupby("dataset_fingerprint", dropna=False, sort=False)  # different data: never one table
+    sections = best.groupby(SECTION, dropna=False, sort=False)  # different test examples: never one table
     report = "\n".join(section_report(section, results_dir) for _, section in sections)
     write_text(results_dir / "results.md", report)
     return report

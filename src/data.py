@@ -117,7 +117,7 @@ def tokenize(
         except Exception as e:  # the Rust tokenizers raise bare Exceptions
             raise ValueError(tokenizer_failure(encode, batch, texts, split, e)) from None
         if document == 0:
-            check_against_tokenizer(tokenizer, texts, encoded, max_seq_len)
+            check_against_tokenizer(tokenizer, encode, [field[0] for field in texts], max_seq_len)
         for record, windows in zip(batch, encoded, strict=True):
             for input_ids, token_type_ids in windows:
                 example = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
@@ -131,13 +131,15 @@ def tokenize(
     return examples
 
 
-def check_against_tokenizer(tokenizer, texts: list[list[str]], encoded: list[list], max_seq_len: int) -> None:
-    """The first text that was not cut must come out exactly as the tokenizer's own `tokenizer(a, b)`: one
-    call per split that stops a run whose special tokens were placed wrongly (as every title once was)."""
-    for i, windows in enumerate(encoded):
-        (input_ids, token_type_ids), *more = windows
+def check_against_tokenizer(tokenizer, encode, texts: list[str], max_seq_len: int) -> None:
+    """The start of a record's texts, short enough not to be cut, must come out exactly as the tokenizer's
+    own `tokenizer(a, b)`: once per split, it stops a run whose special tokens we placed wrongly (as every
+    title once was), whatever the lengths of the real texts."""
+    for chars in (32, 16, 8, 4, 2, 1):
+        short = [text[:chars] for text in texts]
+        [[(input_ids, token_type_ids), *more]] = encode([[text] for text in short])
         if not more and len(input_ids) < max_seq_len:
-            own = tokenizer(*(field[i] for field in texts), return_token_type_ids=True)
+            own = tokenizer(*short, return_token_type_ids=True)
             if (own["input_ids"], own["token_type_ids"]) != (input_ids, token_type_ids):
                 where = f"{tokenizer.name_or_path}: its tokenizer's special tokens are not where we put them"
                 raise ValueError(f"{where}; please report this model at the project's issues")

@@ -50,8 +50,8 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
         default=None,
         help="tokens from one window's start to the next; default half a window, so that windows overlap by half",
     )
-    max_train_samples: int = config(default=None, help="only the first N training examples (shuffled by prepare.py)")
-    max_eval_samples: int = config(default=None, help="only the first N examples of val and of test")
+    max_train_samples: int = config(default=None, help="a smoke test: N training examples, a fixed random sample")
+    max_eval_samples: int = config(default=None, help="a smoke test: N examples of val and of test, likewise")
     seed: int = config(default=42, help="seed for the head's initialisation, dropout and batch order")
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="autocast dtype")
@@ -108,6 +108,7 @@ if __name__ == "__main__":
 
 import os
 import platform
+import random
 import shutil
 import sys
 import time
@@ -268,6 +269,17 @@ def summary(metrics: dict, prefix: str) -> dict:
     return {f"{prefix}_{key}": metrics[key] for key in ("loss", *SUMMARY_KEYS)}
 
 
+def subset(records: list[dict], size: int | None) -> list[dict]:
+    """`size` records (all for None), in their order, drawn at random with a fixed seed rather than the
+    first ones, which are one class in a file sorted by label; the same whatever --seed, and nested (a
+    smaller subset is part of a larger one), so that smoke runs of different sizes compare."""
+    if size is None or size >= len(records):
+        return records
+    order = list(range(len(records)))
+    random.Random(0).shuffle(order)
+    return [records[i] for i in sorted(order[:size])]
+
+
 def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
     truncation = Truncation.from_options(vars(args))
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
@@ -277,7 +289,7 @@ def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], 
     loaders = {}
     for split in ("train", "val", "test"):
         records = load_split(args.dataset_dir, split, label2id, args.text_fields)
-        records = records[: args.max_train_samples if split == "train" else args.max_eval_samples]  # None: all
+        records = subset(records, args.max_train_samples if split == "train" else args.max_eval_samples)
         examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids, split, truncation)
         if split == "train":
             loaders[split] = train_loader(examples, args.batch_size, args.seed, collate, pin, **shard)
@@ -466,14 +478,14 @@ def main(args: Args) -> None:
             args.model_name = str(Path(args.model_name).resolve())
         resolve_dataset(args)
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
-        try:
-            check_writable(runs_dir)
-        except ValueError as e:
-            raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
         holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one
         if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args), holding)):
             say(f"already complete, skipped: {done}")
             return
+        try:
+            check_writable(runs_dir)
+        except ValueError as e:
+            raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
         device, precision, model, loaders, run = setup(args)
         training, schedule = build_training(model, args, device, precision, len(loaders["train"]))
     except ValueError as e:
@@ -490,9 +502,9 @@ def main(args: Args) -> None:
             say(f"writing to {run_dir}")
         best_epoch, val, test = train_and_test(args, training, loaders, run, run_dir, names)
     except (OSError, SafetensorError) as e:  # a full disk, or a folder removed or made read-only meanwhile
-        reason = e.strerror if isinstance(e, OSError) else first_line(e)  # safetensors has errors of its own
+        reason = getattr(e, "strerror", None) or first_line(e)  # safetensors has errors of its own
         incomplete = f"; the run is incomplete (no {COMPLETION_FILE})" if run_dir else ""
-        sys.exit(f"train.py: error: {run_dir or runs_dir}: cannot write ({reason}){incomplete}")
+        sys.exit(f"train.py: error: {run_dir or runs_dir}: {reason}{incomplete}")
     say(
         f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
         f"test F1 {test['f1']:.4f} -> {run_dir}"

@@ -207,7 +207,9 @@ def test_sweep_launches_runs_through_torchrun(bert_dir, dataset_dir, tmp_path):
         "NPROC": "2",
         "PYTHON": sys.executable,
         "OMP_NUM_THREADS": "1",
-        "TRAIN_ARGS": f"--epochs 1 --max_seq_len 32 --dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
+        "TRAIN_ARGS": "--epochs 1 --max_seq_len 32",
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
     }
     run_script(ROOT / "run.sh", env=env)
     (run_dir,) = (tmp_path / "out" / "livedoor" / bert_dir.name).glob("*/*")  # beside the baseline

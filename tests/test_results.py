@@ -511,7 +511,9 @@ def test_sweep_continues_after_a_failure_and_resumes(bert_dir, dataset_dir, tmp_
         "MODELS": f"{bert_dir} {tmp_path / 'missing-model'}",
         "LRS": "2e-3",
         "SEEDS": "1",
-        "TRAIN_ARGS": f"--epochs 1 --max_seq_len 32 --dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
+        "TRAIN_ARGS": "--epochs 1 --max_seq_len 32",
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
         "PYTHON": sys.executable,
     }
     first = run_script(ROOT / "run.sh", env=env, check=False)

@@ -15,9 +15,9 @@ import aggregate
 from conftest import run_script
 from metrics import classification_metrics
 from runs import write_json, write_predictions
-from test_results import DATASET, EXAMPLES, make_run
+from test_results import DATASET, EXAMPLES, FINGERPRINT, make_run
 
-REMEDY = "the files disagree: restore the run's own files or train it again"
+REMEDY = "the files disagree (edited, cut short, or written by an older version): train it again"
 
 
 def test_a_label_neither_in_gold_nor_predicted_is_left_out_of_the_macro_scores():
@@ -189,3 +189,22 @@ def test_plots_draw_japanese_names_with_a_japanese_font():
     aggregate.plt.close(fig)
     font = font_manager.findfont(font_manager.FontProperties(family=aggregate.plt.rcParams["font.family"]))
     assert Path(font).name == "ipaexg.ttf"
+
+
+def test_a_smoke_run_on_a_subset_of_the_test_split_gets_a_table_of_its_own(tmp_path):
+    """train.py --max_eval_samples tests on other examples: its 100 points on 10 examples must neither be
+    the best row over full runs nor leave them unpaired with it."""
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.9, "00-00-01.000000")
+    make_run(tmp_path, "org/bert", 3e-5, 1, 1.0, 1.0, "00-00-02.000000", max_eval_samples=10)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    results = tmp_path / "results" / DATASET
+    full, smoke = (results / "results.md").read_text().split("\n## ")
+    assert full.startswith(f"## {DATASET} (dataset {FINGERPRINT[:12]})") and "| 90.00 |" in full
+    assert smoke.startswith(f"{DATASET} (dataset {FINGERPRINT[:12]}, 10 val and test examples (--max_eval_samples))")
+    assert "| 100.00 |" in smoke and "| 100.00 |" not in full
+    assert "not compared" not in full + smoke  # each row is its section's best
+    fingerprint = FINGERPRINT[:12]
+    assert {p.name for p in results.glob("confusion_matrix_*")} == {
+        f"confusion_matrix_{fingerprint}.png",
+        f"confusion_matrix_{fingerprint}_eval10.png",
+    }

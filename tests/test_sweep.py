@@ -101,7 +101,7 @@ def test_the_baseline_is_done_only_on_its_own_dataset_and_gets_the_text_fields(d
     env = {"MODELS": str(tmp_path / "missing-model"), "LRS": "1e-3", "SEEDS": "1", "PYTHON": sys.executable}
     runs = []
     for dataset in (dataset_dir, other):  # (a rerun on the same dataset is skipped: test_results.py)
-        env["TRAIN_ARGS"] = f"--text_fields body title --dataset_dir {dataset} --output_root {out}"
+        env |= {"TEXT_FIELDS": "body title", "DATASET": str(dataset), "OUTPUT_ROOT": str(out)}
         result = run_script(ROOT / "run.sh", env=env, check=False)  # the missing model fails: exit status 1
         assert result.returncode == 1 and "failed: the TF-IDF baseline" not in result.stderr
         runs.append(sorted(out.glob("*/tfidf-char-linear/*/*")))
@@ -130,7 +130,8 @@ def test_a_run_ended_by_ctrl_c_stops_the_sweep(tmp_path, dataset_dir, train):
         "LRS": "1e-3",
         "SEEDS": "1",
         "PYTHON": str(fake_python(tmp_path, train)),
-        "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
     }
     result = run_script(ROOT / "run.sh", env=env, check=False)
     assert result.returncode == 130
@@ -150,7 +151,8 @@ def test_ctrl_c_stops_the_sweep_even_if_the_run_exits_otherwise(tmp_path, datase
         "LRS": "1e-3",
         "SEEDS": "1",
         "PYTHON": str(fake_python(tmp_path, train)),
-        "TRAIN_ARGS": f"--dataset_dir {dataset_dir} --output_root {tmp_path / 'out'}",
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
     }
     process = subprocess.Popen(
         ["bash", ROOT / "run.sh"],
@@ -172,3 +174,13 @@ def test_ctrl_c_stops_the_sweep_even_if_the_run_exits_otherwise(tmp_path, datase
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, stderr
     assert "[2/2]" not in stdout and "baseline" not in stdout and "run.sh: interrupted" in stderr
+
+
+@pytest.mark.parametrize("option", ["--dataset_dir x", "--output_root=x", "--text_fields title", "--dataset x"])
+def test_train_args_that_would_split_the_study_are_refused(option):
+    """The baseline and the summary read the dataset, output root and text fields from the sweep's own
+    variables: the same setting given to train.py alone in TRAIN_ARGS would put its runs elsewhere."""
+    result = run_script(ROOT / "run.sh", env=NOTHING_RUNS | {"TRAIN_ARGS": f"--epochs 1 {option}"}, check=False)
+    name = option.split()[0].split("=")[0]
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"run.sh: error: TRAIN_ARGS gives {name}; set DATASET, OUTPUT_ROOT or TEXT_FIELDS")

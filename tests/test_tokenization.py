@@ -248,5 +248,7 @@ def test_special_tokens_placed_wrongly_stop_the_run(family, monkeypatch):
     monkeypatch.setattr(data, "special_token_template", lambda *args: wrong)
     if not family.is_fast:
         pytest.skip("the Python tokenizers' special tokens are prepare_for_model's own")
-    with pytest.raises(ValueError, match="special tokens are not where we put them"):
-        ours(family, [{"title": a, "body": b, "label": 0} for a, b in PAIRS], ["title", "body"])
+    records = [{"title": a, "body": b, "label": 0} for a, b in PAIRS]
+    for max_seq_len in (512, 16):  # also when no text fits whole: the guard checks a short start of one
+        with pytest.raises(ValueError, match="special tokens are not where we put them"):
+            ours(family, records, ["title", "body"], max_seq_len)
