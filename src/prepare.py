@@ -53,6 +53,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from classopt import classopt, config
 
 import cli
@@ -202,10 +203,16 @@ def read_table(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def table_records(
-    path: Path, text_columns: Sequence[str], label_column: str, clean, id_hashes: array | None = None
+    path: Path,
+    text_columns: Sequence[str],
+    label_column: str,
+    clean,
+    id_hashes: array | None = None,
+    spellings: dict[str, set[str]] | None = None,
 ) -> Iterator[dict]:
-    """The records of a table, each checked; an error names the file and line. Given id_hashes (pass
-    1), the hash of each of the table's own ids is appended to it, for check_unique_ids."""
+    """The records of a table, each checked; an error names the file and line. Given id_hashes and
+    spellings (pass 1), the hash of each of the table's own ids is appended to id_hashes, for
+    check_unique_ids, and each label name's spellings as written (spaces stripped) are kept in spellings."""
     for row_number, (line, row) in enumerate(read_table(path)):
         try:
             record = table_record(row, row_number, text_columns, label_column, clean)
@@ -213,6 +220,8 @@ def table_records(
             raise ValueError(f"{path}:{line}: {e}") from None
         if id_hashes is not None and "id" in row:
             id_hashes.append(hash(id_key(row["id"])))
+        if spellings is not None:
+            spellings.setdefault(record["label"], set()).add(str(row[label_column]).strip())
         yield record
 
 
@@ -228,9 +237,7 @@ def check_unique_ids(paths: Sequence[Path], id_hashes: array) -> None:
     to tell which and to name both lines."""
     if len(id_hashes) < 2:
         return
-    import numpy as np  # only here, for tables with ids: sorting a million hashes takes 8 MB, as Python ints 40
-
-    ordered = np.sort(np.frombuffer(id_hashes, dtype=np.int64))
+    ordered = np.sort(np.frombuffer(id_hashes, dtype=np.int64))  # a million hashes: 8 MB, as Python ints 40
     if not (repeated := set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())):
         return
     first: dict[str, tuple[Path, int]] = {}
@@ -542,15 +549,32 @@ def prepare_livedoor(args: Args, output_dir: Path) -> tuple[dict[str, Counter], 
     return counts, categories
 
 
+def width_folded(text: str) -> str:
+    """Full-width letters and half-width kana as their usual forms: the folding NFKC is asked for, which
+    merges two spellings of a label without a warning (the other foldings, "Ⅱ" into "II", do warn)."""
+    folded = "".join(
+        unicodedata.normalize("NFKC", c) if unicodedata.decomposition(c).startswith(("<wide>", "<narrow>")) else c
+        for c in text
+    )
+    return unicodedata.normalize("NFC", folded)  # ｶﾞ is two characters: カ and a combining voiced mark, then ガ
+
+
 def scan(path: Path, args: Args, clean, id_hashes: array) -> tuple[array, list[str]]:
     """Pass 1: check every row of path and keep only its label, as a code into the names returned
     (in order of first appearance), and the hash of its own id, if it has one, in id_hashes."""
     codes: dict[str, int] = {}
     labels = array("I")
-    for record in table_records(path, args.text_columns, args.label_column, clean, id_hashes):
+    spellings: dict[str, set[str]] = {}
+    for record in table_records(path, args.text_columns, args.label_column, clean, id_hashes, spellings):
         labels.append(codes.setdefault(record["label"], len(codes)))
     if not labels:
         raise ValueError(f"{path}: no rows, only a header or nothing")
+    for name, written in sorted(spellings.items()):
+        if len({width_folded(spelling) for spelling in written}) > 1:  # "Ⅱ" and "II", "①" and "1"
+            warn(
+                f"{path}: labels {listed(sorted(written))} are one label, {name!r}, once NFKC-normalized; "
+                "give --no_normalize to keep them apart"
+            )
     return labels, list(codes)
 
 
@@ -596,10 +620,13 @@ def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], lis
 def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
     clean = as_written if args.no_normalize else normalize
     paths = {"train": args.train, "val": args.val, "test": args.test}
-    id_hashes = array("q")  # one id space: a record's id names it in every split
-    scanned = {split: scan(path, args, clean, id_hashes) for split, path in paths.items()}
-    check_unique_ids(list(paths.values()), id_hashes)
-    del id_hashes  # pass 2 does not need them
+    scanned = {}
+    for split, path in paths.items():
+        # Ids must be unique within a file, where they pair a record with its prediction; across files
+        # they may repeat (files exported with per-file row numbers as ids).
+        id_hashes = array("q")
+        scanned[split] = scan(path, args, clean, id_hashes)
+        check_unique_ids([path], id_hashes)
     counts = {split: Counter(names[label] for label in labels) for split, (labels, names) in scanned.items()}
     for split in ("val", "test"):
         if unseen := sorted(set(counts[split]) - set(counts["train"])):

@@ -79,6 +79,22 @@ def test_labels_that_differ_only_in_number_formatting_get_one_warning_each(tmp_p
     assert len(json.loads((tmp_path / "out" / "label2id.json").read_text())) == 8  # still separate classes
 
 
+def test_labels_that_nfkc_makes_one_get_a_warning(tmp_path, capsys):
+    """NFKC merges "Ⅱ" and "II", "①" and "1": the user is told, and --no_normalize keeps them apart. Spaces
+    and character widths merge silently: that is the cleaning asked for ("良い " is "良い", "ｶﾅ" is "カナ")."""
+    labels = ["Ⅱ", "II", "①", "1", "ｶﾅ", "カナ", "良い ", "良い"] * 3
+    source = write_csv(tmp_path / "r.csv", "text,label", [f"文{i},{label}" for i, label in enumerate(labels)])
+    assert prepare_with("--input", source, "--output_dir", tmp_path / "out") is None
+    lines = warning_lines(capsys)
+    assert lines == [
+        f"prepare.py: warning: {source}: labels '1' and '①' are one label, '1', once NFKC-normalized; "
+        "give --no_normalize to keep them apart",
+        f"prepare.py: warning: {source}: labels 'II' and 'Ⅱ' are one label, 'II', once NFKC-normalized; "
+        "give --no_normalize to keep them apart",
+    ]
+    assert json.loads((tmp_path / "out" / "label2id.json").read_text()) == {"1": 0, "II": 1, "カナ": 2, "良い": 3}
+
+
 def test_number_formatting_across_pre_split_files(tmp_path, capsys):
     train = write_jsonl_rows(
         tmp_path / "train.jsonl", [{"text": f"t{i}", "label": [1, "1.0"][i % 2]} for i in range(4)]
@@ -103,7 +119,10 @@ def test_a_duplicate_id_in_a_table_names_both_lines(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.csv"]
 
 
-def test_a_duplicate_id_across_pre_split_files_names_both_files_and_lines(tmp_path):
+def test_ids_may_repeat_across_pre_split_files_but_not_within_one(tmp_path):
+    """An id pairs a record with its prediction within a split; files exported with per-file row numbers
+    as ids repeat them across files, which is no error."""
+
     def rows(prefix, n):
         return [{"id": f"{prefix}{i}", "text": f"文{i}", "label": "ab"[i % 2]} for i in range(n)]
 
@@ -113,9 +132,12 @@ def test_a_duplicate_id_across_pre_split_files_names_both_files_and_lines(tmp_pa
     test_rows[2]["id"] = "t4"  # the id of train's line 5
     test = tmp_path / "test.jsonl"
     write_jsonl_rows(test, test_rows)
-    test.write_text("\n" + test.read_text(encoding="utf-8"), encoding="utf-8")  # a blank first line: t4 on line 4
+    assert prepare_with("--train", train, "--val", val, "--test", test, "--output_dir", tmp_path / "ok") is None
+    test_rows[1]["id"] = "t4"
+    write_jsonl_rows(test, test_rows)
+    test.write_text("\n" + test.read_text(encoding="utf-8"), encoding="utf-8")  # a blank first line
     error = prepare_with("--train", train, "--val", val, "--test", test, "--output_dir", tmp_path / "out")
-    assert f"id 't4' on {train}:5 and {test}:4" in error and "\n" not in error
+    assert f"{test}: id 't4' on lines 3 and 4" in error and "\n" not in error
     assert not (tmp_path / "out").exists()
 
 
