@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -576,7 +577,11 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path):
     )
     import time
 
-    time.sleep(1.0)  # past argument parsing, inside `import torch`
+    # Inside `import torch`: its shared library is mapped (past argument parsing), and torch has seconds of
+    # Python modules still to import. Waiting for that, not a fixed time, holds on a loaded machine too.
+    maps = Path(f"/proc/{process.pid}/maps")
+    while process.poll() is None and "libtorch" not in maps.read_text():
+        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGINT
