@@ -36,7 +36,7 @@ from pathlib import Path
 from classopt import classopt, config
 
 import cli
-from runs import ROOT
+from paths import ROOT
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -65,8 +65,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from files import write_text
 from metrics import SUMMARY_KEYS, classification_metrics
-from runs import IDENTITY, read_run, run_identity, write_text
+from runs import IDENTITY, read_run, run_identity
 from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

@@ -85,19 +85,10 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from dataset_files import dataset_fingerprint, dataset_text_fields, label_names, load_label2id, load_split
+from files import write_json, write_text
 from metrics import SUMMARY_KEYS, classification_metrics
-from runs import (
-    create_run_dir,
-    dataset_fingerprint,
-    find_complete_run,
-    interruption_reported,
-    provenance,
-    recorded_args,
-    write_json,
-    write_predictions,
-    write_text,
-)
-from splits import dataset_text_fields, label_names, load_label2id, load_split
+from runs import create_run_dir, find_complete_run, interruption_reported, provenance, recorded_args, write_predictions
 
 
 def texts(records: list[dict], fields: list[str]) -> list[str]:
@@ -211,7 +202,7 @@ def select(args: Args, features: dict, labels: dict, names: list[str]) -> tuple[
 
 
 def write_csv(path, rows: list[dict]) -> None:
-    """log.csv whole, through runs.write_text, so that a full disk leaves no partial file (unlike
+    """log.csv whole, through files.write_text, so that a full disk leaves no partial file (unlike
     train.py, whose log shows its progress, the baseline writes nothing until its grid is done)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

@@ -25,7 +25,7 @@ from pathlib import Path
 from classopt import classopt, config
 
 import cli
-from runs import ROOT
+from paths import ROOT
 
 SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents"]
 
@@ -74,10 +74,10 @@ from transformers import BertConfig, BertForSequenceClassification, BertJapanese
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
 import train
-from data import Collator, eval_loader, tokenize, train_loader
+from dataset_files import read_jsonl, write_jsonl, write_label2id
 from hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
+from inputs import Collator, eval_loader, tokenize, train_loader
 from models import load_model
-from splits import read_jsonl, write_jsonl, write_label2id
 
 LIVEDOOR_EPOCH = (5895, 736)  # training and validation articles evaluated per epoch
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)

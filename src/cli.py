@@ -13,7 +13,7 @@ from pathlib import Path
 
 from classopt import config
 
-from runs import ROOT
+from paths import ROOT
 
 
 @dataclass

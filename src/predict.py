@@ -63,11 +63,12 @@ import transformers
 from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import prepare
-import train
 from cli import first_line
-from data import Collator, Truncation, eval_loader, tokenize
+from dataset_files import normalize
+from evaluation import predict
 from hardware import AUTOCAST_DTYPES, resolve_device
+from inputs import Collator, Truncation, eval_loader, tokenize
+from tables import read_table
 
 
 def read_settings(model_dir: Path) -> dict:
@@ -100,12 +101,12 @@ def stdin_field(args: Args, fields: list[str]) -> str:
     return fields[0]
 
 
-def read_inputs(path: Path | None, fields: list[str], normalize: bool, line_field: str | None) -> list[dict]:
+def read_inputs(path: Path | None, fields: list[str], normalized: bool, line_field: str | None) -> list[dict]:
     """Records with the text fields, from a file, or one per line of standard input (its text in
     line_field, the others empty), normalized as prepare.py normalized the training data."""
     records = read_records(path, fields, line_field)
-    if normalize:
-        records = [r | {field: prepare.normalize(r[field]) for field in fields} for r in records]
+    if normalized:  # the training data was
+        records = [r | {field: normalize(r[field]) for field in fields} for r in records]
     return records
 
 
@@ -115,7 +116,7 @@ def read_records(path: Path | None, fields: list[str], line_field: str | None) -
         if not lines:
             raise ValueError("no text on standard input (one text per line), and no --input file")
         return [dict.fromkeys(fields, "") | {line_field: line} for line in lines]
-    rows = list(prepare.read_table(path))  # JSONL, CSV or TSV, as prepare.py reads them
+    rows = list(read_table(path))  # JSONL, CSV or TSV, as prepare.py reads them
     if not rows:
         raise ValueError(f"{path}: no records to label")
     for line, row in rows:
@@ -162,7 +163,7 @@ def probabilities(args: Args, settings: dict, records: list[dict], fields: list[
     autocast = nullcontext
     if precision != "fp32":
         autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
-    return train.predict(model, loader, autocast, device, model.config.num_labels).softmax(dim=-1)
+    return predict(model, loader, autocast, device, model.config.num_labels).softmax(dim=-1)
 
 
 def main(args: Args) -> None:

@@ -8,7 +8,7 @@
 Every dataset lands in datasets/<name>/ as train.jsonl, val.jsonl, test.jsonl (livedoor adds all.jsonl),
 label2id.json (label names sorted, ids 0..n-1) and dataset.json, a manifest: the sources and their
 SHA-256, text fields, label column, normalization, seed, ratios, counts per split and label, and the
-fingerprint that train.py records (runs.dataset_fingerprint of the files written). A failed run
+fingerprint that train.py records (dataset_files.dataset_fingerprint of the files written). A failed run
 leaves the previous dataset, or none: everything is written into a temporary folder, swapped in last.
 
 The split of one table (or of livedoor) is 8:1:1 by default (--val_ratio, --test_ratio), stratified
@@ -39,7 +39,6 @@ register it by file extension in READERS; the columns are then named with --text
 import csv
 import hashlib
 import json
-import math
 import random
 import shutil
 import sys
@@ -50,17 +49,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from classopt import classopt, config
 
 import cli
-from runs import ROOT, as_a_new_file, dataset_fingerprint
-from splits import jsonl_rows, write_jsonl, write_label2id
+from dataset_files import SPLITS, as_written, dataset_fingerprint, normalize, write_jsonl, write_label2id
+from files import as_a_new_file
+from paths import ROOT
+from splitting import assign
+from tables import read_table, reader_for
 
-SPLITS = ("train", "val", "test")  # a row's split code is its index here
 LIVEDOOR = "livedoor"
 RECORD_KEYS = ("id", "label")  # what a record has besides its text columns
 # train.py's default model, spelled out in the closing hint so that the command shows where to change it
@@ -88,16 +88,6 @@ class Args:
     no_normalize: bool = config(
         default=False, help="no NFKC: tables' text and labels as written (livedoor lines still stripped)"
     )
-
-
-def normalize(text: str) -> str:
-    # NFKC folds full-width letters/digits to ASCII, half-width katakana to full-width, and the
-    # full-width space U+3000 to a plain space, which strip() then removes from both ends.
-    return unicodedata.normalize("NFKC", text).strip()
-
-
-def as_written(text: str) -> str:
-    return text
 
 
 def warn(message: str) -> None:
@@ -153,53 +143,6 @@ def read_livedoor(input_dir: Path, clean: Callable[[str], str] = normalize) -> t
 
 
 # --- tables: a reader per file extension, each yielding (line number, row dict) ---
-
-
-def read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict]]:
-    """Rows of a CSV file with a header line. csv.reader rather than DictReader, which would pad a short
-    row with None and hide a long one's extra fields: a row must have as many fields as the header."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise ValueError(f"{path}: empty file: the first line must name the columns")
-            if duplicates := sorted({c for c in header if header.count(c) > 1}):
-                raise ValueError(f"{path}:1: column {duplicates[0]!r} appears twice in the header; rename one")
-            line = reader.line_num + 1  # where the next row starts (a quoted field may span lines)
-            for fields in reader:
-                if fields and len(fields) != len(header):
-                    raise ValueError(
-                        f"{path}:{line}: {len(fields)} fields where the header has {len(header)}; "
-                        f"quote a text that contains {delimiter!r} or a line break"
-                    )
-                if fields:  # a blank line
-                    yield line, dict(zip(header, fields, strict=True))
-                line = reader.line_num + 1
-        except csv.Error as e:
-            raise ValueError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
-
-
-def read_tsv(path: Path) -> Iterator[tuple[int, dict]]:
-    return read_csv(path, delimiter="\t")
-
-
-READERS = {".csv": read_csv, ".tsv": read_tsv, ".jsonl": jsonl_rows}
-
-
-def reader_for(path: Path) -> Callable[[Path], Iterator[tuple[int, dict]]]:
-    if path.suffix.lower() not in READERS:
-        known = ", ".join(READERS)
-        raise ValueError(f"{path}: unknown extension {path.suffix!r}: give a {known} file (or add a reader to READERS)")
-    return READERS[path.suffix.lower()]
-
-
-def read_table(path: Path) -> Iterator[tuple[int, dict]]:
-    """The rows of a table, streamed, by its extension's reader; a file that is not UTF-8 is one error."""
-    try:
-        yield from reader_for(path)(path)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 ({e.reason}); save it as UTF-8") from None
 
 
 def table_records(
@@ -283,55 +226,6 @@ def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_
 
 
 # --- the split: the same stratified, seeded draw for livedoor and tables ---
-
-
-def allocate(counts: dict[str, int], total: int) -> dict[str, int]:
-    """Split `total` over the categories in proportion to their counts (largest remainder method),
-    so that the held-out sets have exactly `total` articles and every category its fair share. A
-    category whose share rounds to 0 still gets one (taken from the largest share, while one has
-    more than one): a label absent from val or test would cap macro-F1 below 100 whatever the model
-    does. livedoor's categories are all large: its shares, and its split, are unchanged."""
-    n = sum(counts.values())
-    quotas = {c: counts[c] * total // n for c in counts}
-    by_remainder = sorted(counts, key=lambda c: (-(counts[c] * total % n), c))
-    for category in by_remainder[: total - sum(quotas.values())]:
-        quotas[category] += 1
-    for category in sorted(c for c in counts if quotas[c] == 0):
-        largest = max(sorted(quotas), key=quotas.get)
-        if quotas[largest] <= 1:
-            break  # fewer held-out rows than labels: some label must be missing (--val_ratio is tiny)
-        quotas[largest] -= 1
-        quotas[category] = 1
-    return quotas
-
-
-def held_out(n: int, ratio: float) -> int:
-    # The ratio as the decimal written (0.1 is 1/10, not the binary float just above it), so that the
-    # default takes exactly n // 10 rows, as livedoor's split always has.
-    return math.floor(n * Fraction(str(ratio)))
-
-
-def assign(labels: Sequence[int], names: Sequence[str], seed: int, val_ratio: float, test_ratio: float) -> bytearray:
-    """The split of every row as a code (an index into SPLITS), from the rows' labels alone: a byte
-    per row and an array of row numbers per label, so that a million rows take a few megabytes. Each
-    label's rows, in file order, are shuffled by one generator, labels in name order; the first go to
-    val, the next to test, the rest to train."""
-    rows_of: dict[str, array] = {}
-    for row, label in enumerate(labels):
-        rows_of.setdefault(names[label], array("q")).append(row)
-    counts = {name: len(rows) for name, rows in rows_of.items()}
-    val = allocate(counts, held_out(len(labels), val_ratio))
-    test = allocate(counts, held_out(len(labels), test_ratio))
-    rng = random.Random(seed)
-    codes = bytearray(len(labels))  # 0: train
-    for name in sorted(rows_of):
-        rows = rows_of[name]
-        rng.shuffle(rows)  # the same permutation as shuffling a list of rows of that length
-        for row in rows[: val[name]]:
-            codes[row] = SPLITS.index("val")
-        for row in rows[val[name] : val[name] + test[name]]:
-            codes[row] = SPLITS.index("test")
-    return codes
 
 
 def check_two_labels(names: Sequence[str], source: Path, rows: str = "row has label") -> None:
@@ -490,7 +384,7 @@ def file_sha256(path: Path) -> str:
 
 def folder_sha256(folder: Path, paths: Sequence[Path]) -> str:
     """A folder source as one hash: each file read, in sorted order, framed by its relative path and
-    byte length (as runs.dataset_fingerprint frames its files), so a renamed or moved file changes it."""
+    byte length (as dataset_files.dataset_fingerprint frames its files), so a renamed or moved file changes it."""
     digest = hashlib.sha256()
     for path in sorted(paths):
         data = path.read_bytes()

@@ -16,24 +16,20 @@ changes its numbers: aggregate.py keeps runs of different identities apart, and 
 --skip_if_done counts a run as done only if one of the same identity is complete.
 """
 
-import csv
 import hashlib
-import io
 import json
-import os
 import platform
-import secrets
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from files import write_text
+from paths import ROOT
+
 COMPLETION_FILE = "test-metrics.json"
-DATASET_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "label2id.json")  # what a run reads, in a fixed order
 
 # The config.json keys that make a run's identity, each with the value a config.json that lacks the
 # key is taken to have: None where there was no such setting (the baseline has no lr, older runs no
@@ -49,7 +45,7 @@ IDENTITY = {
     "epochs": None,
     "global_batch_size": None,  # batch_size x grad_accum x world_size: see global_batch_size()
     "max_seq_len_used": None,
-    "truncation": "head",  # which tokens of a long text are seen: data.Truncation
+    "truncation": "head",  # which tokens of a long text are seen: inputs.Truncation
     "head_tokens": None,
     "windows": 1,
     "window_stride": None,
@@ -91,34 +87,6 @@ def create_run_dir(output_root: Path, model_name: str) -> Path:
             continue
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write to a temporary name in the same folder, then rename: readers never see half a file. The
-    temporary file is created with mode 0o666 for the kernel to apply the umask (and a folder's
-    default ACL) to, as for any new file, so that colleagues on a shared server can read the run; it
-    is removed if anything fails, an interrupt included."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def as_a_new_file(path: Path) -> None:
-    """The permissions a newly created file or folder gets (0666 or 0777 less the umask), for one that a
-    library created private (mkdtemp, safetensors: 0600/0700): colleagues on a shared server can read it."""
-    umask = os.umask(0)  # reading the umask means setting it: set it straight back
-    os.umask(umask)
-    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-
-
 def write_predictions(path: Path, ids: Sequence, labels: Sequence[int], probabilities, names: Sequence[str]) -> None:
     """<split>-predictions.jsonl: a line per example, in dataset order: its id, the gold label, the
     predicted label (the most probable, taken before rounding) and every label's probability rounded to
@@ -133,37 +101,6 @@ def write_predictions(path: Path, ids: Sequence, labels: Sequence[int], probabil
         }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     write_text(path, "".join(lines))
-
-
-def append_csv_row(path: Path, row: dict) -> None:
-    """Add a row (and the header to a new file) by writing the whole file anew under a temporary name: a
-    full disk leaves the rows written before, never an empty or half-written log."""
-    before = ""
-    if path.exists():
-        with open(path, encoding="utf-8", newline="") as f:  # newline="": the csv module's \r\n as they are
-            before = f.read()
-    rows = io.StringIO()
-    writer = csv.DictWriter(rows, fieldnames=list(row))
-    if not before:
-        writer.writeheader()
-    writer.writerow(row)
-    write_text(path, before + rows.getvalue())
-
-
-def check_writable(folder: Path) -> None:
-    """Write and remove a file where `folder` will be made (its nearest existing parent), leaving nothing:
-    a read-only or full output folder stops a run before minutes of loading and tokenizing, not at its
-    first write. A ValueError names the folder."""
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
-    if not existing.is_dir():
-        raise ValueError(f"{existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing) as f:
-            f.write(bytes(4096))  # a full disk takes a new file but refuses its first bytes
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise ValueError(f"{existing}: cannot write here ({e.strerror})") from None
 
 
 def recorded_args(args) -> dict:
@@ -186,25 +123,6 @@ def interruption_reported(run_dir: Path | None):
 
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / COMPLETION_FILE).is_file() and (run_dir / "config.json").is_file()
-
-
-def dataset_fingerprint(dataset_dir: Path) -> str:
-    """SHA-256 (64 hex digits) of the files a run reads, in DATASET_FILES order, each framed by its
-    name and byte length: bytes moved from one file to the next change it, the folder's name and
-    place do not. aggregate.py shows the first 12 digits."""
-    digest = hashlib.sha256()
-    for name in DATASET_FILES:
-        path = dataset_dir / name
-        try:
-            with open(path, "rb") as f:
-                digest.update(f"{name}\0{os.fstat(f.fileno()).st_size}\0".encode())
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-        except FileNotFoundError:
-            raise ValueError(f"{path} not found: run `python src/prepare.py` first (or give --dataset_dir)") from None
-        except OSError as e:
-            raise ValueError(f"{path}: unreadable ({e.strerror})") from None
-    return digest.hexdigest()
 
 
 def global_batch_size(config: dict) -> int | None:

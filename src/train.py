@@ -128,26 +128,29 @@ from transformers import AutoTokenizer
 
 import distributed
 from cli import first_line
-from data import Collator, Truncation, average_windows, eval_loader, first_windows, tokenize, train_loader
+from dataset_files import (
+    dataset_fingerprint,
+    dataset_manifest,
+    dataset_text_fields,
+    label_names,
+    load_label2id,
+    load_split,
+)
+from evaluation import evaluate, first_windows
+from files import append_csv_row, as_a_new_file, check_writable, write_json
 from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
-from metrics import SUMMARY_KEYS, classification_metrics
+from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
+from metrics import SUMMARY_KEYS
 from models import load_model, needs_unused_parameter_search, usable_seq_len
-from optimization import make_optimizer, make_scheduler
 from runs import (
     COMPLETION_FILE,
-    append_csv_row,
-    as_a_new_file,
-    check_writable,
     create_run_dir,
-    dataset_fingerprint,
     find_complete_run,
     interruption_reported,
     provenance,
     recorded_args,
-    write_json,
     write_predictions,
 )
-from splits import dataset_manifest, dataset_text_fields, label_names, load_label2id, load_split
 
 
 def planned_run(args: Args) -> dict:
@@ -173,11 +176,6 @@ class Training:
     scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
     autocast: Callable  # a context manager for forward and loss: torch.autocast, or nullcontext for fp32
     device: torch.device
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    # non_blocking copies from pinned memory overlap with the GPU's work instead of stalling it
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def summed_loss(model, batch, autocast) -> torch.Tensor:
@@ -235,34 +233,6 @@ def progress_bars_off() -> bool | None:
     """None lets tqdm decide: bars on a terminal, none when the output goes to a file (a sweep log,
     nohup, CI), where they would be escape sequences and blank lines. Only rank 0 shows them."""
     return None if distributed.is_main() else True
-
-
-@torch.inference_mode()
-def predict(model, loader, autocast, device, num_labels: int) -> torch.Tensor:
-    """Every document's logits, in dataset order, on the CPU. Under DDP each rank predicts its own
-    batches and the logits of all ranks are gathered (as tensors, on the device), so that every
-    example counts exactly once and every rank holds the same result; then each document's windows
-    are averaged (with --windows, a document's windows may have been on different ranks)."""
-    model.eval()
-    logits = []
-    for batch in loader:
-        inputs = {k: v for k, v in to_device(batch, device).items() if k != "labels"}
-        with autocast():
-            logits.append(model(**inputs).logits.float())
-    # The dataset index of each of this rank's examples, in the order its batches came (length-sorted).
-    order = torch.tensor([i for batch in loader.batch_sampler for i in batch], dtype=torch.long, device=device)
-    logits = torch.cat(logits) if logits else torch.empty(0, num_labels, device=device)  # a rank may have none
-    logits = distributed.gather(logits)[distributed.gather(order).argsort()]  # to dataset order
-    return average_windows(logits.cpu(), [example["document"] for example in loader.dataset])
-
-
-def evaluate(model, loader, autocast, device, names: list[str]) -> tuple[dict, torch.Tensor]:
-    """Metrics over a whole split, one prediction per document, and its probabilities in dataset
-    order. The loss is the exact mean over documents, not the last batch's or a mean of batch means."""
-    logits = predict(model, loader, autocast, device, len(names))
-    labels = torch.tensor([example["label"] for example in first_windows(loader.dataset)])
-    metrics = classification_metrics(labels.tolist(), logits.argmax(dim=-1).tolist(), names)
-    return {"loss": F.cross_entropy(logits, labels).item()} | metrics, logits.softmax(dim=-1)
 
 
 def summary(metrics: dict, prefix: str) -> dict:
@@ -350,6 +320,26 @@ def setup(args: Args):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     run = describe_run(args, device, precision, reason, model, label2id, max_seq_len, loaders)
     return device, precision, model.to(device), loaders, run
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
+    # Decay matrices only. Selecting by p.ndim catches every bias and LayerNorm/RMSNorm weight
+    # whatever an architecture calls them; matching names ("LayerNorm.weight") silently misses some.
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, fused=fused)  # fused: one kernel over all parameters (CUDA, CPU)
+
+
+def make_scheduler(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:  # linear warmup from 0 to lr, then linear decay to 0
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def build_training(model, args: Args, device, precision: str, batches_per_epoch: int) -> tuple[Training, dict]:

@@ -102,7 +102,7 @@ def dataset_dir(corpus_dir, tmp_path_factory) -> Path:
 
 
 def corpus_sentences(corpus_dir: Path) -> list[str]:
-    from prepare import normalize
+    from dataset_files import normalize
 
     paths = sorted(corpus_dir.glob("*/*.txt"))
     return [normalize(line) for p in paths if p.name != "LICENSE.txt" for line in p.read_text().splitlines()[2:]]

@@ -11,8 +11,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # a script of its own: find train.py's modules
 
 import distributed  # noqa: E402
+import evaluation  # noqa: E402
 import train  # noqa: E402
-from splits import label_names  # noqa: E402
+from dataset_files import label_names  # noqa: E402
 
 
 def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
@@ -32,7 +33,9 @@ def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
         ]
     )
     device, _, model, loaders, run = train.setup(args)
-    metrics, probabilities = train.evaluate(model, loaders["val"], nullcontext, device, label_names(run["label2id"]))
+    metrics, probabilities = evaluation.evaluate(
+        model, loaders["val"], nullcontext, device, label_names(run["label2id"])
+    )
     if distributed.is_main():  # the probabilities in dataset order: every example once, wherever it was evaluated
         extra = {
             "world_size": distributed.world_size(),

@@ -17,9 +17,10 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 import baseline
+import files
 import runs
 from conftest import run_dirs
-from splits import read_jsonl
+from dataset_files import read_jsonl
 
 C_VALUES = [0.1, 1.0, 10.0, 100.0]
 CANDIDATES = [(name, c) for name in ("LinearSVC", "LogisticRegression") for c in C_VALUES]  # the order ties go by
@@ -180,14 +181,15 @@ def test_an_unwritable_output_root_is_one_line_before_the_features(dataset_dir, 
 @pytest.mark.parametrize("failing", ["config.json", "log.csv", "test-metrics.json"])
 def test_a_full_disk_is_one_line_and_leaves_no_run_behind(dataset_dir, tmp_path, monkeypatch, failing):
     """No half-written run that a later stage (aggregate.py, --skip_if_done) could read: the folder goes."""
-    write_text = runs.write_text
+    write_text = files.write_text
 
     def full_disk(path, text):
         if path.name == failing:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         write_text(path, text)
 
-    monkeypatch.setattr(runs, "write_text", full_disk)  # what write_json and write_predictions write with
+    monkeypatch.setattr(files, "write_text", full_disk)  # what write_json writes with
+    monkeypatch.setattr(runs, "write_text", full_disk)  # and write_predictions
     monkeypatch.setattr(baseline, "write_text", full_disk, raising=False)
     with pytest.raises(SystemExit) as exited:
         baseline.main(baseline.Args(dataset_dir=dataset_dir, output_root=tmp_path / "out", c_values=[1.0]))

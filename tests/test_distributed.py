@@ -15,8 +15,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 import distributed
 from conftest import ROOT, run_dirs, run_script
+from dataset_files import read_jsonl
 from runs import is_complete
-from splits import read_jsonl
 
 # transformers (and train and models, which import it) are imported inside the tests that use them: each
 # process that spawn() starts imports this module, and a gather test should not wait seconds for them.

@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader
 import hardware
 import train
 from conftest import run_dirs, run_script
-from data import Collator
+from dataset_files import read_jsonl, write_jsonl
+from inputs import Collator
 from runs import is_complete
-from splits import read_jsonl, write_jsonl
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU = [pytest.mark.gpu, NEEDS_CUDA]

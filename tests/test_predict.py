@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 import predict
 import train
 from conftest import ROOT, run_dirs, run_script
-from splits import read_jsonl
+from dataset_files import read_jsonl
 
 
 @pytest.fixture(scope="module")

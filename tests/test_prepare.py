@@ -10,9 +10,10 @@ from collections import Counter
 import pytest
 
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_script, write_corpus
-from prepare import Args, allocate, main, normalize, read_table
-from runs import dataset_fingerprint
-from splits import load_label2id, load_split, read_jsonl
+from dataset_files import dataset_fingerprint, load_label2id, load_split, normalize, read_jsonl
+from prepare import Args, main
+from splitting import allocate
+from tables import read_table
 
 
 def prepare(input_dir, output_dir, seed=42):

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from conftest import CATEGORIES, run_script, write_corpus
+from dataset_files import read_jsonl
 from prepare import Args, main
-from splits import read_jsonl
 
 SPLITS = ("train", "val", "test")
 

@@ -14,8 +14,9 @@ from sklearn.metrics import accuracy_score, f1_score
 import aggregate
 import baseline
 from conftest import ROOT, run_dirs, run_script
-from runs import dataset_fingerprint, is_complete, model_dir_name, write_json, write_predictions
-from splits import read_jsonl
+from dataset_files import dataset_fingerprint, read_jsonl
+from files import write_json
+from runs import is_complete, model_dir_name, write_predictions
 
 DATASET = "livedoor"  # the fixture datasets' folder name, so their runs' folder under an output root
 LABELS = {"a": 0, "b": 1}

@@ -13,8 +13,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 import aggregate
 from conftest import run_script
+from files import write_json
 from metrics import classification_metrics
-from runs import write_json, write_predictions
+from runs import write_predictions
 from test_results import DATASET, EXAMPLES, FINGERPRINT, make_run
 
 REMEDY = "the files disagree (edited, cut short, or written by an older version): train it again"

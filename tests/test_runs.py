@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import files
 import runs
-from runs import dataset_fingerprint, find_complete_run, git_state, run_identity, write_json
+from dataset_files import dataset_fingerprint
+from files import write_json
+from runs import find_complete_run, git_state, run_identity
 
 SPLIT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "label2id.json")
 
@@ -179,7 +182,7 @@ def test_a_failed_write_leaves_no_temporary_file_and_the_old_file_whole(tmp_path
     def fail_after_writing(*args):  # the temporary file is written, the rename fails
         raise error("interrupted")
 
-    monkeypatch.setattr(runs.os, "replace", fail_after_writing)
+    monkeypatch.setattr(files.os, "replace", fail_after_writing)
     with pytest.raises(error):
         write_json(tmp_path / "config.json", {"a": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
-from runs import dataset_fingerprint
+from dataset_files import dataset_fingerprint
 
 # For the tests that must stop before anything runs: with these, a run.sh that went on anyway would
 # fail at once instead of sweeping the default models.

@@ -13,7 +13,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, pr
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from conftest import corpus_sentences
-from data import Collator, Truncation, tokenize
+from inputs import Collator, Truncation, tokenize
 
 # The pair from the report: with tokenizers 0.23 the title became a single special token.
 PAIRS = [
@@ -242,10 +242,10 @@ def test_a_title_longer_than_half_the_budget_keeps_its_head_and_leaves_the_body_
 
 def test_special_tokens_placed_wrongly_stop_the_run(family, monkeypatch):
     """The guard in tokenize(): a misread template (as every title once was) is one error, not a silent run."""
-    import data
+    import inputs
 
     wrong = [(family.cls_token_id, None, 0), (0, 1, 0), (family.sep_token_id, None, 0)]  # no title
-    monkeypatch.setattr(data, "special_token_template", lambda *args: wrong)
+    monkeypatch.setattr(inputs, "special_token_template", lambda *args: wrong)
     if not family.is_fast:
         pytest.skip("the Python tokenizers' special tokens are prepare_for_model's own")
     records = [{"title": a, "body": b, "label": 0} for a, b in PAIRS]

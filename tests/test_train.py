@@ -17,14 +17,15 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
+import evaluation
 import hardware
 import train
 from conftest import ROOT, run_dirs, run_script
-from data import Collator, sorted_batches
+from dataset_files import read_jsonl, write_jsonl
+from inputs import Collator, sorted_batches
 from models import usable_seq_len
-from optimization import make_optimizer
 from runs import is_complete
-from splits import read_jsonl, write_jsonl
+from train import make_optimizer
 
 RUN_FILES = {
     "config.json",
@@ -196,7 +197,7 @@ def test_eval_loss_is_the_exact_mean_over_examples():
     examples = [{"input_ids": [i] * (1 + i % 4), "label": labels[i], "document": i} for i in range(11)]
     batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size=4)  # sizes 4, 4, 3
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=Collator(0, 16))
-    metrics, probabilities = train.evaluate(
+    metrics, probabilities = evaluation.evaluate(
         TableModel(), loader, partial(torch.autocast, "cpu", enabled=False), "cpu", ["a", "b", "c"]
     )
     # evaluated in length-sorted batches, returned in dataset order
@@ -506,7 +507,7 @@ def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file
 
 def test_a_full_log_write_keeps_the_rows_before(tmp_path, own_filesystem):
     from conftest import fill
-    from runs import append_csv_row
+    from files import append_csv_row
 
     small = own_filesystem(size="64k")
     append_csv_row(small / "log.csv", {"epoch": 1, "loss": 0.5})

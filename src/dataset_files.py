@@ -7,7 +7,10 @@
 Nothing here imports torch, so prepare.py stays light (tens of MB for a million-row table).
 """
 
+import hashlib
 import json
+import os
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -112,3 +115,38 @@ def load_split(dataset_dir: Path, split: str, label2id: dict[str, int], text_fie
             raise ValueError(f"{path}:{line_number}: label {record.get('label')!r} is not in label2id.json")
         record["label"] = label
     return records
+
+
+def normalize(text: str) -> str:
+    # NFKC folds full-width letters/digits to ASCII, half-width katakana to full-width, and the
+    # full-width space U+3000 to a plain space, which strip() then removes from both ends.
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+def as_written(text: str) -> str:
+    return text
+
+
+DATASET_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "label2id.json")  # what a run reads, in a fixed order
+
+
+def dataset_fingerprint(dataset_dir: Path) -> str:
+    """SHA-256 (64 hex digits) of the files a run reads, in DATASET_FILES order, each framed by its
+    name and byte length: bytes moved from one file to the next change it, the folder's name and
+    place do not. aggregate.py shows the first 12 digits."""
+    digest = hashlib.sha256()
+    for name in DATASET_FILES:
+        path = dataset_dir / name
+        try:
+            with open(path, "rb") as f:
+                digest.update(f"{name}\0{os.fstat(f.fileno()).st_size}\0".encode())
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise ValueError(f"{path} not found: run `python src/prepare.py` first (or give --dataset_dir)") from None
+        except OSError as e:
+            raise ValueError(f"{path}: unreadable ({e.strerror})") from None
+    return digest.hexdigest()
+
+
+SPLITS = ("train", "val", "test")  # a row's split code is its index here

@@ -1,4 +1,4 @@
-"""The input pipeline that feeds the model (the files it reads are splits.py's).
+"""The input pipeline: tokenized examples (long texts cut as --truncation says), batches grouped by length, padding.
 
 The pipeline is built for speed without extra processes: every split is tokenized once, up front;
 training batches group examples of similar length so that little of each batch is padding; batches
@@ -356,17 +356,6 @@ def eval_loader(
     return DataLoader(examples, batch_sampler=batches, collate_fn=collate, pin_memory=pin_memory)
 
 
-def average_windows(logits: torch.Tensor, documents: Sequence[int]) -> torch.Tensor:
-    """One row of logits per document: the mean over its windows' rows (documents[i] is row i's
-    document, 0..n-1). Averaging logits rather than probabilities weighs a confident window more.
-    With one window per document, the rows come back unchanged, bit for bit."""
-    index = torch.as_tensor(documents, dtype=torch.long)
-    count = int(index.max()) + 1 if len(index) else 0
-    sums = torch.zeros(count, logits.shape[1], dtype=logits.dtype).index_add_(0, index, logits)
-    return sums / torch.bincount(index, minlength=count).unsqueeze(1).to(logits.dtype)
-
-
-def first_windows(examples: Sequence[dict]) -> list[dict]:
-    """One example per document (its first window), in document order: their ids and labels are the
-    documents'."""
-    return [e for i, e in enumerate(examples) if i == 0 or e["document"] != examples[i - 1]["document"]]
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    # non_blocking copies from pinned memory overlap with the GPU's work instead of stalling it
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

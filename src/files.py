@@ -1,0 +1,68 @@
+"""Writing files that readers never see half-written: to a temporary name, then renamed."""
+
+import csv
+import io
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write to a temporary name in the same folder, then rename: readers never see half a file. The
+    temporary file is created with mode 0o666 for the kernel to apply the umask (and a folder's
+    default ACL) to, as for any new file, so that colleagues on a shared server can read the run; it
+    is removed if anything fails, an interrupt included."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def as_a_new_file(path: Path) -> None:
+    """The permissions a newly created file or folder gets (0666 or 0777 less the umask), for one that a
+    library created private (mkdtemp, safetensors: 0600/0700): colleagues on a shared server can read it."""
+    umask = os.umask(0)  # reading the umask means setting it: set it straight back
+    os.umask(umask)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def append_csv_row(path: Path, row: dict) -> None:
+    """Add a row (and the header to a new file) by writing the whole file anew under a temporary name: a
+    full disk leaves the rows written before, never an empty or half-written log."""
+    before = ""
+    if path.exists():
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": the csv module's \r\n as they are
+            before = f.read()
+    rows = io.StringIO()
+    writer = csv.DictWriter(rows, fieldnames=list(row))
+    if not before:
+        writer.writeheader()
+    writer.writerow(row)
+    write_text(path, before + rows.getvalue())
+
+
+def check_writable(folder: Path) -> None:
+    """Write and remove a file where `folder` will be made (its nearest existing parent), leaving nothing:
+    a read-only or full output folder stops a run before minutes of loading and tokenizing, not at its
+    first write. A ValueError names the folder."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing) as f:
+            f.write(bytes(4096))  # a full disk takes a new file but refuses its first bytes
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise ValueError(f"{existing}: cannot write here ({e.strerror})") from None
