@@ -406,7 +406,9 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: lis
         start = time.perf_counter()
         train_loss, max_lr = train_one_epoch(t, loaders["train"], args)
         seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
+        start = time.perf_counter()
         val, _ = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
+        val_seconds = time.perf_counter() - start  # the metrics' .item() has synced the GPU
         if val["f1"] > best_f1:  # the same on every rank: the metrics were gathered from all of them
             best_f1, best_epoch = val["f1"], epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
@@ -419,6 +421,7 @@ def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: lis
                     **summary(val, "val"),
                     "max_lr": max_lr,
                     "epoch_seconds": seconds,
+                    "val_seconds": val_seconds,
                     "train_samples_per_s": train_examples / seconds,
                     "train_tokens_per_s": train_tokens / seconds,
                 },

@@ -118,6 +118,7 @@ def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, bert_dir, da
         "val_f1",
         "max_lr",
         "epoch_seconds",
+        "val_seconds",
         "train_samples_per_s",
         "train_tokens_per_s",
     }
