@@ -3,7 +3,7 @@
 # learning rate x seed with src/train.py, run the TF-IDF baseline (src/baseline.py), and print the
 # summary table of src/aggregate.py (tables and plots in results/).
 #
-#   bash run.sh
+#   bash run.sh                   # on a fresh clone too: creates .venv if no environment has the dependencies
 #   MODELS="tohoku-nlp/bert-base-japanese-v3 FacebookAI/xlm-roberta-base" LRS="3e-5" SEEDS="1 2 3" bash run.sh
 #   GPU=1 TRAIN_ARGS="--epochs 10 --batch_size 32" bash run.sh
 #   NPROC=4 bash run.sh           # each run on 4 GPUs through torchrun
@@ -22,12 +22,15 @@
 #                and text fields are set with the variables above, which every script is given
 #                                                             (default: none)
 #   GPU          value for CUDA_VISIBLE_DEVICES               (default: unchanged)
-#   NPROC        processes per run; > 1 launches torchrun     (default: 1)
-#   PYTHON       the Python to run with                       (default: the active virtualenv's, then
-#                                                              .venv/, then Poetry's env, then python3)
-#   SAVE_MODEL   1: every run also writes its best model       (default: no weights written)
+#   NPROC        processes per run, a positive integer; > 1 launches torchrun  (default: 1)
+#   PYTHON       the Python to run with, which must have the dependencies (default: the first that has
+#                them of the active virtualenv's, .venv/, Poetry's env and python3; if none has them,
+#                .venv is created from requirements.txt, hash-checked)
+#   SAVE_MODEL   1: every run also writes its best model       (default: 0, no weights written)
 #   RESULTS_DIR  aggregate.py writes to <RESULTS_DIR>/<dataset>/ (default: results/ beside OUTPUT_ROOT)
 #
+# A variable set to a value it cannot take (NPROC=abc, SAVE_MODEL=yes, an empty MODELS, LRS or SEEDS, a
+# learning rate <= 0) stops run.sh before anything runs, with exit status 2.
 # Without datasets/livedoor/, the corpus is downloaded (src/download.sh, which honours LIVEDOOR_URL)
 # and split (src/prepare.py) first; a failure there stops everything. Another DATASET must have been
 # prepared with src/prepare.py.
@@ -81,10 +84,41 @@ case "${1:-}" in
        exit 2 ;;
 esac
 
-read -r -a models <<<"${MODELS:-${DEFAULT_MODELS[*]}}"
-read -r -a lrs <<<"${LRS:-1e-5 3e-5 5e-5}"
-read -r -a seeds <<<"${SEEDS:-42}"
+# Every setting is checked here, before anything runs (an environment created, a corpus downloaded, hours
+# of runs): a bad one used to show late or never. NPROC=abc stopped the sweep after the download,
+# SAVE_MODEL=yes kept no model, MODELS="" swept the 15 defaults, LRS=0 failed each run in turn.
+usage_error() {
+    echo "run.sh: error: $* (see bash run.sh --help)" >&2
+    exit 2
+}
+for name in MODELS LRS SEEDS; do  # set but empty is a mistake (MODELS="$mine" with $mine unset), not "the default"
+    if [[ -n "${!name+set}" ]]; then
+        read -r -a words <<<"${!name}"
+        ((${#words[@]} > 0)) \
+            || usage_error "$name is set but empty; give at least one value, or unset it for the default"
+    fi
+done
+read -r -a models <<<"${MODELS-${DEFAULT_MODELS[*]}}"
+read -r -a lrs <<<"${LRS-1e-5 3e-5 5e-5}"
+read -r -a seeds <<<"${SEEDS-42}"
 read -r -a train_args <<<"${TRAIN_ARGS:-}"
+for lr in "${lrs[@]}"; do  # a decimal number as float() reads it, with a non-zero digit before any exponent
+    [[ "$lr" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ && "${lr%%[eE]*}" == *[1-9]* ]] \
+        || usage_error "LRS holds '$lr'; learning rates are numbers above 0, such as 3e-5"
+done
+for seed in "${seeds[@]}"; do  # transformers.set_seed seeds numpy too, which takes 0 to 2**32 - 1
+    digits="${seed#"${seed%%[!0]*}"}"  # without leading zeros, so that the length check comes before bash's 64 bits
+    [[ "$seed" =~ ^[0-9]+$ ]] && ((${#digits} <= 10 && 10#${digits:-0} <= 4294967295)) \
+        || usage_error "SEEDS holds '$seed'; seeds are integers from 0 to 4294967295"
+done
+nproc=1
+if [[ -n "${NPROC+set}" ]]; then
+    [[ "$NPROC" =~ ^0*[1-9][0-9]{0,5}$ ]] \
+        || usage_error "NPROC is '$NPROC'; it is a positive integer, the processes per run"
+    nproc=$((10#$NPROC))
+fi
+[[ "${SAVE_MODEL-0}" == [01] ]] \
+    || usage_error "SAVE_MODEL is '$SAVE_MODEL'; it is 1 (every run writes its best model) or 0 (none)"
 [[ -n "${GPU:-}" ]] && export CUDA_VISIBLE_DEVICES="$GPU"
 export TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 
@@ -94,30 +128,15 @@ for word in "${train_args[@]}"; do
     case "$word" in
         --dataset | --dataset_dir | --output_root | --text_fields | --dataset=* | --dataset_dir=* | \
             --output_root=* | --text_fields=*)
-            echo "run.sh: error: TRAIN_ARGS gives ${word%%=*}; set DATASET, OUTPUT_ROOT or TEXT_FIELDS instead" \
-                "(see bash run.sh --help)" >&2
-            exit 2 ;;
+            usage_error "TRAIN_ARGS gives ${word%%=*}; set DATASET, OUTPUT_ROOT or TEXT_FIELDS instead" ;;
     esac
 done
 
-# The Python that has the dependencies: whichever of these the user set up.
-if [[ -n "${PYTHON:-}" ]]; then
-    python=("$PYTHON")
-elif [[ -n "${VIRTUAL_ENV:-}" && -x "$VIRTUAL_ENV/bin/python" ]]; then
-    python=("$VIRTUAL_ENV/bin/python")
-elif [[ -x .venv/bin/python ]]; then
-    python=(.venv/bin/python)
-elif command -v poetry >/dev/null 2>&1 && [[ -n "$(poetry env info -p 2>/dev/null)" ]]; then
-    python=(poetry run python)
-else
-    python=(python3)
-fi
-# One clear line now rather than the same ImportError from every run of the sweep.
-if ! "${python[@]}" -c "import torch, transformers, classopt" >/dev/null 2>&1; then
-    echo "run.sh: error: ${python[*]} cannot import torch, transformers and classopt; install the dependencies" \
-        "with \`poetry install\`, or \`python -m venv .venv && .venv/bin/pip install -r requirements.txt\`" >&2
-    exit 1
-fi
+# The Python with the dependencies (sets `python`): $PYTHON, or whichever environment the user set up, or
+# else a .venv created here from the lock. Checked now: one clear line rather than the same ImportError
+# from every run of the sweep.
+source src/environment.sh
+find_environment run.sh requirements.txt torch transformers classopt
 
 # The dataset every script is given. livedoor is downloaded (download.sh verifies and extracts the corpus)
 # and prepared (prepare.py writes the splits) if missing: without it every run would fail the same way.
@@ -148,9 +167,9 @@ if [[ -z "$dataset_dir" && ! -f "datasets/$dataset/label2id.json" ]]; then
 fi
 
 save_model=()
-[[ "${SAVE_MODEL:-0}" == 1 ]] && save_model=(--save_model)
-if ((${NPROC:-1} > 1)); then
-    launch=("${python[@]}" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" src/train.py)
+[[ "${SAVE_MODEL-0}" == 1 ]] && save_model=(--save_model)
+if ((nproc > 1)); then
+    launch=("${python[@]}" -m torch.distributed.run --standalone --nproc_per_node "$nproc" src/train.py)
 else
     launch=("${python[@]}" src/train.py)
 fi

@@ -31,21 +31,7 @@ bootstrap of its macro-F1 difference from the best row of its dataset on the sam
 have no interval, and results.md says so.
 """
 
-from pathlib import Path
-
-from classopt import classopt, config
-
 import cli
-from paths import ROOT
-
-
-@classopt(default_long=True, parser=cli.parser(__doc__))
-class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root: whose runs to collect
-    results_dir: Path = config(default=ROOT / "results", help="the tables and plots go to <results_dir>/<dataset>/")
-
-
-if __name__ == "__main__":
-    ARGS = cli.parse(Args)  # before pandas and matplotlib are imported: --help answers at once
 
 import itertools
 import json
@@ -54,6 +40,7 @@ import re
 import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 
@@ -63,12 +50,20 @@ import matplotlib.pyplot as plt
 import matplotlib_fontja  # noqa: F401
 import numpy as np
 import pandas as pd
+from classopt import classopt, config
 from matplotlib.ticker import MaxNLocator
 
 from files import write_text
 from metrics import SUMMARY_KEYS, classification_metrics
+from paths import ROOT
 from runs import IDENTITY, read_run, run_identity
 from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
+
+
+@classopt(default_long=True, parser=cli.parser(__doc__))
+class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root: whose runs to collect
+    results_dir: Path = config(default=ROOT / "results", help="the tables and plots go to <results_dir>/<dataset>/")
+
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 SHORT_FINGERPRINT = 12  # hex digits of a dataset fingerprint shown in tables and plots
@@ -692,4 +687,4 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     with cli.dies_of_sigint():
-        main(ARGS)
+        main(cli.parse(Args))

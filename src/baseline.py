@@ -26,9 +26,29 @@ are computed, so that an unwritable --output_root is one line at once; if a file
 full disk), the folder is removed: nothing half-written is left for aggregate.py to read.
 """
 
-from classopt import classopt, config
-
 import cli
+
+import csv
+import io
+import shutil
+import sys
+import time
+
+import numpy as np
+import sklearn
+from classopt import classopt, config
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+
+from dataset_files import dataset_fingerprint, dataset_text_fields, label_names, load_label2id, load_split
+from files import write_json, write_text
+from metrics import SUMMARY_KEYS, classification_metrics
+from runs import create_run_dir, find_complete_run, interruption_reported, provenance, recorded_args, write_predictions
 
 MODEL_NAME = "tfidf-char-linear"
 # n-grams of whole texts: train.py's --truncation and --windows do not apply (and their defaults, which
@@ -64,31 +84,6 @@ def check_args(args: Args) -> None:
         raise ValueError(
             f"--max_features must be >= 1 and every --c_values > 0 (got {args.max_features}, {args.c_values})"
         )
-
-
-if __name__ == "__main__":
-    ARGS = cli.parse(Args, check_args)  # before scikit-learn is imported: --help answers at once
-
-import csv
-import io
-import shutil
-import sys
-import time
-
-import numpy as np
-import sklearn
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedKFold
-from sklearn.svm import LinearSVC
-
-from dataset_files import dataset_fingerprint, dataset_text_fields, label_names, load_label2id, load_split
-from files import write_json, write_text
-from metrics import SUMMARY_KEYS, classification_metrics
-from runs import create_run_dir, find_complete_run, interruption_reported, provenance, recorded_args, write_predictions
 
 
 def texts(records: list[dict], fields: list[str]) -> list[str]:
@@ -277,4 +272,4 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     with cli.dies_of_sigint():
-        main(ARGS)
+        main(cli.parse(Args, check_args))

@@ -1,16 +1,19 @@
-"""Measure how fast train.py's code paths run on this machine, and what a GPU would need from them.
+"""Measure how fast train.py runs on this machine, and what a GPU would need from it.
 
     python src/bench.py                                  # offline: random BERT-base-shaped model
     python src/bench.py --model_name tohoku-nlp/bert-base-japanese-v3 --precisions fp32 auto
 
-Everything measured here imports train.py's own code (tokenize, loaders, train_one_epoch, evaluate),
-so the numbers describe what training does, not a copy of it. Sections:
+Input preparation is measured with the library train.py uses (inputs.py). Training is measured by
+running train.py itself, in a process of its own as a user runs it, on a dataset and a model folder
+written here, and reading what it writes (log.csv, config.json, the metrics): the numbers describe
+what training does, not a copy of it. Sections:
 1. tokenization, once per split before training: documents/s, MeCab (BertJapaneseTokenizer) and fast;
 2. the input pipeline after tokenization: samples/s and padding, next to a naive pipeline that
    tokenizes every batch and pads random batches to their longest member;
-3. the model step: samples/s, tokens/s and achieved FLOP/s against this machine's matmul peak;
+3. the model step: train.py's second epoch (the first warms up): training and evaluation samples/s,
+   tokens/s and achieved FLOP/s against this machine's matmul peak;
 4. what one H100 needs to stay busy at half its dense bf16 peak, and whether the pipeline delivers it;
-5. torch.compile: eager against compiled (train.py --compile) on the BERT-base shape in fp32 (or
+5. torch.compile: eager against train.py --compile on the BERT-base shape in fp32 (or
    --compile_precision bf16): the compilation's seconds, the steady-state speed-ups, and the livedoor
    epochs that pay for it;
 6. accuracy: a small BERT trained by train.py in fp32 and in mixed precision;
@@ -20,11 +23,32 @@ The table is printed and written as JSON (--output). If a section fails, the rep
 section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
 """
 
+import cli
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
 from pathlib import Path
 
+import torch
 from classopt import classopt, config
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from torch.utils.data import DataLoader
+from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
+from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
-import cli
+from dataset_files import read_jsonl, write_jsonl, write_label2id
+from hardware import AUTOCAST_DTYPES, matmul_flops
+from inputs import Collator, tokenize, train_loader
+from models import load_model, usable_seq_len
 from paths import ROOT
 
 SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents"]
@@ -34,14 +58,16 @@ SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accu
 class Args:
     model_name: str = config(default="", help="model to measure; empty: a randomly initialised BERT-base shape")
     dataset_dir: Path = config(default=ROOT / "datasets" / "livedoor", help="lengths from train.jsonl, if present")
-    documents: int = config(default=2000, help="documents for the tokenization and pipeline sections")
+    documents: int = config(default=2000, help="documents for the tokenization, pipeline and model_step sections")
     max_seq_len: int = config(default=512, help="as train.py --max_seq_len")
     batch_size: int = config(default=16, help="as train.py --batch_size, for the pipeline section")
-    model_batch_size: int = config(default=8, help="batch size for the model step (small: CPUs are slow)")
-    steps: int = config(default=3, help="timed training steps per precision (after one warm-up step)")
+    model_batch_size: int = config(default=8, help="train.py --batch_size of the model step (small: CPUs are slow)")
+    steps: int = config(default=3, help="training batches per epoch in the model step, and as many of evaluation")
     precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="precisions to time the model in")
     compile_precision: str = config(default="fp32", choices=["fp32", "bf16"], help="precision of the compile section")
     accuracy_records: int = config(default=1100, help="documents for the accuracy sections (6 and 7)")
+    accuracy_epochs: int = config(default=3, help="train.py --epochs of the precision_accuracy section")
+    long_epochs: int = config(default=5, help="train.py --epochs of the long_documents section")
     long_seq_len: int = config(default=128, help="--max_seq_len of the long-documents section")
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
     sections: list[str] = config(
@@ -53,32 +79,7 @@ class Args:
     )
 
 
-if __name__ == "__main__":
-    ARGS = Args.from_args()  # before torch and transformers are imported: --help answers at once
-
-import csv
-import json
-import math
-import random
-import shutil
-import sys
-import tempfile
-import time
-from functools import partial
-
-import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from torch._dynamo.utils import counters
-from torch.utils.data import DataLoader
-from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
-from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
-
-import train
-from dataset_files import read_jsonl, write_jsonl, write_label2id
-from hardware import AUTOCAST_DTYPES, matmul_flops, resolve_precision
-from inputs import Collator, eval_loader, tokenize, train_loader
-from models import load_model
-
+TEXT_FIELDS = ["title", "body"]  # a sentence pair, as train.py reads livedoor
 LIVEDOOR_EPOCH = (5895, 736)  # training and validation articles evaluated per epoch
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
 WORDS = (
@@ -166,7 +167,7 @@ def local_tokenizers(records: list[dict], workdir: Path):
 
 def time_tokenization(records, tokenizer, max_seq_len) -> tuple[list[dict], float]:
     start = time.perf_counter()
-    examples = tokenize(records, tokenizer, ["title", "body"], max_seq_len, segment_ids=True)
+    examples = tokenize(records, tokenizer, TEXT_FIELDS, max_seq_len, segment_ids=True)
     return examples, len(records) / (time.perf_counter() - start)
 
 
@@ -234,6 +235,59 @@ def pipeline_section(args: Args, records, examples, fast_tokenizer) -> dict:
     return result
 
 
+def write_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
+    """A dataset folder as train.py reads it: label2id.json and a JSONL file per split, with the records'
+    labels written as names ("0" to "8")."""
+    labels = sorted({str(r["label"]) for records in splits.values() for r in records})
+    folder.mkdir(parents=True)
+    write_label2id(folder / "label2id.json", {label: i for i, label in enumerate(labels)})
+    for split, records in splits.items():
+        write_jsonl(folder / f"{split}.jsonl", [r | {"label": str(r["label"])} for r in records])
+    return folder
+
+
+def save_model(model, tokenizer, folder: Path, **config_changes) -> str:
+    """The model and tokenizer saved where train.py --model_name loads them, with config_changes (such as
+    attention_probs_dropout_prob=0.0) in the saved config. Saved once: sections share a folder by name
+    (BERT-base is 440 MB)."""
+    if not (folder / "config.json").is_file():
+        original = {key: getattr(model.config, key) for key in config_changes}
+        model.config.update(config_changes)
+        model.save_pretrained(folder)
+        model.config.update(original)
+        tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def run_train(output: Path, **options) -> tuple[dict, float]:
+    """Run train.py in a process of its own with these options (True: a flag) and --output_root output.
+    Returns its run folder's config.json, val- and test-metrics.json and log.csv (a dict of floats per
+    epoch), and the process's wall seconds (start-up, tokenization, training and evaluation). Its
+    stdout (a line per epoch) goes to ours; its stderr is kept for the error if it fails."""
+    command = [sys.executable, str(ROOT / "src" / "train.py"), "--output_root", str(output)]
+    for option, value in options.items():
+        if value is True:
+            command.append(f"--{option}")
+        elif value is not False:
+            command += [f"--{option}", *map(str, value if isinstance(value, list) else [value])]
+    # A cold start for --compile: inductor's on-disk cache would otherwise hold an earlier run's kernels.
+    environment = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(output.with_name(f"{output.name}-inductor-cache"))}
+    start = time.perf_counter()
+    finished = subprocess.run(command, env=environment, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if finished.returncode != 0:
+        last_line = ([line for line in finished.stderr.splitlines() if line.strip()] or ["(no message)"])[-1]
+        raise RuntimeError(f"train.py exited with status {finished.returncode}: {last_line}")
+    (config_file,) = output.glob("*/*/*/*/config.json")  # <dataset>/<model>/<date>/<time>/
+    run_dir = config_file.parent
+    run = {
+        name: json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics", "test-metrics")
+    }
+    with open(run_dir / "log.csv", newline="") as f:
+        run["log"] = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(f)]
+    return run, seconds
+
+
 def non_embedding_parameters(model) -> int:
     """Embedding lookups do no multiply-adds: only the other parameters count toward FLOPs."""
     return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
@@ -247,68 +301,86 @@ def step_flops(lengths: list[int], config, non_embedding_params: int, training: 
     return (dense + attention) * (3 if training else 1)
 
 
-def model_step(args: Args, model, examples, pad_id: int, requested: str, variant: str, compile: bool = False) -> dict:
-    """Training and evaluation throughput of train.py's train_one_epoch and evaluate, in one precision,
-    compiled as train.py --compile compiles if asked. A first training batch and a first evaluation
-    batch come first (compiling, with compile), untimed but for first_batches_seconds; the timed
-    batches have other lengths, and compilations_while_timed counts any compilation they cause."""
-    device = torch.device("cpu")
-    non_embedding = non_embedding_parameters(model)
-    collate = Collator(pad_id, args.max_seq_len)
-    subset = examples[: args.model_batch_size * (args.steps + 1)]
-    warm_up, timed = subset[: args.model_batch_size], subset[args.model_batch_size :]
-    precision, reason = resolve_precision(requested, device)
-    targs = train.Args(batch_size=args.model_batch_size, epochs=1, log_every=10**9, compile=compile)
-    training, _ = train.build_training(model, targs, device, precision, args.steps + 1)
-    labels = [str(i) for i in range(model.config.num_labels)]
-    evaluate = partial(train.evaluate, training.eval_model, autocast=training.autocast, device=device, names=labels)
-    start = time.perf_counter()
-    train.train_one_epoch(training, train_loader(warm_up, args.model_batch_size, 0, collate, False), targs)
-    evaluate(eval_loader(warm_up, args.model_batch_size, collate, False))
-    first_batches_seconds = time.perf_counter() - start
-    compiled_before = counters["frames"]["total"]
-    start = time.perf_counter()
-    train.train_one_epoch(training, train_loader(timed, args.model_batch_size, 0, collate, False), targs)
-    train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    evaluate(eval_loader(subset, args.model_batch_size, collate, False))
-    eval_seconds = time.perf_counter() - start
+def token_lengths(records: list[dict], tokenizer, model_config, max_seq_len: int) -> list[int]:
+    """Each record's length in tokens as train.py tokenizes it for this model (capped where it caps)."""
+    max_seq_len = usable_seq_len(max_seq_len, model_config, tokenizer)
+    return [len(e["input_ids"]) for e in tokenize(records, tokenizer, TEXT_FIELDS, max_seq_len, segment_ids=True)]
+
+
+def model_step(
+    args: Args, model, tokenizer, model_dir: str, records, requested: str, variant: str, workdir: Path, compile=False
+) -> dict:
+    """Training and evaluation speed of train.py in one precision (compiled with compile): 2 epochs of
+    --steps batches of --model_batch_size, each followed by as many batches of validation. The second
+    epoch's log.csv row is the steady state; the first epoch warms up (and compiles), and what it took
+    beyond the second is first_epoch_extra_seconds. model (in memory) gives the FLOPs of model_dir's."""
+    batch, steps = args.model_batch_size, args.steps
+    needed = batch * (2 * steps + 1)  # training, validation, and a batch of test that train.py also needs
+    if len(records) < needed:
+        raise ValueError(f"the model step needs {needed} documents (--documents is {len(records)})")
+    train_records, val_records = records[: batch * steps], records[batch * steps : 2 * batch * steps]
+    folder = Path(tempfile.mkdtemp(prefix="model-step-", dir=workdir))
+    splits = {"train": train_records, "val": val_records, "test": records[2 * batch * steps : needed]}
+    run, _ = run_train(
+        folder / "outputs",
+        model_name=model_dir,
+        dataset_dir=write_dataset(folder / "dataset", splits),
+        text_fields=TEXT_FIELDS,
+        max_seq_len=args.max_seq_len,
+        batch_size=batch,
+        eval_batch_size=batch,
+        epochs=2,
+        precision=requested,
+        compile=compile,
+    )
+    first, steady = run["log"]
+    train_lengths = token_lengths(train_records, tokenizer, model.config, args.max_seq_len)
+    val_lengths = token_lengths(val_records, tokenizer, model.config, args.max_seq_len)
+    # The FLOPs count the lengths computed here: they must be the ones train.py trained on.
+    train_tokens = steady["train_tokens_per_s"] * steady["epoch_seconds"]
+    if not math.isclose(train_tokens, sum(train_lengths), rel_tol=1e-3):
+        raise RuntimeError(f"train.py trained on {train_tokens:.0f} tokens, bench counts {sum(train_lengths)}")
+    precision, device = run["config"]["precision_used"], torch.device(run["config"]["device_used"])
     peak = matmul_flops(device, AUTOCAST_DTYPES[precision], size=2048, min_seconds=1.0)
-    timed_lengths, lengths = [len(e["input_ids"]) for e in timed], [len(e["input_ids"]) for e in subset]
-    train_flops = step_flops(timed_lengths, model.config, non_embedding, training=True) / train_seconds
-    eval_flops = step_flops(lengths, model.config, non_embedding, training=False) / eval_seconds
+    warm_up_seconds = first["epoch_seconds"] + first["val_seconds"] - steady["epoch_seconds"] - steady["val_seconds"]
+    non_embedding = non_embedding_parameters(model)
+    train_flops = step_flops(train_lengths, model.config, non_embedding, training=True) / steady["epoch_seconds"]
+    eval_flops = step_flops(val_lengths, model.config, non_embedding, training=False) / steady["val_seconds"]
     return {
         "precision": precision,
         "variant": variant,
-        "reason": reason,
+        "reason": run["config"]["precision_reason"],
+        "device": str(device),
         "matmul_peak_flops": peak,
-        "first_batches_seconds": first_batches_seconds,
-        "compilations_while_timed": counters["frames"]["total"] - compiled_before,
-        "train_samples_per_s": len(timed) / train_seconds,
-        "train_tokens_per_s": sum(timed_lengths) / train_seconds,
+        "first_epoch_extra_seconds": warm_up_seconds,
+        "train_samples_per_s": steady["train_samples_per_s"],
+        "train_tokens_per_s": steady["train_tokens_per_s"],
         "train_flops": train_flops,
         "train_utilisation": train_flops / peak,
-        "eval_samples_per_s": len(subset) / eval_seconds,
-        "eval_tokens_per_s": sum(lengths) / eval_seconds,
+        "eval_samples_per_s": len(val_lengths) / steady["val_seconds"],
+        "eval_tokens_per_s": sum(val_lengths) / steady["val_seconds"],
         "eval_flops": eval_flops,
         "eval_utilisation": eval_flops / peak,
     }
 
 
-def compile_section(args: Args, examples, pad_id: int) -> dict:
-    """Eager against compiled (train.py --compile) on the BERT-base shape in --compile_precision, each
-    in a fresh model: the compilation's cost (the first batches' extra seconds), the steady-state
-    speed-ups, and after how many epochs on livedoor (LIVEDOOR_EPOCH: training and validation
-    articles) the faster epochs have paid for the compilation. A third row, compiled without attention
-    dropout, shows what the unfused attention costs."""
-    torch._dynamo.reset()  # a cold start, as a new train.py process has (inductor's on-disk cache aside)
+def compile_section(args: Args, records: list[dict], tokenizer, workdir: Path) -> dict:
+    """Eager against compiled (train.py --compile) on the BERT-base shape in --compile_precision, each a
+    train.py run of its own with a cold compilation cache: the compilation's cost (what the first epoch
+    takes beyond the second, compiled minus eager), the steady-state speed-ups, and after how many epochs
+    on livedoor (LIVEDOOR_EPOCH: training and validation articles) the faster epochs have paid for the
+    compilation. A third row, compiled without attention dropout, shows what the unfused attention costs."""
+    model = bert_base()
+    folder = save_model(model, tokenizer, workdir / "bert-base")
+    no_dropout_dir = workdir / "bert-base-no-attention-dropout"
+    no_dropout = save_model(model, tokenizer, no_dropout_dir, attention_probs_dropout_prob=0.0)
     precision = args.compile_precision
-    eager = model_step(args, bert_base(), examples, pad_id, precision, "eager")
-    compiled = model_step(args, bert_base(), examples, pad_id, precision, "compiled", compile=True)
-    compile_seconds = compiled["first_batches_seconds"] - eager["first_batches_seconds"]
+    step = partial(model_step, args, model, tokenizer, records=records, requested=precision, workdir=workdir)
+    eager = step(folder, variant="eager")
+    compiled = step(folder, variant="compiled", compile=True)
+    compile_seconds = compiled["first_epoch_extra_seconds"] - eager["first_epoch_extra_seconds"]
     # where the rest of the time goes: on CPUs, attention dropout keeps attention out of fused kernels
-    no_dropout = bert_base(attention_dropout=0.0)
-    fused = model_step(args, no_dropout, examples, pad_id, precision, "compiled, attention dropout 0", compile=True)
+    fused = step(no_dropout, variant="compiled, attention dropout 0", compile=True)
 
     def epoch_seconds(step: dict) -> float:
         train_examples, val_examples = LIVEDOOR_EPOCH
@@ -326,17 +398,11 @@ def compile_section(args: Args, examples, pad_id: int) -> dict:
     }
 
 
-def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, Path]:
+def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, str]:
     """A dataset of the records (train, val and test 8:1:1, in their order) and a small BERT, randomly
-    initialised, for the tokenizer: what the accuracy sections train with train.py itself."""
-    labels = sorted({str(r["label"]) for r in records})
-    data = workdir / "dataset"
-    data.mkdir(parents=True)
-    write_label2id(data / "label2id.json", {label: i for i, label in enumerate(labels)})
+    initialised, for the tokenizer: what the accuracy sections train with train.py."""
     tenth = len(records) // 10
     splits = {"train": records[: -2 * tenth], "val": records[-2 * tenth : -tenth], "test": records[-tenth:]}
-    for split, split_records in splits.items():
-        write_jsonl(data / f"{split}.jsonl", [r | {"label": str(r["label"])} for r in split_records])
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(tokenizer),
@@ -345,37 +411,23 @@ def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, Pat
         num_attention_heads=4,
         intermediate_size=1024,
         max_position_embeddings=512,
-        num_labels=len(labels),
+        num_labels=len({r["label"] for r in records}),
     )
-    BertForSequenceClassification(config).save_pretrained(workdir / "model")
-    tokenizer.save_pretrained(workdir / "model")
-    return data, workdir / "model"
+    model = save_model(BertForSequenceClassification(config), tokenizer, workdir / "model")
+    return write_dataset(workdir / "dataset", splits), model
 
 
-def train_small(data: Path, model_dir: Path, output: Path, **options) -> tuple[dict, float]:
-    """One train.py run at lr 3e-4: its config.json, val- and test-metrics.json and log.csv, and its
-    wall seconds (tokenization, training and evaluation)."""
-    start = time.perf_counter()
-    train.main(train.Args(model_name=str(model_dir), dataset_dir=data, output_root=output, lr=3e-4, **options))
-    seconds = time.perf_counter() - start
-    (run_dir,) = output.glob("*/*/*/*")  # <dataset>/<model>/<date>/<time>
-    run = {
-        name: json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics", "test-metrics")
-    }
-    with open(run_dir / "log.csv", newline="") as f:
-        run["log"] = list(csv.DictReader(f))
-    return run, seconds
-
-
-def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[dict]:
-    """Train a small BERT with train.py itself, once per precision, on the learnable synthetic task:
-    mixed precision must not cost accuracy."""
+def precision_accuracy(records: list[dict], tokenizer, workdir: Path, epochs: int) -> list[dict]:
+    """Train a small BERT with train.py, once per precision, on the learnable synthetic task: mixed
+    precision must not cost accuracy."""
     data, model_dir = small_task(records, tokenizer, workdir / "precision")
     rows = []
     for precision in ("fp32", "auto"):
         output = workdir / "precision" / f"outputs-{precision}"
-        run, _ = train_small(data, model_dir, output, epochs=3, max_seq_len=64, precision=precision)
-        seconds = [float(row["epoch_seconds"]) for row in run["log"]]
+        run, _ = run_train(
+            output, model_name=model_dir, dataset_dir=data, lr=3e-4, epochs=epochs, max_seq_len=64, precision=precision
+        )
+        seconds = [row["epoch_seconds"] for row in run["log"]]
         rows.append(
             {
                 "precision": run["config"]["precision_used"],
@@ -390,16 +442,23 @@ def precision_accuracy(records: list[dict], tokenizer, workdir: Path) -> list[di
 LONG_DOCUMENT_MODES = {"head": {}, "head_tail": {"truncation": "head_tail"}, "windows 3": {"windows": 3}}
 
 
-def long_documents(records: list[dict], tokenizer, max_seq_len: int, workdir: Path) -> list[dict]:
+def long_documents(records: list[dict], tokenizer, max_seq_len: int, workdir: Path, epochs: int) -> list[dict]:
     """The same small BERT, seed and documents at a budget far below the documents' lengths, read in
-    each of LONG_DOCUMENT_MODES (5 epochs, in fp32, so that only the mode differs): accuracy, macro-F1
-    and wall time of each run."""
+    each of LONG_DOCUMENT_MODES (in fp32, so that only the mode differs): accuracy, macro-F1 and wall
+    time of each train.py run (its start-up included)."""
     data, model_dir = small_task(records, tokenizer, workdir / "long")
     rows = []
     for mode, options in LONG_DOCUMENT_MODES.items():
         output = workdir / "long" / f"outputs-{mode.replace(' ', '-')}"
-        run, seconds = train_small(
-            data, model_dir, output, epochs=5, max_seq_len=max_seq_len, precision="fp32", **options
+        run, seconds = run_train(
+            output,
+            model_name=model_dir,
+            dataset_dir=data,
+            lr=3e-4,
+            epochs=epochs,
+            max_seq_len=max_seq_len,
+            precision="fp32",
+            **options,
         )
         config, val, test = run["config"], run["val-metrics"], run["test-metrics"]
         rows.append(
@@ -416,9 +475,8 @@ def long_documents(records: list[dict], tokenizer, max_seq_len: int, workdir: Pa
     return rows
 
 
-def h100_section(model, examples, pipeline_samples_per_s: float) -> dict:
+def h100_section(model, lengths: list[int], pipeline_samples_per_s: float) -> dict:
     non_embedding = non_embedding_parameters(model)
-    lengths = [len(e["input_ids"]) for e in examples]
     per_sample = step_flops(lengths, model.config, non_embedding, training=True) / len(lengths)
     needed = 0.5 * H100_BF16_DENSE_PEAK / per_sample
     return {
@@ -428,11 +486,10 @@ def h100_section(model, examples, pipeline_samples_per_s: float) -> dict:
     }
 
 
-def bert_base(attention_dropout: float = 0.1) -> BertForSequenceClassification:
+def bert_base() -> BertForSequenceClassification:
     """BERT-base with the vocabulary size of tohoku-nlp BERT v3, randomly initialised."""
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=32768, num_labels=9, attention_probs_dropout_prob=attention_dropout)
-    return BertForSequenceClassification(config)
+    return BertForSequenceClassification(BertConfig(vocab_size=32768, num_labels=9))
 
 
 def print_report(report: dict) -> None:
@@ -456,39 +513,44 @@ def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None
         started.append("tokenization")
         _, report["mecab_documents_per_s"] = time_tokenization(records, mecab, args.max_seq_len)
         examples, report["fast_documents_per_s"] = time_tokenization(records, fast, args.max_seq_len)
-    else:  # the other sections run on the fast tokenizer's examples all the same
-        examples = tokenize(records, fast, ["title", "body"], args.max_seq_len, segment_ids=True)
 
     if "pipeline" in args.sections:
         started.append("pipeline")
+        if "tokenization" not in args.sections:  # the pipeline runs on the fast tokenizer's examples all the same
+            examples = tokenize(records, fast, TEXT_FIELDS, args.max_seq_len, segment_ids=True)
         report |= pipeline_section(args, records, examples, fast)
 
     if "model_step" in args.sections:
         started.append("model_step")
-        if args.model_name:  # its own tokenizer's examples (the compile section keeps the BERT-base shape's)
+        if args.model_name:  # train.py loads it itself; its tokenizer gives the lengths
             tokenizer, model = load_model(args.model_name, {str(i): i for i in range(9)})
-            model_examples = tokenize(records, tokenizer, ["title", "body"], args.max_seq_len, segment_ids=True)
+            model_dir = args.model_name
         else:
-            tokenizer, model, model_examples = fast, bert_base(), examples
+            tokenizer, model = fast, bert_base()
+            model_dir = save_model(model, fast, workdir / "bert-base")
+        lengths = token_lengths(records, tokenizer, model.config, args.max_seq_len)
         report["model"] = args.model_name or "BERT-base shape, random weights"
-        report["mean_tokens_per_example"] = sum(len(e["input_ids"]) for e in model_examples) / len(model_examples)
+        report["mean_tokens_per_example"] = sum(lengths) / len(lengths)
         if "pipeline_samples_per_s" in report:
-            report |= h100_section(model, model_examples, report["pipeline_samples_per_s"])
+            report |= h100_section(model, lengths, report["pipeline_samples_per_s"])
+        step = partial(model_step, args, model, tokenizer, records=records, workdir=workdir)
         report["model_step"] = steps = []  # filled one precision at a time: a failure keeps the ones before
         for precision in args.precisions:
-            steps.append(model_step(args, model, model_examples, tokenizer.pad_token_id, precision, "as train.py"))
-        if not args.model_name:  # where the time goes: attention dropout forces PyTorch's unfused attention on CPUs
-            no_dropout = bert_base(attention_dropout=0.0)
-            steps.append(model_step(args, no_dropout, examples, fast.pad_token_id, "auto", "attention dropout 0"))
+            steps.append(step(model_dir, requested=precision, variant="as train.py"))
+        # Where the time goes: on CPUs, attention dropout forces PyTorch's unfused attention.
+        if getattr(model.config, "attention_probs_dropout_prob", 0) > 0:
+            folder = workdir / f"{Path(model_dir).name}-no-attention-dropout"
+            no_dropout = save_model(model, tokenizer, folder, attention_probs_dropout_prob=0.0)
+            steps.append(step(no_dropout, requested="auto", variant="attention dropout 0"))
 
     if "compile" in args.sections:
         started.append("compile")
-        report |= compile_section(args, examples, fast.pad_token_id)
+        report |= compile_section(args, records, fast, workdir)
 
     if "precision_accuracy" in args.sections:
         started.append("precision_accuracy")
         accuracy_records = synthetic_records(args.accuracy_records, seed=1)
-        report["precision_accuracy"] = precision_accuracy(accuracy_records, fast, workdir)
+        report["precision_accuracy"] = precision_accuracy(accuracy_records, fast, workdir, args.accuracy_epochs)
 
     if "long_documents" in args.sections:
         started.append("long_documents")
@@ -498,7 +560,7 @@ def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None
             long_records = records[: args.accuracy_records]
         else:
             long_records = synthetic_records(args.accuracy_records, seed=2, label_rate=0.02)
-        report["long_documents"] = long_documents(long_records, fast, args.long_seq_len, workdir)
+        report["long_documents"] = long_documents(long_records, fast, args.long_seq_len, workdir, args.long_epochs)
 
 
 def one_line(error: BaseException) -> str:
@@ -511,7 +573,7 @@ def main(args: Args) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         measure(args, report, started, workdir)
-    except BaseException as e:  # also SystemExit (train.main exits on bad settings) and Ctrl-C
+    except BaseException as e:  # also Ctrl-C
         # A late section's failure must not cost the minutes measured before it: keep them, say what failed.
         report["failed"] = {"section": started[-1], "error": one_line(e)}
     finally:
@@ -529,4 +591,5 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    with cli.dies_of_sigint():  # Ctrl-C is a KeyboardInterrupt, which main() reports like any failure
+        main(cli.parse(Args))

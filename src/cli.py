@@ -1,6 +1,9 @@
-"""What every script's command line shares: --help that shows each option's default, and one-line errors.
+"""What every script's command line shares: --help that shows each option's default, one-line errors,
+and a quiet end on Ctrl-C or a closed pipe.
 
-This module imports nothing heavy, so that a script can parse its arguments before it imports torch.
+Every script imports this module first (ruff's isort keeps it first: pyproject.toml), and it imports only
+light modules, so that a Ctrl-C in the seconds of importing torch ends the script with one line instead of a
+traceback through the imports.
 """
 
 import argparse
@@ -14,6 +17,23 @@ from pathlib import Path
 from classopt import config
 
 from paths import ROOT
+
+
+def interrupted_while_starting(signum, frame) -> None:
+    print(f"{Path(sys.argv[0]).name}: interrupted while starting", file=sys.stderr)
+    die_of_sigint()
+
+
+def die_of_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+if Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent:  # a script of src/ is starting
+    signal.signal(signal.SIGINT, interrupted_while_starting)  # until main() runs inside dies_of_sigint
+    # Output piped into `head` that stops reading: end quietly, as Unix tools do, rather than report a
+    # broken pipe as an error of the run (or worse, remove a finished run folder over it).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
 @dataclass
@@ -51,11 +71,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def parse(args_class, check=None):
-    """The script's arguments from the command line, and check(args)'s ValueError as a one-line error:
-    both before the script imports torch, so that mistakes are answered at once."""
-    # Until the script's main() runs inside dies_of_sigint, Ctrl-C (during the seconds of importing torch)
-    # ends the script with one line instead of a traceback through the import machinery.
-    signal.signal(signal.SIGINT, interrupted_while_starting)
+    """The script's arguments from the command line, and check(args)'s ValueError as a one-line error."""
     args = args_class.from_args()
     try:
         if check is not None:
@@ -69,16 +85,6 @@ def first_line(error: Exception) -> str:
     """An exception as one line: the first line of its message, or its type when it has none."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def interrupted_while_starting(signum, frame) -> None:
-    print(f"{Path(sys.argv[0]).name}: interrupted while starting", file=sys.stderr)
-    die_of_sigint()
-
-
-def die_of_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
 
 
 @contextmanager

@@ -3,10 +3,12 @@
 #
 #   bash src/download.sh                     # from any working directory
 #   LIVEDOOR_URL=file:///mirror/ldcc-20140209.tar.gz bash src/download.sh
+#   bash src/download.sh --help              # this text; it takes no other argument
 #
 # Environment:
 #   LIVEDOOR_URL                where to fetch the archive (https://, http:// or file://)
-#   LIVEDOOR_EXPECTED_ARTICLES  article count the extracted corpus must have (7367; tests use a smaller corpus)
+#   LIVEDOOR_EXPECTED_ARTICLES  article count the extracted corpus must have, a positive integer
+#                               (7367; tests use a smaller corpus)
 #
 # Every step writes to a temporary name and renames only when complete, so an interrupted or failed
 # run never leaves a data/ that a later run (or prepare.py) would take for complete. Runs started
@@ -14,8 +16,28 @@
 # first, then finds the corpus there.
 set -euo pipefail
 
+usage_error() {  # a wrong invocation, told before anything is fetched or checked: exit status 2
+    echo "download.sh: error: $* (see bash src/download.sh --help)" >&2
+    exit 2
+}
+for arg in "$@"; do  # an argument used to be ignored: `download.sh --help` started the download
+    case "$arg" in
+        -h | --help) ;;
+        *) usage_error "unknown argument '$arg'; settings are environment variables" ;;
+    esac
+done
+if (($# > 0)); then  # --help: the comment above, without its '#'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+    exit 0
+fi
+
 URL="${LIVEDOOR_URL:-https://www.rondhuit.com/download/ldcc-20140209.tar.gz}"
-EXPECTED_ARTICLES="${LIVEDOOR_EXPECTED_ARTICLES:-7367}"
+# Checked first: a count that is not a number never equals the articles found, and the message then
+# told the user to delete a good corpus.
+EXPECTED_ARTICLES="${LIVEDOOR_EXPECTED_ARTICLES-7367}"
+[[ "$EXPECTED_ARTICLES" =~ ^0*[1-9][0-9]{0,8}$ ]] \
+    || usage_error "LIVEDOOR_EXPECTED_ARTICLES is '$EXPECTED_ARTICLES'; it is a positive integer, the article count"
+EXPECTED_ARTICLES=$((10#$EXPECTED_ARTICLES))  # 07367 is 7367, as the count it is compared with is written
 CATEGORIES=(dokujo-tsushin it-life-hack kaden-channel livedoor-homme movie-enter peachy smax sports-watch topic-news)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -89,6 +111,8 @@ if [[ ! -f "$ARCHIVE" ]]; then
     trap 'rm -f "$partial"' EXIT
     fetch "$URL" "$partial" || fail "could not download $URL; check the network or set LIVEDOOR_URL to a mirror"
     verify_archive "$partial" || fail "$URL is not the livedoor corpus (not a readable .tar.gz with text/<9 categories>/)"
+    # mktemp made it 0600; the archive gets the mode of any new file, 0666 less the umask, as curl -o gives
+    chmod "$(printf '%o' $((0666 & ~8#$(umask))))" "$partial"
     mv -- "$partial" "$ARCHIVE"
     trap - EXIT
 elif ! verify_archive "$ARCHIVE"; then

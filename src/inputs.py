@@ -5,6 +5,8 @@ training batches group examples of similar length so that little of each batch i
 are padded only to their own longest example (rounded up to a multiple of 8 for tensor cores).
 """
 
+from cli import first_line
+
 import copy
 import math
 import random
@@ -19,8 +21,6 @@ from more_itertools import chunked
 from tokenizers import Encoding
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-
-from cli import first_line
 
 # How many batches are pooled and sorted by length together: large enough that neighbours in the
 # pool have nearly equal lengths, small enough that batches still differ from epoch to epoch.

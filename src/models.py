@@ -1,5 +1,7 @@
 """Loading a Hugging Face encoder for sequence classification, and the limits it puts on its input."""
 
+from cli import first_line
+
 from pathlib import Path
 
 import torch
@@ -7,8 +9,6 @@ import transformers
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-from cli import first_line
 
 # Models whose position ids start after the padding index (RoBERTa's fairseq heritage): of their
 # max_position_embeddings (514), pad_token_id + 1 positions are unusable, leaving 512 tokens.

@@ -23,11 +23,26 @@ input. A line of standard input fills the model's first text field (--stdin_fiel
 the others empty: a model trained on title + body then sees a title only, and a note on stderr says so.
 """
 
+import cli
+from cli import first_line
+
+import json
+import sys
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
+import torch
+import transformers
 from classopt import classopt, config
+from safetensors import SafetensorError
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import cli
+from dataset_files import normalize
+from evaluation import predict
+from hardware import AUTOCAST_DTYPES, resolve_device
+from inputs import Collator, Truncation, eval_loader, tokenize
+from tables import read_table
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -48,27 +63,6 @@ def check_args(args: Args) -> None:
         raise ValueError(f"--batch_size must be >= 1 (got {args.batch_size})")
     if args.stdin_field is not None and args.input is not None:
         raise ValueError("--stdin_field is for standard input; with --input, --text_columns names the columns")
-
-
-if __name__ == "__main__":
-    ARGS = cli.parse(Args, check_args)  # before torch is imported: --help answers at once
-
-import json
-import sys
-from contextlib import nullcontext
-from functools import partial
-
-import torch
-import transformers
-from safetensors import SafetensorError
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-from cli import first_line
-from dataset_files import normalize
-from evaluation import predict
-from hardware import AUTOCAST_DTYPES, resolve_device
-from inputs import Collator, Truncation, eval_loader, tokenize
-from tables import read_table
 
 
 def read_settings(model_dir: Path) -> dict:
@@ -195,4 +189,4 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     with cli.dies_of_sigint():
-        main(ARGS)
+        main(cli.parse(Args, check_args))

@@ -36,6 +36,8 @@ Another layout: write one function that takes a path and yields (line number, ro
 register it by file extension in READERS; the columns are then named with --text_columns/--label_column.
 """
 
+import cli
+
 import csv
 import hashlib
 import json
@@ -54,7 +56,6 @@ from pathlib import Path
 import numpy as np
 from classopt import classopt, config
 
-import cli
 from dataset_files import SPLITS, as_written, dataset_fingerprint, normalize, write_jsonl, write_label2id
 from files import as_a_new_file
 from paths import ROOT
@@ -627,8 +628,9 @@ def main(args: Args) -> None:
             counts, names = prepare_livedoor(args, output_dir)
     except (ValueError, OSError) as e:
         sys.exit(f"prepare.py: error: {e}")
-    except KeyboardInterrupt:  # staged() has removed its staging folder
-        sys.exit(f"\nprepare.py: interrupted; {output_dir or 'the dataset'} is as it was before")
+    except KeyboardInterrupt:  # staged() has removed its staging folder; dies_of_sigint ends the process
+        print(f"\nprepare.py: interrupted; {output_dir or 'the dataset'} is as it was before", file=sys.stderr)
+        raise
     print_summary(counts, names)
     files = "{all,train,val,test}" if not (args.input or args.train) else "{train,val,test}"
     print(f"Wrote {output_dir}/{files}.jsonl, label2id.json and dataset.json")
@@ -640,4 +642,5 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(Args.from_args())
+    with cli.dies_of_sigint():
+        main(cli.parse(Args))

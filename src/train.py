@@ -7,12 +7,56 @@ After every epoch the model is evaluated on val; the epoch with the best macro-F
 of the weights in CPU memory, restored at the end and evaluated once on val and once on test.
 """
 
+import cli
+from cli import first_line
+
 import math
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import tokenizers
+import torch
+import torch.nn.functional as F
+import transformers
 from classopt import classopt, config
+from safetensors import SafetensorError
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from transformers import AutoTokenizer
 
-import cli
+import distributed
+from dataset_files import (
+    dataset_fingerprint,
+    dataset_manifest,
+    dataset_text_fields,
+    label_names,
+    load_label2id,
+    load_split,
+)
+from evaluation import evaluate, first_windows
+from files import append_csv_row, as_a_new_file, check_writable, write_json
+from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
+from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
+from metrics import SUMMARY_KEYS
+from models import load_model, needs_unused_parameter_search, usable_seq_len
+from runs import (
+    COMPLETION_FILE,
+    create_run_dir,
+    find_complete_run,
+    interruption_reported,
+    provenance,
+    recorded_args,
+    write_predictions,
+)
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -101,198 +145,6 @@ def check_args(args: Args) -> None:
         raise ValueError("; ".join(mistakes))
 
 
-if __name__ == "__main__":
-    # Parse and check before the imports below (torch and transformers take seconds): --help and a
-    # mistyped option or value are answered at once.
-    ARGS = cli.parse(Args, check_args)
-
-import os
-import platform
-import random
-import shutil
-import sys
-import time
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
-from functools import partial
-
-import tokenizers
-import torch
-import torch.nn.functional as F
-import transformers
-from safetensors import SafetensorError
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
-from transformers import AutoTokenizer
-
-import distributed
-from cli import first_line
-from dataset_files import (
-    dataset_fingerprint,
-    dataset_manifest,
-    dataset_text_fields,
-    label_names,
-    load_label2id,
-    load_split,
-)
-from evaluation import evaluate, first_windows
-from files import append_csv_row, as_a_new_file, check_writable, write_json
-from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
-from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
-from metrics import SUMMARY_KEYS
-from models import load_model, needs_unused_parameter_search, usable_seq_len
-from runs import (
-    COMPLETION_FILE,
-    create_run_dir,
-    find_complete_run,
-    interruption_reported,
-    provenance,
-    recorded_args,
-    write_predictions,
-)
-
-
-def planned_run(args: Args) -> dict:
-    """What --skip_if_done compares with complete runs (runs.find_complete_run): these arguments on
-    this very dataset (a re-prepared dataset has another fingerprint, so its runs are not "done"),
-    with as many processes as torchrun is starting now."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # the process group does not exist yet
-    return recorded_args(args) | {
-        "dataset_fingerprint": dataset_fingerprint(args.dataset_dir),
-        "world_size": world_size,
-    }
-
-
-@dataclass
-class Training:
-    """What a run trains with, built once before the first epoch."""
-
-    model: torch.nn.Module  # the bare model: its weights are copied and restored
-    train_model: torch.nn.Module  # called in training: DDP-wrapped under torchrun, compiled with --compile
-    eval_model: torch.nn.Module  # called in evaluation: never DDP (its forward may sync ranks and hang)
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
-    autocast: Callable  # a context manager for forward and loss: torch.autocast, or nullcontext for fp32
-    device: torch.device
-
-
-def summed_loss(model, batch, autocast) -> torch.Tensor:
-    """The batch's cross-entropy, summed over its examples."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with autocast():  # forward and loss only: backward and the optimizer step stay outside
-        logits = model(**inputs).logits
-        return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
-
-
-def train_one_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
-    """One pass over this rank's batches; returns the mean training loss per example over all ranks
-    and the highest learning rate the epoch's optimizer steps used."""
-    t.train_model.train()
-    sizes = [len(batch) for batch in loader.batch_sampler]  # this epoch's batches, as the loader will draw them
-    loss_sum = torch.zeros((), device=t.device)  # summed on the device: no GPU sync per step
-    max_lr = 0.0
-    steps = tqdm(loader, desc="train", leave=False, dynamic_ncols=True, disable=progress_bars_off())
-    for i, batch in enumerate(steps):
-        group_start = i - i % args.grad_accum
-        group = sizes[group_start : group_start + args.grad_accum]  # the micro-batches of this optimizer step
-        step_now = i + 1 == group_start + len(group)
-        # Under DDP, gradients are averaged across ranks only on the micro-batch that ends a step.
-        no_sync = hasattr(t.train_model, "no_sync") and not step_now
-        with t.train_model.no_sync() if no_sync else nullcontext():
-            loss = summed_loss(t.train_model, to_device(batch, t.device), t.autocast)
-            # The mean over the step's examples: dividing each micro-batch's mean by the number of
-            # micro-batches would overweight the examples of a short last micro-batch. (Under DDP each
-            # rank divides by its own count and DDP averages the ranks: exact while the ranks hold
-            # equally many examples, i.e. on every step but possibly an epoch's last.)
-            t.scaler.scale(loss / sum(group)).backward()
-        loss_sum += loss.detach()
-        if step_now:
-            max_lr = max(max_lr, t.scheduler.get_last_lr()[0])  # the rate this step uses
-            optimizer_step(t, args.max_grad_norm)
-        if (i + 1) % args.log_every == 0:
-            steps.set_postfix(loss=f"{loss_sum.item() / sum(sizes[: i + 1]):.4f}")
-    totals = distributed.total(torch.stack([loss_sum, torch.tensor(float(sum(sizes)), device=t.device)]))
-    return (totals[0] / totals[1]).item(), max_lr
-
-
-def optimizer_step(t: Training, max_grad_norm: float) -> None:
-    t.scaler.unscale_(t.optimizer)  # clip the true gradients, not the fp16-scaled ones
-    if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(t.model.parameters(), max_grad_norm)
-    scale = t.scaler.get_scale()  # fp16 only: a GPU sync, the price of knowing whether the step ran
-    t.scaler.step(t.optimizer)  # skipped by fp16's GradScaler when a gradient overflowed
-    t.scaler.update()  # ... and then the scale shrinks
-    if t.scaler.get_scale() >= scale:  # bf16/fp32: the scaler is off and both are 1.0, no sync
-        t.scheduler.step()  # a skipped step must not use up the schedule
-    t.optimizer.zero_grad(set_to_none=True)
-
-
-def progress_bars_off() -> bool | None:
-    """None lets tqdm decide: bars on a terminal, none when the output goes to a file (a sweep log,
-    nohup, CI), where they would be escape sequences and blank lines. Only rank 0 shows them."""
-    return None if distributed.is_main() else True
-
-
-def summary(metrics: dict, prefix: str) -> dict:
-    return {f"{prefix}_{key}": metrics[key] for key in ("loss", *SUMMARY_KEYS)}
-
-
-def subset(records: list[dict], size: int | None) -> list[dict]:
-    """`size` records (all for None), in their order, drawn at random with a fixed seed rather than the
-    first ones, which are one class in a file sorted by label; the same whatever --seed, and nested (a
-    smaller subset is part of a larger one), so that smoke runs of different sizes compare."""
-    if size is None or size >= len(records):
-        return records
-    order = list(range(len(records)))
-    random.Random(0).shuffle(order)
-    return [records[i] for i in sorted(order[:size])]
-
-
-def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
-    truncation = Truncation.from_options(vars(args))
-    collate = Collator(tokenizer.pad_token_id, max_seq_len)
-    segment_ids = getattr(model_config, "type_vocab_size", 0) > 1
-    pin = device.type == "cuda"  # page-locked host memory: copies to the GPU can run asynchronously
-    shard = {"num_replicas": distributed.world_size(), "rank": distributed.rank()}
-    loaders = {}
-    for split in ("train", "val", "test"):
-        records = load_split(args.dataset_dir, split, label2id, args.text_fields)
-        records = subset(records, args.max_train_samples if split == "train" else args.max_eval_samples)
-        examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids, split, truncation)
-        if split == "train":
-            loaders[split] = train_loader(examples, args.batch_size, args.seed, collate, pin, **shard)
-        else:
-            loaders[split] = eval_loader(examples, args.eval_batch_size, collate, pin, **shard)
-    return loaders
-
-
-def describe_run(args: Args, device, precision: str, reason: str, model, label2id, max_seq_len, loaders) -> dict:
-    return {
-        **recorded_args(args),
-        "device_used": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
-        "precision_used": precision,
-        "precision_reason": reason,
-        "world_size": distributed.world_size(),
-        "global_batch_size": args.batch_size * args.grad_accum * distributed.world_size(),
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "attn_implementation": model.config._attn_implementation,
-        "label2id": label2id,
-        "dataset_fingerprint": dataset_fingerprint(args.dataset_dir),
-        "max_seq_len_used": max_seq_len,
-        "num_examples": {split: len(first_windows(loader.dataset)) for split, loader in loaders.items()},
-        "num_windows": {split: len(loader.dataset) for split, loader in loaders.items()},  # examples the model sees
-        **provenance(
-            torch=torch.__version__,
-            cuda=torch.version.cuda,
-            transformers=transformers.__version__,
-            tokenizers=tokenizers.__version__,
-        ),
-    }
-
-
 def resolve_dataset(args: Args) -> None:
     """The dataset's folder and name (--dataset or --dataset_dir), and its text fields unless given."""
     args.resolve_dataset()
@@ -322,6 +174,85 @@ def setup(args: Args):
     return device, precision, model.to(device), loaders, run
 
 
+def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
+    truncation = Truncation.from_options(vars(args))
+    collate = Collator(tokenizer.pad_token_id, max_seq_len)
+    segment_ids = getattr(model_config, "type_vocab_size", 0) > 1
+    pin = device.type == "cuda"  # page-locked host memory: copies to the GPU can run asynchronously
+    shard = {"num_replicas": distributed.world_size(), "rank": distributed.rank()}
+    loaders = {}
+    for split in ("train", "val", "test"):
+        records = load_split(args.dataset_dir, split, label2id, args.text_fields)
+        records = subset(records, args.max_train_samples if split == "train" else args.max_eval_samples)
+        examples = tokenize(records, tokenizer, args.text_fields, max_seq_len, segment_ids, split, truncation)
+        if split == "train":
+            loaders[split] = train_loader(examples, args.batch_size, args.seed, collate, pin, **shard)
+        else:
+            loaders[split] = eval_loader(examples, args.eval_batch_size, collate, pin, **shard)
+    return loaders
+
+
+def subset(records: list[dict], size: int | None) -> list[dict]:
+    """`size` records (all for None), in their order, drawn at random with a fixed seed rather than the
+    first ones, which are one class in a file sorted by label; the same whatever --seed, and nested (a
+    smaller subset is part of a larger one), so that smoke runs of different sizes compare."""
+    if size is None or size >= len(records):
+        return records
+    order = list(range(len(records)))
+    random.Random(0).shuffle(order)
+    return [records[i] for i in sorted(order[:size])]
+
+
+def describe_run(args: Args, device, precision: str, reason: str, model, label2id, max_seq_len, loaders) -> dict:
+    return {
+        **recorded_args(args),
+        "device_used": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+        "precision_used": precision,
+        "precision_reason": reason,
+        "world_size": distributed.world_size(),
+        "global_batch_size": args.batch_size * args.grad_accum * distributed.world_size(),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "attn_implementation": model.config._attn_implementation,
+        "label2id": label2id,
+        "dataset_fingerprint": dataset_fingerprint(args.dataset_dir),
+        "max_seq_len_used": max_seq_len,
+        "num_examples": {split: len(first_windows(loader.dataset)) for split, loader in loaders.items()},
+        "num_windows": {split: len(loader.dataset) for split, loader in loaders.items()},  # examples the model sees
+        **provenance(
+            torch=torch.__version__,
+            cuda=torch.version.cuda,
+            transformers=transformers.__version__,
+            tokenizers=tokenizers.__version__,
+        ),
+    }
+
+
+def planned_run(args: Args) -> dict:
+    """What --skip_if_done compares with complete runs (runs.find_complete_run): these arguments on
+    this very dataset (a re-prepared dataset has another fingerprint, so its runs are not "done"),
+    with as many processes as torchrun is starting now."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # the process group does not exist yet
+    return recorded_args(args) | {
+        "dataset_fingerprint": dataset_fingerprint(args.dataset_dir),
+        "world_size": world_size,
+    }
+
+
+@dataclass
+class Training:
+    """What a run trains with, built once before the first epoch."""
+
+    model: torch.nn.Module  # the bare model: its weights are copied and restored
+    train_model: torch.nn.Module  # called in training: DDP-wrapped under torchrun, compiled with --compile
+    eval_model: torch.nn.Module  # called in evaluation: never DDP (its forward may sync ranks and hang)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
+    autocast: Callable  # a context manager for forward and loss: torch.autocast, or nullcontext for fp32
+    device: torch.device
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
     # Decay matrices only. Selecting by p.ndim catches every bias and LayerNorm/RMSNorm weight
     # whatever an architecture calls them; matching names ("LayerNorm.weight") silently misses some.
@@ -340,6 +271,17 @@ def make_scheduler(optimizer, warmup_steps: int, total_steps: int) -> torch.opti
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def schedule_steps(args: Args, batches_per_epoch: int) -> tuple[int, int]:
+    """Warmup and total optimizer steps. Warmup is a fraction of the whole run (10%: the reference
+    setup's 2 of 20 epochs), so that a short run still trains at its peak rate for most of its steps."""
+    total_steps = math.ceil(batches_per_epoch / args.grad_accum) * args.epochs
+    warmup = round(args.warmup_ratio * total_steps)
+    if warmup >= total_steps:
+        message = f"{warmup} warmup steps of {total_steps} leave none to train"
+        raise ValueError(f"--warmup_ratio {args.warmup_ratio}: {message}; lower it or train longer")
+    return warmup, total_steps
 
 
 def build_training(model, args: Args, device, precision: str, batches_per_epoch: int) -> tuple[Training, dict]:
@@ -380,57 +322,90 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
     return training, {"warmup_steps": warmup, "total_steps": total_steps}
 
 
-def schedule_steps(args: Args, batches_per_epoch: int) -> tuple[int, int]:
-    """Warmup and total optimizer steps. Warmup is a fraction of the whole run (10%: the reference
-    setup's 2 of 20 epochs), so that a short run still trains at its peak rate for most of its steps."""
-    total_steps = math.ceil(batches_per_epoch / args.grad_accum) * args.epochs
-    warmup = round(args.warmup_ratio * total_steps)
-    if warmup >= total_steps:
-        message = f"{warmup} warmup steps of {total_steps} leave none to train"
-        raise ValueError(f"--warmup_ratio {args.warmup_ratio}: {message}; lower it or train longer")
-    return warmup, total_steps
+def train_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
+    """One pass over this rank's batches, an optimizer step every args.grad_accum micro-batches; returns
+    the mean training loss per example over all ranks and the highest learning rate the steps used."""
+    t.train_model.train()
+    sizes = [len(batch) for batch in loader.batch_sampler]  # this epoch's batches, as the loader will draw them
+    loss_sum = torch.zeros((), device=t.device)  # summed on the device: no GPU sync per step
+    max_lr = 0.0
+    steps = tqdm(loader, desc="train", leave=False, dynamic_ncols=True, disable=progress_bars_off())
+    for i, batch in enumerate(steps):
+        group_start = i - i % args.grad_accum
+        group = sizes[group_start : group_start + args.grad_accum]  # the micro-batches of this optimizer step
+        step_now = i + 1 == group_start + len(group)
+        inputs = to_device(batch, t.device)
+        labels = inputs.pop("labels")
+        # Under DDP, gradients are averaged across ranks only on the micro-batch that ends a step.
+        no_sync = hasattr(t.train_model, "no_sync") and not step_now
+        with t.train_model.no_sync() if no_sync else nullcontext():
+            with t.autocast():  # forward and loss only: backward and the optimizer step stay outside
+                logits = t.train_model(**inputs).logits
+                loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+            # The mean over the step's examples: dividing each micro-batch's mean by the number of
+            # micro-batches would overweight the examples of a short last micro-batch. (Under DDP each
+            # rank divides by its own count and DDP averages the ranks: exact while the ranks hold
+            # equally many examples, i.e. on every step but possibly an epoch's last.)
+            t.scaler.scale(loss / sum(group)).backward()
+        loss_sum += loss.detach()
+        if step_now:
+            max_lr = max(max_lr, t.scheduler.get_last_lr()[0])  # the rate this step uses
+            t.scaler.unscale_(t.optimizer)  # clip the true gradients, not the fp16-scaled ones
+            if args.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(t.model.parameters(), args.max_grad_norm)
+            scale = t.scaler.get_scale()  # fp16 only: a GPU sync, the price of knowing whether the step ran
+            t.scaler.step(t.optimizer)  # skipped by fp16's GradScaler when a gradient overflowed
+            t.scaler.update()  # ... and then the scale shrinks
+            if t.scaler.get_scale() >= scale:  # bf16/fp32: the scaler is off and both are 1.0, no sync
+                t.scheduler.step()  # a skipped step must not use up the schedule
+            t.optimizer.zero_grad(set_to_none=True)
+        if (i + 1) % args.log_every == 0:
+            steps.set_postfix(loss=f"{loss_sum.item() / sum(sizes[: i + 1]):.4f}")
+    totals = distributed.total(torch.stack([loss_sum, torch.tensor(float(sum(sizes)), device=t.device)]))
+    return (totals[0] / totals[1]).item(), max_lr
 
 
-def say(message: str) -> None:
-    if distributed.is_main():
-        tqdm.write(message)
-
-
-def fit(t: Training, loaders: dict, args: Args, run_dir: Path | None, names: list[str]) -> tuple[int, dict]:
-    """The epoch loop; returns the best epoch by validation macro-F1 and a CPU copy of its weights."""
+def train_and_test(args: Args, t: Training, loaders: dict, run: dict, run_dir: Path | None, names: list[str]):
+    """The epoch loop: train, evaluate on val, keep a CPU copy of the best epoch's weights (by validation
+    macro-F1); then restore them, evaluate on val and test once, and write the run's files (rank 0)."""
     train_examples = len(loaders["train"].dataset)
     train_tokens = sum(len(example["input_ids"]) for example in loaders["train"].dataset)
     best_f1, best_epoch, best_state = -1.0, 0, None
-    for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
-        loaders["train"].batch_sampler.set_epoch(epoch)
-        start = time.perf_counter()
-        train_loss, max_lr = train_one_epoch(t, loaders["train"], args)
-        seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
-        start = time.perf_counter()
-        val, _ = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
-        val_seconds = time.perf_counter() - start  # the metrics' .item() has synced the GPU
-        if val["f1"] > best_f1:  # the same on every rank: the metrics were gathered from all of them
-            best_f1, best_epoch = val["f1"], epoch
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
-        if distributed.is_main():
-            append_csv_row(
-                run_dir / "log.csv",
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    **summary(val, "val"),
-                    "max_lr": max_lr,
-                    "epoch_seconds": seconds,
-                    "val_seconds": val_seconds,
-                    "train_samples_per_s": train_examples / seconds,
-                    "train_tokens_per_s": train_tokens / seconds,
-                },
+    with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
+        for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
+            loaders["train"].batch_sampler.set_epoch(epoch)
+            start = time.perf_counter()
+            train_loss, max_lr = train_epoch(t, loaders["train"], args)
+            seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
+            start = time.perf_counter()
+            val, _ = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
+            val_seconds = time.perf_counter() - start  # the metrics' .item() has synced the GPU
+            if val["f1"] > best_f1:  # the same on every rank: the metrics were gathered from all of them
+                best_f1, best_epoch = val["f1"], epoch
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
+            if distributed.is_main():
+                row = {"epoch": epoch, "train_loss": train_loss, **summary(val, "val"), "max_lr": max_lr}
+                row |= {"epoch_seconds": seconds, "val_seconds": val_seconds}
+                row |= {"train_samples_per_s": train_examples / seconds, "train_tokens_per_s": train_tokens / seconds}
+                append_csv_row(run_dir / "log.csv", row)
+            say(
+                f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
+                f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s"
             )
-        say(
-            f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
-            f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s"
-        )
-    return best_epoch, best_state
+
+        t.model.load_state_dict(best_state)
+        val, val_probabilities = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
+        test, test_probabilities = evaluate(t.eval_model, loaders["test"], t.autocast, t.device, names)
+        if distributed.is_main():
+            write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
+            for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
+                examples = first_windows(loaders[split].dataset)  # a line per document
+                ids, labels = [e["id"] for e in examples], [e["label"] for e in examples]
+                write_predictions(run_dir / f"{split}-predictions.jsonl", ids, labels, probabilities.numpy(), names)
+            if args.save_model:
+                save_model(t.model, args, run, run_dir / "model")
+            write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
+    return best_epoch, val, test
 
 
 def save_model(model, args: Args, run: dict, path: Path) -> None:
@@ -462,6 +437,21 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)  # no half-written model beside the run's files
         raise
     staging.rename(path)
+
+
+def summary(metrics: dict, prefix: str) -> dict:
+    return {f"{prefix}_{key}": metrics[key] for key in ("loss", *SUMMARY_KEYS)}
+
+
+def say(message: str) -> None:
+    if distributed.is_main():
+        tqdm.write(message)
+
+
+def progress_bars_off() -> bool | None:
+    """None lets tqdm decide: bars on a terminal, none when the output goes to a file (a sweep log,
+    nohup, CI), where they would be escape sequences and blank lines. Only rank 0 shows them."""
+    return None if distributed.is_main() else True
 
 
 def main(args: Args) -> None:
@@ -505,31 +495,6 @@ def main(args: Args) -> None:
     distributed.finish()
 
 
-def train_and_test(args: Args, training: Training, loaders: dict, run: dict, run_dir: Path | None, names: list[str]):
-    """Train, restore the best epoch, evaluate it on val and test, and write the run's files (rank 0)."""
-    model, device = training.model, training.device
-    with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
-        best_epoch, best_state = fit(training, loaders, args, run_dir, names)
-        model.load_state_dict(best_state)
-        val, val_probabilities = evaluate(training.eval_model, loaders["val"], training.autocast, device, names)
-        test, test_probabilities = evaluate(training.eval_model, loaders["test"], training.autocast, device, names)
-        if distributed.is_main():
-            write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
-            for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
-                examples = first_windows(loaders[split].dataset)  # a line per document
-                write_predictions(
-                    run_dir / f"{split}-predictions.jsonl",
-                    [e["id"] for e in examples],
-                    [e["label"] for e in examples],
-                    probabilities.numpy(),
-                    names,
-                )
-            if args.save_model:
-                save_model(model, args, run, run_dir / "model")
-            write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
-    return best_epoch, val, test
-
-
 if __name__ == "__main__":
     with cli.dies_of_sigint():
-        main(ARGS)
+        main(cli.parse(Args, check_args))

@@ -24,11 +24,11 @@ def checkout(tmp_path) -> Path:
     return tmp_path / "repo"
 
 
-def download_env(url: str, articles: int = ARTICLES) -> dict:
+def download_env(url: str, articles: int | str = ARTICLES) -> dict:
     return {"LIVEDOOR_URL": url, "LIVEDOOR_EXPECTED_ARTICLES": str(articles)}
 
 
-def download(checkout: Path, url: str, articles: int = ARTICLES):
+def download(checkout: Path, url: str, articles: int | str = ARTICLES):
     env = download_env(url, articles)
     # run from an unrelated directory: the script must find its data/ by its own location
     return run_script(checkout / "src" / "download.sh", cwd=checkout.parent, env=env, check=False)
@@ -118,3 +118,48 @@ def test_two_downloads_at_once_give_one_corpus(checkout, corpus_archive):
     assert len([p for p in text.glob("*/*.txt") if p.name != "LICENSE.txt"]) == ARTICLES
     assert data_files(checkout) == ["ldcc-20140209.tar.gz", "text"]  # no extraction left behind
     assert sum("nothing to do" in stdout.decode() for stdout, _ in outputs) == 1  # the second waited, then found it
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_the_usage_and_fetches_nothing(checkout, flag):
+    """`download.sh --help` used to start the download."""
+    result = run_script(checkout / "src" / "download.sh", flag, env=download_env("file:///nonexistent"), check=False)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("Fetch the livedoor news corpus")
+    assert "LIVEDOOR_URL" in result.stdout and "LIVEDOOR_EXPECTED_ARTICLES" in result.stdout
+    assert not (checkout / "data").exists()
+
+
+@pytest.mark.parametrize("args", [["x"], ["--url=http://mirror"], ["--help", "x"], [""]])
+def test_an_unknown_argument_is_an_error(checkout, args):
+    result = run_script(checkout / "src" / "download.sh", *args, env=download_env("file:///nonexistent"), check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("download.sh: error: unknown argument")
+    assert not (checkout / "data").exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "", "7 3", "1e3"])
+def test_expected_articles_must_be_a_positive_integer(checkout, corpus_archive, value):
+    """LIVEDOOR_EXPECTED_ARTICLES=abc said that a good corpus "holds 180 articles, expected abc; delete it"."""
+    assert download(checkout, f"file://{corpus_archive}").returncode == 0
+    env = {"LIVEDOOR_URL": f"file://{corpus_archive}", "LIVEDOOR_EXPECTED_ARTICLES": value}
+    result = run_script(checkout / "src" / "download.sh", cwd=checkout.parent, env=env, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "delete" not in result.stderr
+    assert result.stderr.startswith(f"download.sh: error: LIVEDOOR_EXPECTED_ARTICLES is '{value}'; it is a positive")
+    assert data_files(checkout) == ["ldcc-20140209.tar.gz", "text"]  # the corpus is untouched
+
+
+def test_expected_articles_may_have_leading_zeros(checkout, corpus_archive):
+    assert download(checkout, f"file://{corpus_archive}", articles=f"0{ARTICLES}").returncode == 0
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)], ids=oct)
+def test_the_archive_gets_the_mode_of_a_new_file(checkout, corpus_archive, umask, mode):
+    """It was downloaded to a mktemp file, 0600 whatever the umask."""
+    env = os.environ | download_env(f"file://{corpus_archive}")
+    result = subprocess.run(
+        ["bash", checkout / "src" / "download.sh"], env=env, umask=umask, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert (checkout / "data" / "ldcc-20140209.tar.gz").stat().st_mode & 0o7777 == mode

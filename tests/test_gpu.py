@@ -114,13 +114,13 @@ def test_compile_compiles_once_for_every_length(device, bert_dir, varied_lengths
     torch._dynamo.reset()
     counters.clear()
     compiled_before_epoch = []
-    train_one_epoch = train.train_one_epoch
+    train_epoch = train.train_epoch
 
     def counting(*args, **kwargs):
         compiled_before_epoch.append(counters["frames"]["total"])  # recompilations included
-        return train_one_epoch(*args, **kwargs)
+        return train_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", counting)
+    monkeypatch.setattr(train, "train_epoch", counting)
     options = ["--compile", "--gradient_checkpointing", "--max_seq_len", "128", "--device", device, "--epochs", "2"]
     train.main(train.Args.from_args(train_argv(bert_dir, varied_lengths, tmp_path, *options)))
     (run_dir,) = run_dirs(tmp_path)
@@ -171,12 +171,12 @@ def full_fp32_matmuls():
 
 
 def step_through(model, args, device, examples, batches: list[list[int]], pad_token_id: int):
-    """train_one_epoch over the given batches of examples; one padded width for all of them, so that
+    """train.train_epoch over the given batches of examples; one padded width for all of them, so that
     micro-batches and the large batches run the same sequence length."""
     collate = Collator(pad_token_id, args.max_seq_len, multiple_of=args.max_seq_len)
     loader = DataLoader(examples, batch_sampler=batches, collate_fn=collate)
     training, _ = train.build_training(model, args, device, "fp32", len(loader))
-    train.train_one_epoch(training, loader, args)
+    train.train_epoch(training, loader, args)
     return model.state_dict()
 
 
@@ -206,7 +206,7 @@ def test_accumulating_k_micro_batches_steps_as_one_batch_k_times_larger(
     device, _, model, loaders, _ = train.setup(train.Args(grad_accum=k, **settings))
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0  # train_one_epoch puts the model in training mode: dropout off by its rate
+            module.p = 0.0  # train_epoch puts the model in training mode: dropout off by its rate
     initial = copy.deepcopy(model.state_dict())
     examples, pad_token_id = loaders["train"].dataset, loaders["train"].collate_fn.pad_token_id
     starts = [sum(sizes[:i]) for i in range(len(sizes))]

@@ -81,14 +81,143 @@ def test_an_unknown_argument_is_an_error():
     assert result.stderr.count("\n") == 1 and "unknown argument '--models'" in result.stderr
 
 
-def test_a_python_without_the_dependencies_gets_one_line_on_how_to_install(tmp_path):
-    bare = tmp_path / "bare"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", bare], check=True)  # sees no site-packages
-    env = NOTHING_RUNS | {"PYTHON": str(bare / "bin" / "python")}
-    result = run_script(ROOT / "run.sh", env=env, check=False)
+def bare_python(tmp_path: Path) -> Path:
+    """This Python without its site-packages: the standard library only, none of the dependencies."""
+    script = tmp_path / "bare-python"
+    script.write_text(f'#!/usr/bin/env bash\nexec {sys.executable} -S "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture
+def fresh_clone(tmp_path) -> tuple[Path, dict, Path]:
+    """A checkout without .venv, and an environment in which no Python has the dependencies: run.sh's and
+    tests/run.sh's environment step, without downloading gigabytes. The python3 on PATH is bare_python,
+    except that `python3 -m venv DIR` makes DIR/bin/python a Python that has them (this one) and whose
+    `-m pip` installs nothing; both write what they were asked to the log."""
+    repo = tmp_path / "repo"
+    for name in ("run.sh", "tests/run.sh", "src/environment.sh", ".envrc", "pyproject.toml"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, repo / name)
+    log = tmp_path / "calls.log"
+    venv_python = tmp_path / "venv-python"
+    venv_python.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo ".venv/bin/python $*" >>{log}\n'
+        'if [[ "$1 $2" == "-m pip" || "$1" == src/*.py ]]; then exit 0; fi  # nothing installed, no study run\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "python3 $*" >>{log}\n'
+        f'if [[ "$1 $2" == "-m venv" ]]; then mkdir -p "$3/bin" && cp {venv_python} "$3/bin/python" && exit 0; fi\n'
+        f'exec {bare_python(tmp_path)} "$@"\n'
+    )
+    for script in (venv_python, bin_dir / "python3"):
+        script.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",  # nothing else of this machine's: no poetry, no other python3
+        "VIRTUAL_ENV": "",
+        "PYTHON": "",
+        "MODELS": "some/model",
+        "LRS": "1e-3",
+        "SEEDS": "1",
+        "DATASET": str(tmp_path / "prepared"),  # a folder: run.sh leaves checking it to the scripts
+        "OUTPUT_ROOT": str(tmp_path / "out"),
+    }
+    return repo, env, log
+
+
+def calls(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize(
+    "script, requirements", [("run.sh", "requirements.txt"), ("tests/run.sh", "requirements-dev.txt")]
+)
+def test_an_explicit_python_without_the_dependencies_gets_one_line_and_nothing_is_installed(
+    fresh_clone, tmp_path, script, requirements
+):
+    repo, env, log = fresh_clone
+    python = bare_python(tmp_path)
+    result = run_script(repo / script, env=env | NOTHING_RUNS | {"PYTHON": str(python)}, check=False)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "poetry install" in result.stderr and "pip install -r requirements.txt" in result.stderr
+    assert result.stderr.startswith(f"{script}: error: PYTHON={python} cannot import torch, transformers")
+    assert f"pip install -r {requirements}" in result.stderr and "unset PYTHON" in result.stderr
+    assert calls(log) == [] and not (repo / ".venv").exists()  # never installs into the Python it was given
+
+
+@pytest.mark.parametrize("interrupted", [False, True], ids=["fresh-clone", "half-made-venv"])
+def test_run_sh_creates_the_venv_when_no_environment_has_the_dependencies_then_runs_the_study(
+    fresh_clone, tmp_path, interrupted
+):
+    repo, env, log = fresh_clone
+    if interrupted:  # an install stopped halfway: a .venv whose Python lacks the dependencies
+        (repo / ".venv" / "bin").mkdir(parents=True)
+        shutil.copy(bare_python(tmp_path), repo / ".venv" / "bin" / "python")
+    result = run_script(repo / "run.sh", cwd=tmp_path, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    action = "installing requirements.txt into .venv" if interrupted else "creating .venv from requirements.txt"
+    assert result.stdout.splitlines()[0] == (
+        f"run.sh: no environment with the dependencies: {action} (hash-checked; the CUDA build of torch is several GB)"
+    )
+    made = calls(log)
+    assert made.index("python3 -m venv .venv") < made.index(
+        ".venv/bin/python -m pip install --require-hashes -r requirements.txt"
+    )
+    studied = [c.split()[1] for c in made if " src/" in c]  # the study, in the new environment
+    assert studied == ["src/train.py", "src/baseline.py", "src/aggregate.py"]
+
+    log.unlink()
+    again = run_script(repo / "run.sh", cwd=tmp_path, env=env, check=False)  # found now: nothing installed
+    assert again.returncode == 0 and "no environment" not in again.stdout
+    assert not [c for c in calls(log) if "venv" in c.split()[:3] or "pip" in c]
+
+
+def test_tests_run_sh_creates_the_dev_venv_then_lints_and_runs_pytest_with_its_arguments(fresh_clone, tmp_path):
+    repo, env, log = fresh_clone
+    (repo / "tests" / "test_one.py").write_text("def test_one():\n    pass\n")
+    (repo / "tests" / "test_other.py").write_text("def test_other():\n    raise AssertionError\n")
+    result = run_script(repo / "tests" / "run.sh", "-q", "tests/test_one.py", cwd=tmp_path, env=env, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("tests/run.sh: no environment with the dependencies: creating .venv from")
+    made = calls(log)
+    assert "python3 -m venv .venv" in made
+    assert ".venv/bin/python -m pip install --require-hashes -r requirements-dev.txt" in made
+    checks = [c for c in made if "-m ruff" in c or "-m pytest" in c]
+    assert checks == [
+        ".venv/bin/python -m ruff check .",
+        ".venv/bin/python -m ruff format --check .",
+        ".venv/bin/python -P -m pytest -q tests/test_one.py",
+    ]
+    assert "1 passed" in result.stdout
+
+
+def test_ci_builds_its_own_venv_even_where_an_environment_has_the_dependencies(fresh_clone, tmp_path):
+    """CI tests the lock as pip installs it on a clean clone, not whatever Python the runner has."""
+    repo, env, log = fresh_clone
+    shutil.copytree(ROOT / ".ci", repo / ".ci")
+    (repo / "tests" / "test_one.py").write_text("def test_one():\n    pass\n")
+    env |= {"VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}  # active, and it has everything
+    command = ["bash", repo / ".ci" / "run"]
+    result = subprocess.run(command, cwd=tmp_path, env=os.environ | env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    made = [c for c in calls(log) if " -c " not in c]  # but the checks of what a Python has
+    assert made[:2] == [
+        "python3 -m venv .venv",
+        ".venv/bin/python -m pip install --require-hashes -r requirements-dev.txt",
+    ]
+    assert ".venv/bin/python -P -m pytest" in made and "1 passed" in result.stdout  # in .venv, not VIRTUAL_ENV
+
+
+def test_tests_run_sh_stops_at_a_lint_error(fresh_clone, tmp_path):
+    repo, env, _ = fresh_clone
+    (repo / "tests" / "test_one.py").write_text("import os\n\n\ndef test_one():\n    pass\n")  # F401
+    result = run_script(repo / "tests" / "run.sh", cwd=tmp_path, env=env, check=False)
+    assert result.returncode != 0 and "F401" in result.stdout and "passed" not in result.stdout
 
 
 def test_the_baseline_is_done_only_on_its_own_dataset_and_gets_the_text_fields(dataset_dir, tmp_path):
@@ -184,3 +313,51 @@ def test_train_args_that_would_split_the_study_are_refused(option):
     name = option.split()[0].split("=")[0]
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith(f"run.sh: error: TRAIN_ARGS gives {name}; set DATASET, OUTPUT_ROOT or TEXT_FIELDS")
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("NPROC", "abc"),  # was "unbound variable", after the download
+        ("NPROC", "2 3"),  # was a syntax error, then one process per run
+        ("NPROC", "0"),
+        ("NPROC", "-2"),
+        ("NPROC", ""),
+        ("SAVE_MODEL", "yes"),  # was ignored: no model kept
+        ("SAVE_MODEL", "2"),
+        ("MODELS", ""),  # was the 15 default models
+        ("MODELS", "  "),
+        ("LRS", ""),
+        ("SEEDS", ""),
+        ("LRS", "0"),  # was a failure of every configuration, one after another
+        ("LRS", "1e-5 -3e-5"),
+        ("LRS", "0.0e-3"),
+        ("LRS", "3e-5,5e-5"),
+        ("LRS", "fast"),
+        ("SEEDS", "-1"),
+        ("SEEDS", "1 2.5"),
+        ("SEEDS", "4294967296"),  # above numpy's seed range
+    ],
+)
+def test_a_bad_setting_stops_run_sh_before_anything_runs(variable, value):
+    result = run_script(ROOT / "run.sh", env=NOTHING_RUNS | {variable: value}, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"run.sh: error: {variable} ")
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("NPROC", "4"),
+        ("NPROC", "08"),
+        ("SAVE_MODEL", "0"),
+        ("SAVE_MODEL", "1"),
+        ("LRS", "1e-5 3E-5 .5 2. 0.001 1e+2"),
+        ("SEEDS", "0 42 007 4294967295"),
+        ("MODELS", " a/b  c "),
+    ],
+)
+def test_good_settings_pass_the_checks(variable, value):
+    """They get as far as the environment step: PYTHON=false is the first thing to fail."""
+    result = run_script(ROOT / "run.sh", env=NOTHING_RUNS | {variable: value}, check=False)
+    assert result.returncode == 1 and result.stderr.startswith("run.sh: error: PYTHON=false cannot import")

@@ -1,0 +1,96 @@
+# The Python environment of run.sh, tests/run.sh and .ci/run, found or created in one place so that they
+# agree. Sourced (not run) from the repository root; defines two functions and sets nothing else.
+#
+#   find_environment NAME REQUIREMENTS MODULE...
+#       Sets the array `python` to the first Python that imports every MODULE: $PYTHON if set, else the
+#       active virtualenv's, .venv/, Poetry's environment, python3. A $PYTHON without them is an error:
+#       the user chose it, and we never install into someone's Python. When none of the others has them,
+#       .venv is created (or completed) from REQUIREMENTS, hash-checked, and used.
+#   create_environment NAME REQUIREMENTS
+#       python3 -m venv .venv, then pip installs REQUIREMENTS into it with --require-hashes.
+#
+# NAME begins every message ("run.sh: error: ..."); a failure prints one line and exits 1.
+
+_environment_error() {  # NAME MESSAGE...
+    local name="$1"
+    shift
+    echo "$name: error: $*" >&2
+    exit 1
+}
+
+_environment_imports() {  # "MODULE, ..." PYTHON-COMMAND...: whether that Python imports them all
+    local modules="$1"
+    shift
+    "$@" -c "import $modules" >/dev/null 2>&1
+}
+
+create_environment() {
+    local name="$1" requirements="$2" version
+    command -v python3 >/dev/null 2>&1 \
+        || _environment_error "$name" "no python3 on PATH to create .venv with; install Python 3.11 or newer"
+    # transformers 5 needs 3.11: an older python3 would make a .venv in which pip skips every package
+    # (the lock's markers say python_version >= "3.11") and say nothing.
+    version="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || version="?"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+        || _environment_error "$name" "python3 is Python $version; the dependencies need 3.11 or newer" \
+            "(put one first on PATH as python3, or set PYTHON to a Python that has them)"
+    python3 -m venv .venv \
+        || _environment_error "$name" "python3 -m venv .venv failed (on Debian and Ubuntu: apt install python3-venv)"
+    # --require-hashes: every file pip downloads must match the lock's hash (the requirements files are
+    # poetry.lock exported with hashes), so .venv gets exactly the locked packages.
+    .venv/bin/python -m pip install --require-hashes -r "$requirements" \
+        || _environment_error "$name" "pip could not install $requirements into .venv (its message is above);" \
+            "run again to complete it"
+}
+
+find_environment() {
+    local name="$1" requirements="$2"
+    shift 2
+    local modules="$*" listed="$1" module
+    modules="${modules// /, }"  # import torch, transformers, classopt
+    if (($# > 1)); then  # torch, transformers and classopt
+        for module in "${@:2:$# - 2}"; do
+            listed+=", $module"
+        done
+        listed+=" and ${!#}"
+    fi
+
+    if [[ -n "${PYTHON:-}" ]]; then
+        python=("$PYTHON")
+        _environment_imports "$modules" "${python[@]}" && return 0
+        _environment_error "$name" "PYTHON=$PYTHON cannot import $listed; install them into it" \
+            "(pip install -r $requirements), or unset PYTHON to use .venv/ (created if need be)"
+    fi
+
+    # Whichever environment the user set up, in this order; the first with the dependencies wins.
+    if [[ -n "${VIRTUAL_ENV:-}" && -x "$VIRTUAL_ENV/bin/python" ]]; then
+        python=("$VIRTUAL_ENV/bin/python")
+        _environment_imports "$modules" "${python[@]}" && return 0
+    fi
+    if [[ -x .venv/bin/python ]]; then
+        python=(.venv/bin/python)
+        _environment_imports "$modules" "${python[@]}" && return 0
+    fi
+    if command -v poetry >/dev/null 2>&1 && [[ -n "$(poetry env info -p 2>/dev/null)" ]]; then
+        python=(poetry run python)
+        _environment_imports "$modules" "${python[@]}" && return 0
+    fi
+    if command -v python3 >/dev/null 2>&1; then
+        python=(python3)
+        _environment_imports "$modules" "${python[@]}" && return 0
+    fi
+
+    # None has them: a fresh clone, or a .venv whose install was interrupted (pip completes it).
+    if [[ -e .venv ]]; then
+        echo "$name: no environment with the dependencies: installing $requirements into .venv" \
+            "(hash-checked; the CUDA build of torch is several GB)"
+    else
+        echo "$name: no environment with the dependencies: creating .venv from $requirements" \
+            "(hash-checked; the CUDA build of torch is several GB)"
+    fi
+    create_environment "$name" "$requirements"
+    python=(.venv/bin/python)
+    _environment_imports "$modules" "${python[@]}" \
+        || _environment_error "$name" ".venv cannot import $listed although $requirements installed;" \
+            "delete .venv and run again"
+}
