@@ -51,9 +51,6 @@ from metrics import SUMMARY_KEYS, classification_metrics
 from runs import create_run_dir, find_complete_run, interruption_reported, provenance, recorded_args, write_predictions
 
 MODEL_NAME = "tfidf-char-linear"
-# n-grams of whole texts: train.py's --truncation and --windows do not apply (and their defaults, which
-# runs.IDENTITY assumes where config.json lacks them, would show as "head" and 1 in aggregate's tables)
-WHOLE_TEXTS = {"truncation": None, "windows": None}
 CLASSIFIERS = ("LinearSVC", "LogisticRegression")  # in the order a tie on val macro-F1 goes by
 CV_FOLDS = 5  # for the SVM's temperature; fewer when a class of train has fewer examples
 TEMPERATURES = (0.01, 100.0)  # the range searched: SVM scores are about +-1, so T < 1 sharpens them
@@ -235,7 +232,7 @@ def main(args: Args) -> None:
         label2id = load_label2id(args.dataset_dir)
         fingerprint = dataset_fingerprint(args.dataset_dir)
         # Done means done on this very dataset: a baseline of livedoor is no baseline of another corpus.
-        planned = recorded_args(args) | {"model_name": MODEL_NAME, "dataset_fingerprint": fingerprint, **WHOLE_TEXTS}
+        planned = recorded_args(args) | {"model_name": MODEL_NAME, "dataset_fingerprint": fingerprint}
         if args.skip_if_done and (done := find_complete_run(runs_dir, MODEL_NAME, planned)):
             print(f"already complete, skipped: {done}")
             return
@@ -256,7 +253,6 @@ def main(args: Args) -> None:
         "label2id": label2id,
         "dataset_fingerprint": fingerprint,
         "num_examples": {split: len(records) for split, records in splits.items()},
-        **WHOLE_TEXTS,
         **provenance(**{"scikit-learn": sklearn.__version__}),
     }
     try:

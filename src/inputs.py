@@ -10,10 +10,9 @@ from cli import first_line
 import copy
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,14 +45,6 @@ class Truncation:
     head_tokens: int | None = None
     windows: int = 1
     window_stride: int | None = None
-    OPTIONS: ClassVar[tuple[str, ...]] = ("truncation", "head_tokens", "windows", "window_stride")  # per field
-
-    @classmethod
-    def from_options(cls, options: Mapping) -> "Truncation":
-        """From train.py's options (vars(args), or a saved model's predict.json); an option that an older
-        predict.json lacks takes its default, the behaviour from before the option."""
-        defaults = astuple(cls())
-        return cls(*(options.get(name, default) for name, default in zip(cls.OPTIONS, defaults, strict=True)))
 
 
 def keep_spans(length: int, room: int, truncation: Truncation) -> list[list[tuple[int, int]]]:

@@ -148,7 +148,7 @@ def probabilities(args: Args, settings: dict, records: list[dict], fields: list[
     segment_ids = getattr(model.config, "type_vocab_size", 0) > 1
     max_seq_len = settings["max_seq_len"]
     source = args.input.stem if args.input else "stdin"  # named in a tokenizer error
-    truncation = Truncation.from_options(settings)
+    truncation = Truncation(**settings["truncation"])  # as train.py cut the texts
     unlabelled = [r | {"label": 0} for r in records]
     examples = tokenize(unlabelled, tokenizer, fields, max_seq_len, segment_ids, source, truncation)
     collate = Collator(tokenizer.pad_token_id, max_seq_len)

@@ -31,36 +31,35 @@ from paths import ROOT
 
 COMPLETION_FILE = "test-metrics.json"
 
-# The config.json keys that make a run's identity, each with the value a config.json that lacks the
-# key is taken to have: None where there was no such setting (the baseline has no lr, older runs no
-# fingerprint), or the behaviour before the option existed. A new setting that changes results is
-# added here and nowhere else. Not here: what gives the same numbers by other means
+# The config.json keys that make a run's identity: the dataset (by fingerprint) and every setting that
+# changes its numbers. A key a run does not have (the baseline has no lr) is None. A new setting that
+# changes results is added here and nowhere else. Not here: what gives the same numbers by other means
 # (gradient_checkpointing, compile, eval_batch_size, the device's name, output paths).
-IDENTITY = {
-    "dataset_fingerprint": None,
-    "model_name": None,
-    "text_fields": None,
-    "lr": None,
-    "seed": None,
-    "epochs": None,
-    "global_batch_size": None,  # batch_size x grad_accum x world_size: see global_batch_size()
-    "max_seq_len_used": None,
-    "truncation": "head",  # which tokens of a long text are seen: inputs.Truncation
-    "head_tokens": None,
-    "windows": 1,
-    "window_stride": None,
-    "warmup_ratio": None,
-    "weight_decay": None,
-    "max_grad_norm": None,
-    "precision_used": None,
-    "deterministic": False,
-    "max_train_samples": None,  # a smoke test on a subset: its numbers are not the full run's
-    "max_eval_samples": None,
-    "ngram_min": None,  # the baseline's own settings
-    "ngram_max": None,
-    "max_features": None,
-    "c_values": None,
-}
+IDENTITY = (
+    "dataset_fingerprint",
+    "model_name",
+    "text_fields",
+    "lr",
+    "seed",
+    "epochs",
+    "global_batch_size",  # batch_size x grad_accum x world_size: see global_batch_size()
+    "max_seq_len_used",
+    "truncation",  # which tokens of a long text are seen: inputs.Truncation
+    "head_tokens",
+    "windows",
+    "window_stride",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "precision_used",
+    "deterministic",
+    "max_train_samples",  # a smoke test on a subset: its numbers are not the full run's
+    "max_eval_samples",
+    "ngram_min",  # the baseline's own settings
+    "ngram_max",
+    "max_features",
+    "c_values",
+)
 # Values resolved when a run starts, and the argument each comes from: the model's position limit
 # caps max_seq_len, and "auto" picks a precision for the device. --skip_if_done decides before any
 # model is loaded, so it compares the arguments instead.
@@ -126,8 +125,8 @@ def is_complete(run_dir: Path) -> bool:
 
 
 def global_batch_size(config: dict) -> int | None:
-    """Examples per optimizer step: as recorded, or from its factors (for a config.json that predates
-    the key, or the arguments of a run not yet started); None for the baseline."""
+    """Examples per optimizer step: as recorded, or from its factors for the arguments of a run not yet
+    started (torchrun's world size included); None for the baseline."""
     if config.get("global_batch_size") is not None:
         return config["global_batch_size"]
     if config.get("batch_size") is None:
@@ -139,8 +138,8 @@ def run_identity(config: dict, requested: bool = False) -> dict:
     """The IDENTITY keys of a config.json, lists as tuples (hashable). requested=True takes the
     arguments in place of the values resolved from them (RESOLVED_FROM), for a run not yet started."""
     identity = {}
-    for key, missing in IDENTITY.items():
-        value = config.get(RESOLVED_FROM.get(key, key) if requested else key, missing)
+    for key in IDENTITY:
+        value = config.get(RESOLVED_FROM.get(key, key) if requested else key)
         identity[key] = tuple(value) if isinstance(value, list) else value
     identity["global_batch_size"] = global_batch_size(config)
     return identity

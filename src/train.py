@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -175,7 +175,7 @@ def setup(args: Args):
 
 
 def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
-    truncation = Truncation.from_options(vars(args))
+    truncation = Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     segment_ids = getattr(model_config, "type_vocab_size", 0) > 1
     pin = device.type == "cuda"  # page-locked host memory: copies to the GPU can run asynchronously
@@ -428,7 +428,7 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
                 "normalize": normalize,
                 "batch_size": args.eval_batch_size,
                 "precision": run["precision_used"],
-                **{option: getattr(args, option) for option in Truncation.OPTIONS},
+                "truncation": asdict(Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)),
             },
         )
         for file in [staging, *staging.iterdir()]:  # safetensors writes 0600

@@ -148,7 +148,7 @@ def test_windows_give_one_prediction_per_document(windows_run, dataset_dir, spli
     metrics = json.loads((windows_run / f"{split}-metrics.json").read_text())
     assert sum(c["support"] for c in metrics["per_class"].values()) == len(records)
     assert metrics["accuracy"] == sum(p["label"] == p["predicted"] for p in predictions) / len(records)
-    assert json.loads((windows_run / "model" / "predict.json").read_text())["windows"] == 3
+    assert json.loads((windows_run / "model" / "predict.json").read_text())["truncation"]["windows"] == 3
 
 
 def test_predict_applies_the_runs_windows(windows_run, dataset_dir, tmp_path, capsys):
@@ -163,7 +163,8 @@ def test_predict_applies_the_runs_windows(windows_run, dataset_dir, tmp_path, ca
     head_only = tmp_path / "model"
     shutil.copytree(windows_run / "model", head_only)
     settings = json.loads((head_only / "predict.json").read_text())
-    (head_only / "predict.json").write_text(json.dumps(settings | {"windows": 1}))
+    settings["truncation"]["windows"] = 1
+    (head_only / "predict.json").write_text(json.dumps(settings))
     assert [p["probabilities"] for p in predicted(head_only)] != [p["probabilities"] for p in windowed]
 
 

@@ -116,13 +116,12 @@ def test_identity_is_the_data_and_the_settings_that_change_results():
 
 
 def test_identity_of_a_config_that_lacks_keys():
-    """Older runs and the baseline lack some keys: they read as the value runs had before the key
-    existed (None where there was none), and the global batch is worked out from its factors."""
-    old = {k: v for k, v in CONFIG.items() if k not in ("global_batch_size", "dataset_fingerprint")}
-    identity = run_identity(old)
-    assert identity["global_batch_size"] == 32 and identity["dataset_fingerprint"] is None
-    assert identity["deterministic"] is False  # a run from before --deterministic existed was not
-    assert run_identity({"model_name": "tfidf-char-linear", "ngram_max": 3})["global_batch_size"] is None
+    """A setting a run does not have (the baseline's lr, a model's n-grams) is None; the global batch of a
+    run not yet started is worked out from its arguments."""
+    baseline = run_identity({"model_name": "tfidf-char-linear", "ngram_max": 3})
+    assert baseline["global_batch_size"] is None and baseline["lr"] is None and baseline["truncation"] is None
+    planned = {k: v for k, v in CONFIG.items() if k != "global_batch_size"}
+    assert run_identity(planned, requested=True)["global_batch_size"] == 32
 
 
 def make_complete_run(output_root: Path, config: dict) -> Path:
