@@ -30,6 +30,7 @@ import cli
 
 import csv
 import io
+import math
 import shutil
 import sys
 import time
@@ -77,10 +78,13 @@ def check_args(args: Args) -> None:
         raise ValueError(
             f"--ngram_min and --ngram_max must satisfy 1 <= min <= max (got {args.ngram_min}, {args.ngram_max})"
         )
-    if args.max_features < 1 or not args.c_values or min(args.c_values) <= 0:
+    if args.max_features < 1 or not args.c_values or not all(0 < c < math.inf for c in args.c_values):
         raise ValueError(
-            f"--max_features must be >= 1 and every --c_values > 0 (got {args.max_features}, {args.c_values})"
+            f"--max_features must be >= 1 and every --c_values a finite number > 0 "
+            f"(got {args.max_features}, {args.c_values})"
         )
+    if not 0 <= args.seed < 2**32:  # scikit-learn's random_state, numpy's seed
+        raise ValueError(f"--seed must be in [0, 2**32 - 1] (got {args.seed})")
 
 
 def texts(records: list[dict], fields: list[str]) -> list[str]:

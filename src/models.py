@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import transformers
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.utils import logging as hub_logging
 from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -20,6 +21,7 @@ def load_model(model_name: str, label2id: dict[str, int]):
     # The classifier head is new by design: transformers' report of its missing weights would be noise.
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # its loading bar would be escape sequences in a log file
+    hub_logging.set_verbosity_error()  # an unreachable Hub: one line of ours, not its retries
     local = Path(model_name)
     if model_name.startswith(("/", "./", "../", "~")) and not local.exists():
         raise ValueError(f"{model_name}: no such directory (a hub id looks like org/name)")

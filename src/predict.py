@@ -114,10 +114,12 @@ def read_records(path: Path | None, fields: list[str], line_field: str | None) -
     if not rows:
         raise ValueError(f"{path}: no records to label")
     for line, row in rows:
-        missing = [field for field in fields if not isinstance(row.get(field), str)]
-        if missing:
+        if missing := [field for field in fields if field not in row]:
             columns = ", ".join(row)
             raise ValueError(f"{path}:{line}: no text column {missing[0]!r} (columns: {columns}; give --text_columns)")
+        if not_text := [field for field in fields if not isinstance(row[field], str)]:
+            value = row[not_text[0]]
+            raise ValueError(f"{path}:{line}: {not_text[0]!r} is {type(value).__name__} {value!r}, not text")
     return [row for _, row in rows]
 
 

@@ -626,8 +626,12 @@ def main(args: Args) -> None:
             counts, names = prepare_pre_split(args, output_dir)
         else:
             counts, names = prepare_livedoor(args, output_dir)
-    except (ValueError, OSError) as e:
+    except ValueError as e:
         sys.exit(f"prepare.py: error: {e}")
+    except OSError as e:  # a read-only or full disk, a file where a folder should be
+        where = output_dir or args.output_dir or "the output folder"
+        remedy = "give --output_dir (or --name) a folder you may write to, on a disk with room"
+        sys.exit(f"prepare.py: error: cannot write {where} ({e.strerror or e}): {remedy}")
     except KeyboardInterrupt:  # staged() has removed its staging folder; dies_of_sigint ends the process
         print(f"\nprepare.py: interrupted; {output_dir or 'the dataset'} is as it was before", file=sys.stderr)
         raise

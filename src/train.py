@@ -130,6 +130,7 @@ def check_args(args: Args) -> None:
         ("--windows", args.windows, windows_ok, ">= 1, and 1 unless --truncation head (windows start at the head)"),
         ("--window_stride", args.window_stride, stride_ok, ">= 1, and given only with --windows 2 or more"),
         ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
+        ("--seed", args.seed, 0 <= args.seed < 2**32, "in [0, 2**32 - 1] (numpy's and transformers' seeds)"),
         ("--max_train_samples", args.max_train_samples, (args.max_train_samples or 0) >= 1 or all_train, ">= 1"),
         ("--max_eval_samples", args.max_eval_samples, (args.max_eval_samples or 0) >= 1 or all_eval, ">= 1"),
         (

@@ -19,7 +19,7 @@ from sklearn.svm import LinearSVC
 import baseline
 import files
 import runs
-from conftest import run_dirs
+from conftest import run_dirs, run_script
 from dataset_files import read_jsonl
 
 C_VALUES = [0.1, 1.0, 10.0, 100.0]
@@ -197,3 +197,25 @@ def test_a_full_disk_is_one_line_and_leaves_no_run_behind(dataset_dir, tmp_path,
     assert message.startswith(f"baseline.py: error: cannot write to {tmp_path / 'out' / dataset_dir.name}/")
     assert "(No space left on device)" in message and "\n" not in message
     assert run_dirs(tmp_path / "out") == [] and not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--seed", "-5"], "--seed must be in [0, 2**32 - 1] (got -5)"),
+        (["--c_values", "nan"], "every --c_values a finite number > 0"),
+        (["--c_values", "1", "0"], "every --c_values a finite number > 0"),
+    ],
+)
+def test_values_the_solvers_refuse_are_one_line_before_anything_runs(option, message, tmp_path):
+    """Today's scikit-learn would refuse them minutes later, with a traceback and an empty run folder."""
+    result = run_script("src/baseline.py", "--output_root", tmp_path / "out", *option, check=False)
+    assert result.returncode == 1 and result.stderr.startswith("baseline.py: error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_seed_numpy_refuses_is_one_line_in_train_py():
+    result = run_script("src/train.py", "--seed", "-1", check=False)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "train.py: error: --seed must be in [0, 2**32 - 1] (numpy's and transformers' seeds) (got -1)"
+    )

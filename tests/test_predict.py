@@ -233,3 +233,15 @@ def test_predict_names_an_unreadable_weights_file(saved_run, dataset_dir, tmp_pa
     error = result.stderr.splitlines()[-1]  # after, on a machine without a GPU, the notice that the CPU is slow
     assert error.startswith(f"predict.py: error: {weights} is unreadable (")
     assert error.endswith("): copy the model folder again, or save it again with train.py --save_model")
+
+
+def test_a_field_that_is_not_text_is_named_as_such(saved_run, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "new.jsonl"
+    path.write_text('{"title": "見出し", "body": 123}\n{"title": "見出し"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        predict_in_process(monkeypatch, capsys, model_dir=saved_run / "model", input=path)
+    assert str(exit_.value.code) == f"predict.py: error: {path}:1: 'body' is int 123, not text"
+    path.write_text('{"title": "見出し"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        predict_in_process(monkeypatch, capsys, model_dir=saved_run / "model", input=path)
+    assert "no text column 'body' (columns: title; give --text_columns)" in str(exit_.value.code)

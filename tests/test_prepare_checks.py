@@ -274,3 +274,13 @@ def test_the_closing_hint_names_a_model(corpus_dir, tmp_path):
     result = run_script("src/prepare.py", "--input_dir", corpus_dir, "--output_dir", tmp_path / "out")
     hint = result.stdout.strip().splitlines()[-1]
     assert hint == f"Train on it: python src/train.py --dataset_dir {tmp_path / 'out'} --model_name {model}"
+
+
+def test_an_output_dir_it_cannot_write_is_one_line(tmp_path, own_filesystem):
+    source = write_csv(tmp_path / "r.csv", "text,label", [f"文{i},{'ab'[i % 2]}" for i in range(6)])
+    read_only = own_filesystem(read_only=True)
+    error = prepare_with("--input", source, "--output_dir", read_only / "out")
+    assert error == (
+        f"prepare.py: error: cannot write {read_only / 'out'} (Read-only file system): "
+        "give --output_dir (or --name) a folder you may write to, on a disk with room"
+    )
