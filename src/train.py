@@ -5,6 +5,11 @@
 
 After every epoch the model is evaluated on val; the epoch with the best macro-F1 is kept as a copy
 of the weights in CPU memory, restored at the end and evaluated once on val and once on test.
+
+Read it top to bottom: the options; the set-up (data, model, loaders: inputs.py); what a run trains with
+(optimizer, schedule, DDP, compile, autocast); train_epoch, where one optimizer step is written out
+(forward and loss under autocast, backward with accumulation, unscale and clip, step, schedule, zero_grad);
+train_and_test, the epoch loop (evaluation: evaluation.py); main() at the bottom.
 """
 
 import cli
