@@ -27,8 +27,7 @@ truncated copy, an edited file) is skipped with a line saying why, as is a run w
 How sure the numbers are (significance.py), from each run's test-predictions.jsonl: a 95% percentile
 bootstrap interval over the test examples per row (Efron & Tibshirani 1993), and per row the paired
 bootstrap of its macro-F1 difference from the best row of its dataset on the same resampled examples
-(Koehn 2004), pairing examples by id. Runs older than the prediction files still count; their rows
-have no interval, and results.md says so.
+(Koehn 2004), pairing examples by id.
 """
 
 import cli
@@ -101,10 +100,9 @@ SIGNIFICANCE_COLUMNS = [  # best.csv's, after the scores
     *("f1_vs_best", "f1_vs_best_low", "f1_vs_best_high", "differs_from_best", "bootstrap_note"),
 ]
 # Why a row has no interval or comparison: best.csv's bootstrap_note, and "<models>: <note>." in results.md.
-NO_PREDICTIONS = "no 95% CI and no comparison with the best row, as the runs predate test-predictions.jsonl"
 SEEDS_DIFFER = "no 95% CI and no comparison with the best row, as the seeds were tested on different examples"
 OTHER_EXAMPLES = "not compared with the best row, as tested on other test examples (by id) than the best row"
-BEST_UNPAIRED = "not compared with the best row, as the best row's runs predate test-predictions.jsonl"
+BEST_UNPAIRED = "not compared with the best row, as the best row has no 95% CI (its note says why)"
 ABSENT = "absent: not in the test split and never predicted; no scores, and not in the macro averages."
 # Recomputed from each prediction file and compared with its metrics file. Both come from the same
 # predictions, so they agree to the last bits; 1e-6 leaves room for another order of summation.
@@ -157,17 +155,18 @@ def read_log(run_dir: Path) -> pd.DataFrame:
 def check_predictions(run_dir: Path, split: str, config: dict, reported: dict) -> None:
     """ValueError naming the split's prediction file if it has another number of lines than config.json's
     num_examples, or its accuracy or macro-F1 differ from <split>-metrics.json: the intervals and
-    per-class scores would describe other predictions than the table's scores. Runs without the file
-    (older ones) or without num_examples are checked as far as they can be."""
+    per-class scores would describe other predictions than the table's scores. Every run folder that
+    train.py and baseline.py write has both; one without (an older version's) is named, not guessed at."""
     path = run_dir / f"{split}-predictions.jsonl"
-    if not path.is_file():
-        return
+    if not path.is_file() or "num_examples" not in config:
+        missing = path.name if not path.is_file() else "config.json's num_examples"
+        raise ValueError(f"{run_dir}: no {missing} (a run of an older version of this code): train it again")
     predictions = read_predictions(str(run_dir)) if split == "test" else read_prediction_file(path)
-    lines, expected = len(predictions.gold), config.get("num_examples", {}).get(split)
+    lines, expected = len(predictions.gold), config["num_examples"][split]
     # Files edited or cut short; or a run of a version that averaged macro-F1 over every label, also one a
     # split lacks and no model predicted (the rule now leaves such a label out): its table row would mislead.
     remedy = "the files disagree (edited, cut short, or written by an older version): train it again"
-    if expected is not None and lines != expected:
+    if lines != expected:
         raise ValueError(f"{path}: {lines} lines, but config.json says {expected} {split} examples ({remedy})")
     recomputed = classification_metrics(predictions.gold, predictions.predicted[0], predictions.names)
     for key, name in CHECKED.items():
@@ -249,12 +248,8 @@ class Predictions:
 
 @cache  # each run's is read to check it, then again for its row's intervals and the per-class table
 def read_predictions(run_dir: str) -> Predictions:
-    """One run's test predictions; ValueError(NO_PREDICTIONS) if it has none, ValueError naming the file
-    if it is unreadable."""
-    path = Path(run_dir) / "test-predictions.jsonl"
-    if not path.is_file():
-        raise ValueError(NO_PREDICTIONS)
-    return read_prediction_file(path)
+    """One run's test predictions (its run_row has checked them); ValueError naming the file if unreadable."""
+    return read_prediction_file(Path(run_dir) / "test-predictions.jsonl")
 
 
 def read_prediction_file(path: Path) -> Predictions:
@@ -553,13 +548,10 @@ def confusion_file(row) -> str:
     return section_file(row, "confusion_matrix", ".png")
 
 
-def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray, tuple[str, ...]] | None:
+def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray, tuple[str, ...]]:
     """Per-class precision, recall, F1 and support, the confusion matrix and the class names of the best
-    row's chosen run (the seed with the best validation macro-F1); None if it has no test predictions."""
-    try:
-        predictions = read_predictions(best_row["chosen_run"])
-    except ValueError:
-        return None
+    row's chosen run (the seed with the best validation macro-F1)."""
+    predictions = read_predictions(best_row["chosen_run"])
     metrics = classification_metrics(predictions.gold, predictions.predicted[0], predictions.names)
     table = pd.DataFrame([{"class": name, **scores} for name, scores in metrics["per_class"].items()])
     return table, np.array(metrics["confusion_matrix"]), predictions.names
@@ -640,10 +632,7 @@ def save(fig: plt.Figure, path: Path) -> None:
 def section_report(section: pd.DataFrame, results_dir: Path) -> str:
     """One dataset's table, with the best row's per-class CSV and confusion matrix written beside it."""
     best_row = section.loc[section["test_f1_mean"].idxmax()]
-    scores = class_scores(best_row)
-    if scores is None:
-        return markdown_table(section) + "\nNo per-class scores: the best row's run predates test-predictions.jsonl.\n"
-    classes, matrix, names = scores
+    classes, matrix, names = class_scores(best_row)
     write_text(results_dir / section_file(best_row, "per_class", ".csv"), classes.to_csv(index=False))
     title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
     save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
