@@ -8,6 +8,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from functools import partial
 
 import torch
 
@@ -15,6 +18,14 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.
 # bf16 autocast on a CPU pays off only where the CPU multiplies bf16 natively (AVX512-BF16, AMX,
 # ARM BF16); elsewhere it is emulated and slower than fp32. We measure instead of parsing CPU flags.
 CPU_BF16_MIN_SPEEDUP = 1.3
+
+
+def autocast(device: torch.device, precision: str) -> Callable:
+    """A context manager factory for the forward pass and loss: torch.autocast in bf16 or fp16, nothing
+    in fp32 (the weights stay fp32 either way)."""
+    if precision == "fp32":
+        return nullcontext
+    return partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:

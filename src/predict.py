@@ -28,8 +28,6 @@ from cli import first_line
 
 import json
 import sys
-from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -40,7 +38,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from dataset_files import normalize
 from evaluation import predict
-from hardware import AUTOCAST_DTYPES, resolve_device
+from hardware import autocast, resolve_device
 from inputs import Collator, Truncation, eval_loader, tokenize
 from tables import read_table
 
@@ -156,10 +154,7 @@ def probabilities(args: Args, settings: dict, records: list[dict], fields: list[
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     loader = eval_loader(examples, args.batch_size or settings["batch_size"], collate, device.type == "cuda")
     precision = args.precision or settings["precision"]
-    autocast = nullcontext
-    if precision != "fp32":
-        autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
-    return predict(model, loader, autocast, device, model.config.num_labels).softmax(dim=-1)
+    return predict(model, loader, autocast(device, precision), device, model.config.num_labels).softmax(dim=-1)
 
 
 def main(args: Args) -> None:

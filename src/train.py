@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 import tokenizers
@@ -49,7 +48,7 @@ from dataset_files import (
 )
 from evaluation import evaluate, first_windows
 from files import append_csv_row, as_a_new_file, check_writable, write_json
-from hardware import AUTOCAST_DTYPES, make_deterministic, resolve_device, resolve_precision
+from hardware import autocast, make_deterministic, resolve_device, resolve_precision
 from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
 from metrics import SUMMARY_KEYS
 from models import load_model, needs_unused_parameter_search, usable_seq_len
@@ -312,9 +311,6 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
         train_model, eval_model = torch.compile(train_model, dynamic=True), torch.compile(model, dynamic=True)
     warmup, total_steps = schedule_steps(args, batches_per_epoch)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=device.type in ("cuda", "cpu"))
-    autocast = nullcontext
-    if precision != "fp32":
-        autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[precision])
     training = Training(
         model,
         train_model,
@@ -322,7 +318,7 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
         optimizer,
         make_scheduler(optimizer, warmup, total_steps),
         torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
-        autocast,
+        autocast(device, precision),
         device,
     )
     return training, {"warmup_steps": warmup, "total_steps": total_steps}
