@@ -8,6 +8,7 @@ and two tiny models saved to local directories (nothing is ever downloaded).
   the tokenizer of tohoku-nlp's -char models: long titles in few characters' budget.
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -227,3 +228,36 @@ def fill(folder: Path) -> None:
                 f.write(bytes(4096))
         except OSError:
             pass
+
+
+@pytest.fixture
+def in_process(monkeypatch, capsys):
+    """in_process(module, *argv, check_args=None) -> CompletedProcess: `python src/<module>.py argv` run
+    in this process (no second torch import), as the script's `__main__` block does: cli.parse(Args,
+    check_args), then main(). A SystemExit becomes the exit status and stderr Python would give it. For
+    what a script prints, exits with and writes; process-level behaviour (signals, a fresh interpreter,
+    the environment) still needs run_script."""
+    import cli
+
+    def run(module, *argv, check_args=None) -> subprocess.CompletedProcess:
+        script = f"src/{module.__name__}.py"
+        monkeypatch.setattr(sys, "argv", [script, *map(str, argv)])
+        # A fresh parser, as in a new process: classopt adds the options to the script's parser on every
+        # call, and a positional argument added twice is required twice. And argparse names a parser
+        # after sys.argv[0] when it is made: the parser made at import was named after pytest.
+        for cell in module.Args.from_args.__func__.__closure__ or ():
+            if isinstance(cell.cell_contents, argparse.ArgumentParser):
+                monkeypatch.setattr(cell, "cell_contents", cli.parser(module.__doc__))
+        capsys.readouterr()
+        returncode, message = 0, ""
+        try:
+            module.main(cli.parse(module.Args, check_args))
+        except SystemExit as e:  # as the interpreter exits: a string is printed and means status 1
+            if isinstance(e.code, str):
+                returncode, message = 1, e.code + "\n"
+            else:
+                returncode = e.code or 0
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess([script, *argv], returncode, captured.out, captured.err + message)
+
+    return run

@@ -207,15 +207,21 @@ def test_a_full_disk_is_one_line_and_leaves_no_run_behind(dataset_dir, tmp_path,
         (["--c_values", "1", "0"], "every --c_values a finite number > 0"),
     ],
 )
-def test_values_the_solvers_refuse_are_one_line_before_anything_runs(option, message, tmp_path):
+def test_values_the_solvers_refuse_are_one_line_before_anything_runs(option, message, tmp_path, in_process):
     """Today's scikit-learn would refuse them minutes later, with a traceback and an empty run folder."""
-    result = run_script("src/baseline.py", "--output_root", tmp_path / "out", *option, check=False)
+    argv = ["--output_root", tmp_path / "out", *option]
+    if option[0] == "--seed":  # the real process's exit path, once
+        result = run_script("src/baseline.py", *argv, check=False)
+    else:
+        result = in_process(baseline, *argv, check_args=baseline.check_args)
     assert result.returncode == 1 and result.stderr.startswith("baseline.py: error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
-def test_a_seed_numpy_refuses_is_one_line_in_train_py():
-    result = run_script("src/train.py", "--seed", "-1", check=False)
+def test_a_seed_numpy_refuses_is_one_line_in_train_py(in_process):
+    import train
+
+    result = in_process(train, "--seed", "-1", check_args=train.check_args)
     assert result.returncode == 1 and result.stderr.strip() == (
         "train.py: error: --seed must be in [0, 2**32 - 1] (numpy's and transformers' seeds) (got -1)"
     )

@@ -7,22 +7,23 @@ import tempfile
 import pytest
 
 import bench
-from conftest import run_script
 
 
-def test_bench_reports_every_section(bert_dir, tmp_path):
+def test_bench_reports_every_section(bert_dir, tmp_path, monkeypatch, in_process):
     """Every section but compile (a test below) and long_documents (another), at the smallest sizes:
     the tiny BERT of the fixtures in the model step, train.py runs of one or two epochs."""
     output, temp = tmp_path / "bench.json", tmp_path / "tmp"
     temp.mkdir()
     sections = ["tokenization", "pipeline", "model_step", "precision_accuracy"]
-    run_script(
-        "src/bench.py",
+    monkeypatch.setenv("TMPDIR", str(temp))  # for the train.py runs it starts
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # for its own working folder (read at the first use)
+    result = in_process(  # in this process: its output and report, not its process, are checked here
+        bench,
         *("--model_name", bert_dir, "--documents", "24", "--max_seq_len", "64"),
         *("--model_batch_size", "2", "--steps", "1", "--accuracy_records", "40", "--accuracy_epochs", "1"),
         *("--dataset_dir", tmp_path / "none", "--output", output, "--sections", *sections),
-        env={"TMPDIR": str(temp)},
     )
+    assert result.returncode == 0, result.stderr
     report = json.loads(output.read_text())
     assert report["lengths_from"].startswith("synthetic") and report["model"] == str(bert_dir)
     rates = ["mecab_documents_per_s", "fast_documents_per_s", "pipeline_samples_per_s", "naive_samples_per_s"]

@@ -78,8 +78,11 @@ def test_the_saved_model_is_a_plain_hugging_face_model(saved_run, dataset_dir):
     assert result["label"] in label2id and 0 < result["score"] <= 1
 
 
-def test_predict_reproduces_the_runs_test_predictions(saved_run, dataset_dir):
-    result = run_script("src/predict.py", saved_run / "model", "--input", dataset_dir / "test.jsonl")
+def test_predict_reproduces_the_runs_test_predictions(saved_run, dataset_dir, in_process):
+    result = in_process(
+        predict, saved_run / "model", "--input", dataset_dir / "test.jsonl", check_args=predict.check_args
+    )
+    assert result.returncode == 0
     predicted = [json.loads(line) for line in result.stdout.splitlines()]
     expected = read_lines(saved_run / "test-predictions.jsonl")
     assert [(p["id"], p["label"], p["probabilities"]) for p in predicted] == [
@@ -87,7 +90,7 @@ def test_predict_reproduces_the_runs_test_predictions(saved_run, dataset_dir):
     ]
 
 
-def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir, tmp_path):
+def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir, tmp_path, in_process):
     titles = [r["title"] for r in read_jsonl(dataset_dir / "test.jsonl")]
     command = [sys.executable, ROOT / "src" / "predict.py", saved_run / "model", "--text_columns", "title"]
     result = subprocess.run(command, input="\n".join(titles) + "\n", capture_output=True, text=True, check=True)
@@ -95,14 +98,21 @@ def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir, tmp_
     assert len(predicted) == len(titles) and "id" not in predicted[0]
     # the same texts from a CSV file: the same predictions, in the same order
     (tmp_path / "titles.csv").write_text("title\n" + "\n".join(titles) + "\n", encoding="utf-8")
-    from_file = run_script(
-        "src/predict.py", saved_run / "model", "--input", tmp_path / "titles.csv", "--text_columns", "title"
+    from_file = in_process(
+        predict,
+        saved_run / "model",
+        "--input",
+        tmp_path / "titles.csv",
+        "--text_columns",
+        "title",
+        check_args=predict.check_args,
     )
+    assert from_file.returncode == 0
     assert [json.loads(line) for line in from_file.stdout.splitlines()] == predicted
 
 
-def test_predict_refuses_a_folder_without_a_model(saved_run, tmp_path):
-    result = run_script("src/predict.py", saved_run, check=False)  # the run folder, not its model/
+def test_predict_refuses_a_folder_without_a_model(saved_run, tmp_path, in_process):
+    result = in_process(predict, saved_run, check_args=predict.check_args)  # the run folder, not its model/
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("not a saved model (train.py --save_model writes <run folder>/model/)")
 

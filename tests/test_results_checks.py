@@ -12,7 +12,6 @@ from matplotlib import font_manager
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 import aggregate
-from conftest import run_script
 from files import write_json
 from metrics import classification_metrics
 from runs import write_predictions
@@ -138,13 +137,11 @@ def test_prediction_lines_read_the_same_in_any_key_order(tmp_path):
             aggregate.read_prediction_file(ordinary)
 
 
-def test_results_that_cannot_be_written_are_a_one_line_error(tmp_path):
+def test_results_that_cannot_be_written_are_a_one_line_error(tmp_path, in_process):
     make_run(tmp_path / "outputs", "org/bert", 3e-5, 1, 0.9, 0.9, "00-00-00.000000")
     not_a_folder = tmp_path / "results"
     not_a_folder.write_text("a file where the results folder would go\n")
-    result = run_script(
-        "src/aggregate.py", "--output_root", tmp_path / "outputs", "--results_dir", not_a_folder, check=False
-    )
+    result = in_process(aggregate, "--output_root", tmp_path / "outputs", "--results_dir", not_a_folder)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         f"aggregate.py: error: cannot write the results to {not_a_folder / DATASET} (Not a directory): "

@@ -235,7 +235,7 @@ def test_max_seq_len_is_capped_by_the_model(bert_dir, roberta_dir):
         ("output-root-is-a-file", "cannot create a run folder"),
     ],
 )
-def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir, dataset_dir, tmp_path):
+def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir, dataset_dir, tmp_path, in_process):
     data = tmp_path / "data"
     shutil.copytree(dataset_dir, data)
     model, fields, extra = str(bert_dir), ["title", "body"], []
@@ -271,21 +271,12 @@ def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir
         extra = ["--warmup_ratio", "0.99", "--batch_size", "8"]  # 18 steps in the single epoch
     else:
         model = str(tmp_path)  # a directory without a model
-    result = run_script(
-        "src/train.py",
-        "--model_name",
-        model,
-        "--dataset_dir",
-        data,
-        "--output_root",
-        tmp_path / "out",
-        "--text_fields",
-        *fields,
-        "--epochs",
-        "1",
-        *extra,
-        check=False,
-    )
+    argv = ["--model_name", model, "--dataset_dir", data, "--output_root", tmp_path / "out", "--text_fields", *fields]
+    argv += ["--epochs", "1", *extra]
+    if breakage == "model-name":  # a process of its own: HF_HUB_OFFLINE is read at import, and the real exit path
+        result = run_script("src/train.py", *argv, check=False)
+    else:
+        result = in_process(train, *argv, check_args=train.check_args)
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("train.py: error:")
@@ -455,9 +446,12 @@ def test_output_to_a_file_has_one_line_per_epoch_and_no_progress_bars(bert_dir, 
     ]
 
 
-def test_a_mistyped_option_is_one_line():
+def test_a_mistyped_option_is_one_line(in_process):
+    result = run_script("src/train.py", "--bogus", check=False)  # the real process's exit path, once
+    errors = result.stderr.splitlines()
+    assert result.returncode != 0 and len(errors) == 1 and errors[0].startswith("train.py: error:")
     for argv in (["--epochs", "1.5"], ["--bogus"], ["--lr=-1"]):
-        result = run_script("src/train.py", *argv, check=False)
+        result = in_process(train, *argv, check_args=train.check_args)
         errors = result.stderr.splitlines()
         assert result.returncode != 0 and len(errors) == 1 and errors[0].startswith("train.py: error:"), argv
 
@@ -469,19 +463,11 @@ def test_cpu_precision_decision_is_the_median_of_several_timings(monkeypatch):
     assert hardware.cpu_bf16_speedup() == 2.0
 
 
-def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem, tmp_path, dataset_dir):
+def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem, tmp_path, dataset_dir, in_process):
     read_only = own_filesystem(read_only=True)
     # the model folder is no model either: the output root's error must come first
-    result = run_script(
-        "src/train.py",
-        "--model_name",
-        tmp_path,
-        "--dataset_dir",
-        dataset_dir,
-        "--output_root",
-        read_only / "outputs",
-        check=False,
-    )
+    argv = ["--model_name", tmp_path, "--dataset_dir", dataset_dir, "--output_root", read_only / "outputs"]
+    result = in_process(train, *argv, check_args=train.check_args)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         f"train.py: error: --output_root {read_only / 'outputs'}: cannot create a run folder "
@@ -489,22 +475,12 @@ def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem,
     )
 
 
-def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file(own_filesystem, bert_dir, dataset_dir):
+def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file(
+    own_filesystem, bert_dir, dataset_dir, in_process
+):
     small = own_filesystem(size="64k")  # the run's JSON and CSV files fit; the model's weights do not
-    result = run_script(
-        "src/train.py",
-        "--model_name",
-        bert_dir,
-        "--dataset_dir",
-        dataset_dir,
-        "--output_root",
-        small,
-        *FAST,
-        "--epochs",
-        "2",
-        "--save_model",
-        check=False,
-    )
+    argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", small, *FAST]
+    result = in_process(train, *argv, "--epochs", "2", "--save_model", check_args=train.check_args)
     (run_dir,) = run_dirs(small)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
@@ -535,28 +511,22 @@ def test_a_full_log_write_keeps_the_rows_before(tmp_path, own_filesystem):
     assert [p.name for p in small.iterdir() if p.name != "filler"] == ["log.csv"]
 
 
-def test_corrupted_weights_are_one_line(bert_dir, dataset_dir, tmp_path):
+def test_corrupted_weights_are_one_line(bert_dir, dataset_dir, tmp_path, in_process):
     model = tmp_path / "model"
     shutil.copytree(bert_dir, model)
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # a download cut short
-    result = run_script(
-        "src/train.py",
-        "--model_name",
-        model,
-        "--dataset_dir",
-        dataset_dir,
-        "--output_root",
-        tmp_path / "out",
-        check=False,
-    )
+    argv = ["--model_name", model, "--dataset_dir", dataset_dir, "--output_root", tmp_path / "out"]
+    result = in_process(train, *argv, check_args=train.check_args)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"train.py: error: {model}: its weights (model.safetensors) are unreadable")
     assert not (tmp_path / "out").exists()
 
 
-def test_max_samples_train_and_evaluate_on_a_subset_recorded_in_the_identity(bert_dir, dataset_dir, tmp_path):
+def test_max_samples_train_and_evaluate_on_a_subset_recorded_in_the_identity(
+    bert_dir, dataset_dir, tmp_path, in_process
+):
     from runs import run_identity
 
     run_dir = train_run(bert_dir, dataset_dir, tmp_path, "--max_train_samples", 20, "--max_eval_samples", 5, epochs=1)
@@ -573,7 +543,7 @@ def test_max_samples_train_and_evaluate_on_a_subset_recorded_in_the_identity(ber
     assert run_identity(config)["max_train_samples"] == 20 and run_identity(config)["max_eval_samples"] == 5
     assert run_identity({})["max_train_samples"] is None  # a full run
     for option in ("--max_train_samples", "--max_eval_samples"):
-        result = run_script("src/train.py", option, "0", check=False)
+        result = in_process(train, option, "0", check_args=train.check_args)
         assert result.returncode == 1 and f"{option} must be >= 1 (got 0)" in result.stderr
 
 
