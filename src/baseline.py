@@ -28,8 +28,6 @@ full disk), the folder is removed: nothing half-written is left for aggregate.py
 
 import cli
 
-import csv
-import io
 import math
 import shutil
 import sys
@@ -47,7 +45,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from dataset_files import dataset_fingerprint, dataset_text_fields, label_names, load_label2id, load_split
-from files import write_json, write_text
+from files import write_csv, write_json
 from metrics import SUMMARY_KEYS, classification_metrics
 from runs import create_run_dir, find_complete_run, interruption_reported, provenance, recorded_args, write_predictions
 
@@ -197,16 +195,6 @@ def select(args: Args, features: dict, labels: dict, names: list[str]) -> tuple[
     return rows, best
 
 
-def write_csv(path, rows: list[dict]) -> None:
-    """log.csv whole, through files.write_text, so that a full disk leaves no partial file (unlike
-    train.py, whose log shows its progress, the baseline writes nothing until its grid is done)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
 def run(args: Args, run_dir, splits: dict, labels: dict, names: list[str], config: dict) -> None:
     """Fit, choose, evaluate, then write the run's files, test-metrics.json last (the run is then complete)."""
     features = features_of(args, splits)
@@ -218,7 +206,7 @@ def run(args: Args, run_dir, splits: dict, labels: dict, names: list[str], confi
         "num_parameters": model.coef_.size + model.intercept_.size,
     }
     write_json(run_dir / "config.json", config | chosen | fitted)
-    write_csv(run_dir / "log.csv", log)
+    write_csv(run_dir / "log.csv", log)  # whole, once the grid is done: a full disk leaves no partial log
     for split, p in (("val", val_probabilities), ("test", test_probabilities)):
         write_predictions(run_dir / f"{split}-predictions.jsonl", example_ids(splits[split]), labels[split], p, names)
     write_json(run_dir / "val-metrics.json", {"best_epoch": step} | chosen | val)

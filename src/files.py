@@ -44,12 +44,21 @@ def append_csv_row(path: Path, row: dict) -> None:
     if path.exists():
         with open(path, encoding="utf-8", newline="") as f:  # newline="": the csv module's \r\n as they are
             before = f.read()
-    rows = io.StringIO()
-    writer = csv.DictWriter(rows, fieldnames=list(row))
-    if not before:
+    write_text(path, before + csv_text([row], header=not before))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """A whole CSV file at once, the header from the first row's keys."""
+    write_text(path, csv_text(rows))
+
+
+def csv_text(rows: list[dict], header: bool = True) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    if header:
         writer.writeheader()
-    writer.writerow(row)
-    write_text(path, before + rows.getvalue())
+    writer.writerows(rows)
+    return text.getvalue()
 
 
 def check_writable(folder: Path) -> None:

@@ -118,7 +118,8 @@ def check_args(args: Args) -> None:
     finite = all(math.isfinite(v) for v in (args.lr, args.warmup_ratio, args.weight_decay, args.max_grad_norm))
     head_tokens_ok = args.head_tokens is None or (args.head_tokens >= 0 and args.truncation == "head_tail")
     windows_ok = args.windows == 1 or (args.windows > 1 and args.truncation == "head")
-    all_train, all_eval = args.max_train_samples is None, args.max_eval_samples is None
+    train_subset_ok = args.max_train_samples is None or args.max_train_samples >= 1
+    eval_subset_ok = args.max_eval_samples is None or args.max_eval_samples >= 1
     stride_ok = args.window_stride is None or (args.window_stride >= 1 and args.windows > 1)
     rules = [  # option, its value, whether the value is valid, what it must be
         ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
@@ -135,8 +136,8 @@ def check_args(args: Args) -> None:
         ("--window_stride", args.window_stride, stride_ok, ">= 1, and given only with --windows 2 or more"),
         ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
         ("--seed", args.seed, 0 <= args.seed < 2**32, "in [0, 2**32 - 1] (numpy's and transformers' seeds)"),
-        ("--max_train_samples", args.max_train_samples, (args.max_train_samples or 0) >= 1 or all_train, ">= 1"),
-        ("--max_eval_samples", args.max_eval_samples, (args.max_eval_samples or 0) >= 1 or all_eval, ">= 1"),
+        ("--max_train_samples", args.max_train_samples, train_subset_ok, ">= 1"),
+        ("--max_eval_samples", args.max_eval_samples, eval_subset_ok, ">= 1"),
         (
             "--text_fields",
             args.text_fields,
@@ -179,8 +180,13 @@ def setup(args: Args):
     return device, precision, model.to(device), loaders, run
 
 
+def truncation_of(args: Args) -> Truncation:
+    """The long-document options as the input pipeline takes them (and predict.json records them)."""
+    return Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)
+
+
 def make_loaders(args: Args, tokenizer, model_config, label2id: dict[str, int], max_seq_len: int, device) -> dict:
-    truncation = Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)
+    truncation = truncation_of(args)
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     segment_ids = getattr(model_config, "type_vocab_size", 0) > 1
     pin = device.type == "cuda"  # page-locked host memory: copies to the GPU can run asynchronously
@@ -430,7 +436,7 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
                 "normalize": normalize,
                 "batch_size": args.eval_batch_size,
                 "precision": run["precision_used"],
-                "truncation": asdict(Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)),
+                "truncation": asdict(truncation_of(args)),
             },
         )
         for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
