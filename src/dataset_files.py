@@ -1,6 +1,7 @@
 """A prepared dataset on disk, as prepare.py writes it and every later stage reads it:
 
     datasets/<name>/{train,val,test}.jsonl   a JSON object per line: text fields, "label", "id"
+                                             ("label": a list of names in a multi-label dataset)
     datasets/<name>/label2id.json            label name -> id 0..n-1
     datasets/<name>/dataset.json             the manifest: sources, text fields, counts, fingerprint
 
@@ -13,6 +14,8 @@ import os
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import numpy as np
 
 
 def write_jsonl(path: Path, records: Sequence[dict]) -> None:
@@ -78,6 +81,11 @@ def dataset_text_fields(dataset_dir: Path) -> list[str]:
     return dataset_manifest(dataset_dir).get("text_fields", ["title", "body"])
 
 
+def is_multi_label(dataset_dir: Path) -> bool:
+    """Whether a text has a list of labels (any number, none included) rather than exactly one."""
+    return bool(dataset_manifest(dataset_dir).get("multi_label", False))
+
+
 def label_names(label2id: dict[str, int]) -> list[str]:
     """Label names in id order: index i is the name of id i, whatever order label2id.json lists them in."""
     return sorted(label2id, key=label2id.get)
@@ -98,22 +106,33 @@ def label_id(label, label2id: dict[str, int]) -> int | None:
 
 def load_split(dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str]) -> list[dict]:
     """Records of <dataset_dir>/<split>.jsonl, checked: the text fields are strings and each label is
-    known (see label_id). The labels are replaced by their ids."""
+    known (see label_id). The labels are replaced by their ids; in a multi-label dataset (is_multi_label)
+    the list of labels by a multi-hot vector, float32, 1.0 at each label's id: the targets of a binary
+    cross-entropy per label, and of scikit-learn's multi-label metrics."""
     path = dataset_dir / f"{split}.jsonl"
     if not path.is_file():
         raise ValueError(f"{path} not found: run `python src/prepare.py` first (or give --dataset_dir)")
     records = read_jsonl(path)
     if not records:
         raise ValueError(f"{path} is empty: every split needs at least one example")
+    multi_label = is_multi_label(dataset_dir)
     for line_number, record in enumerate(records, start=1):
         for field in text_fields:
             if not isinstance(record.get(field), str):
                 known = ", ".join(k for k, v in record.items() if isinstance(v, str))
                 raise ValueError(f"{path}:{line_number}: no text field {field!r} (text fields here: {known})")
-        label = label_id(record.get("label"), label2id)
-        if label is None:
-            raise ValueError(f"{path}:{line_number}: label {record.get('label')!r} is not in label2id.json")
-        record["label"] = label
+        label = record.get("label")
+        if multi_label and not isinstance(label, list):
+            raise ValueError(f"{path}:{line_number}: label {label!r} is not a list, as a multi-label dataset's are")
+        ids = [label_id(name, label2id) for name in (label if multi_label else [label])]
+        if None in ids:
+            unknown = label[ids.index(None)] if multi_label else label
+            raise ValueError(f"{path}:{line_number}: label {unknown!r} is not in label2id.json")
+        if multi_label:
+            record["label"] = np.zeros(len(label2id), dtype=np.float32)
+            record["label"][ids] = 1.0
+        else:
+            record["label"] = ids[0]
     return records
 
 

@@ -55,6 +55,9 @@ IDENTITY = (
     "deterministic",
     "max_train_samples",  # a smoke test on a subset: its numbers are not the full run's
     "max_eval_samples",
+    "class_weights",  # None, or "balanced": each class's loss weighed by its inverse frequency in train
+    "threshold",  # multi-label: a label is predicted at this probability or above
+    "patience",  # early stopping: a run that stopped early is not the run that trained every epoch
     "ngram_min",  # the baseline's own settings
     "ngram_max",
     "max_features",
@@ -86,16 +89,25 @@ def create_run_dir(output_root: Path, model_name: str) -> Path:
             continue
 
 
-def write_predictions(path: Path, ids: Sequence, labels: Sequence[int], probabilities, names: Sequence[str]) -> None:
+def write_predictions(
+    path: Path, ids: Sequence, labels: Sequence, probabilities, names: Sequence[str], threshold: float | None = None
+) -> None:
     """<split>-predictions.jsonl: a line per example, in dataset order: its id, the gold label, the
     predicted label (the most probable, taken before rounding) and every label's probability rounded to
-    4 decimals. Metrics recomputed from "label" and "predicted" equal the reported ones."""
+    4 decimals. Multi-label (a threshold given; labels are multi-hot rows): "label" and "predicted" are
+    lists of names, in label id order, the predicted ones those of probability >= threshold (before
+    rounding). Metrics recomputed from "label" and "predicted" equal the reported ones."""
     lines = []
     for example_id, label, row in zip(ids, labels, probabilities, strict=True):
+        if threshold is None:
+            gold, predicted = names[label], names[int(row.argmax())]
+        else:
+            gold = [name for name, y in zip(names, label, strict=True) if y]
+            predicted = [name for name, p in zip(names, row, strict=True) if p >= threshold]
         record = {
             "id": example_id,
-            "label": names[label],
-            "predicted": names[int(row.argmax())],
+            "label": gold,
+            "predicted": predicted,
             "probabilities": {name: round(float(p), 4) for name, p in zip(names, row, strict=True)},
         }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
