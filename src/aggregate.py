@@ -12,7 +12,8 @@
         test_f1.png             test macro-F1 per row of best.csv, with the std across seeds as error bars
         val_f1_per_epoch.png    validation macro-F1 per epoch of each row's chosen run
         confusion_matrix_<fingerprint>.png, per_class_<fingerprint>.csv
-                                the best row's chosen run (first 12 digits of the dataset's fingerprint)
+                                the best row's chosen run (first 12 digits of the dataset's fingerprint);
+                                multi-label: per_class_<fingerprint>.csv only (per label)
 
 Runs count together only if they share a dataset (by fingerprint) and every setting that changes
 results (runs.IDENTITY): a run with more epochs, another max_seq_len or batch size is another row,
@@ -28,6 +29,12 @@ How sure the numbers are (significance.py), from each run's test-predictions.jso
 bootstrap interval over the test examples per row (Efron & Tibshirani 1993), and per row the paired
 bootstrap of its macro-F1 difference from the best row of its dataset on the same resampled examples
 (Koehn 2004), pairing examples by id.
+
+Multi-label runs (config.json's "multi_label": a list of labels per text) get their own columns:
+subset accuracy, Hamming loss, micro-, samples- and macro-averaged scores, intervals for subset
+accuracy, micro-F1 and macro-F1, and per-label scores instead of a confusion matrix. A section is one
+dataset fingerprint, and the fingerprint covers the label lists, so single- and multi-label runs never
+share a table; rows still rank, and learning rates are still chosen, by macro-F1.
 """
 
 import cli
@@ -53,10 +60,18 @@ from classopt import classopt, config
 from matplotlib.ticker import MaxNLocator
 
 from files import write_text
-from metrics import SUMMARY_KEYS, classification_metrics
+from metrics import classification_metrics, multi_label_metrics, summary_keys
 from paths import ROOT
 from runs import IDENTITY, read_run, run_identity
-from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
+from significance import (
+    accuracy,
+    bootstrap_ci,
+    macro_f1,
+    micro_f1,
+    multi_label_macro_f1,
+    paired_bootstrap,
+    subset_accuracy,
+)
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -80,7 +95,8 @@ SETTINGS = [c for c in IDENTITY_COLUMNS if c not in ("dataset_fingerprint", "mod
 ROW_COLUMNS = ["dataset_fingerprint", "model", *SETTINGS]
 # A table compares rows tested on the same examples: one dataset, and the same --max_eval_samples subset (a
 # smoke test's 10 examples would otherwise make it the best row, or leave the full runs unpaired with it).
-SECTION = ["dataset_fingerprint", "max_eval_samples"]
+# multi_label follows from the fingerprint; it is a key too so that a table never has two kinds of columns.
+SECTION = ["dataset_fingerprint", "max_eval_samples", "multi_label"]
 ALWAYS_SHOWN = ["epochs", "max_seq_len", "batch_size"]  # in results.md, whether they vary or not
 HEADERS = {
     "epochs": "Epochs",
@@ -91,22 +107,53 @@ HEADERS = {
     "head_tokens": "Head tokens",
     "windows": "Windows",
     "window_stride": "Stride",
+    "class_weights": "Class weights",
+    "threshold": "Threshold",
+    "patience": "Patience",
+}
+SCORE_HEADERS = {
+    "accuracy": "Accuracy",
+    "subset_accuracy": "Subset accuracy",
+    "hamming_loss": "Hamming loss",
+    "micro_f1": "Micro-F1",
+    "samples_f1": "Samples-F1",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
 }
 RESAMPLES = 1000  # bootstrap resamples of the test set: a percentile interval's ends settle by about 1,000
 BOOTSTRAP_SEED = 0  # the same resamples for every row and every run of aggregate.py: the tables are reproducible
 BOOTSTRAPPED = {"accuracy": accuracy, "f1": macro_f1}
-SIGNIFICANCE_COLUMNS = [  # best.csv's, after the scores
-    *(f"test_{key}_ci_{end}" for key in BOOTSTRAPPED for end in ("low", "high")),
-    *("f1_vs_best", "f1_vs_best_low", "f1_vs_best_high", "differs_from_best", "bootstrap_note"),
-]
+MULTI_LABEL_BOOTSTRAPPED = {"subset_accuracy": subset_accuracy, "micro_f1": micro_f1, "f1": multi_label_macro_f1}
+
+
+def bootstrapped(multi_label: bool) -> dict:
+    """The scores that get an interval, and their bootstrap metrics; "f1" is macro-F1 for both kinds."""
+    return MULTI_LABEL_BOOTSTRAPPED if multi_label else BOOTSTRAPPED
+
+
+def significance_columns(multi_label: bool) -> list[str]:
+    """best.csv's, after the scores."""
+    return [
+        *(f"test_{key}_ci_{end}" for key in bootstrapped(multi_label) for end in ("low", "high")),
+        *("f1_vs_best", "f1_vs_best_low", "f1_vs_best_high", "differs_from_best", "bootstrap_note"),
+    ]
+
+
 # Why a row has no interval or comparison: best.csv's bootstrap_note, and "<models>: <note>." in results.md.
 SEEDS_DIFFER = "no 95% CI and no comparison with the best row, as the seeds were tested on different examples"
 OTHER_EXAMPLES = "not compared with the best row, as tested on other test examples (by id) than the best row"
 BEST_UNPAIRED = "not compared with the best row, as the best row has no 95% CI (its note says why)"
 ABSENT = "absent: not in the test split and never predicted; no scores, and not in the macro averages."
+NO_CONFUSION_MATRIX = (
+    "No confusion matrix: a text may have several labels or none, so a prediction has no one gold label to be"
+    " confused with; the per-label scores above say which labels are missed (recall) and which are given wrongly"
+    " (precision)."
+)
 # Recomputed from each prediction file and compared with its metrics file. Both come from the same
 # predictions, so they agree to the last bits; 1e-6 leaves room for another order of summation.
 CHECKED = {"accuracy": "accuracy", "f1": "macro-F1"}
+MULTI_LABEL_CHECKED = {"subset_accuracy": "subset accuracy", "micro_f1": "micro-F1", "f1": "macro-F1"}
 TOLERANCE = 1e-6
 # write_predictions writes a line's probabilities (a number per class: most of the line, and of the
 # time to parse it) after its id and labels: a line is cut here and only its start parsed.
@@ -124,15 +171,20 @@ def run_row(run_dir: Path) -> dict:
     check_predictions(run_dir, "val", config, val)
     check_predictions(run_dir, "test", config, test)
     dataset_dir = config.get("dataset_dir")
+    multi_label = bool(config.get("multi_label", False))
+    identity = run_identity(config)
+    if not multi_label:  # a single-label run predicts the most probable label: no threshold changes its numbers
+        identity["threshold"] = None
     return {
         "dataset": Path(dataset_dir).name if dataset_dir else None,
-        **{COLUMNS.get(key, key): setting(value) for key, value in run_identity(config).items()},
+        **{COLUMNS.get(key, key): setting(value) for key, value in identity.items()},
         "best_epoch": val["best_epoch"],
-        **{f"val_{key}": val[key] for key in SUMMARY_KEYS},
-        **{f"test_{key}": test[key] for key in SUMMARY_KEYS},
+        **{f"val_{key}": val[key] for key in summary_keys(multi_label)},
+        **{f"test_{key}": test[key] for key in summary_keys(multi_label)},
         "num_parameters": config["num_parameters"],
         "train_seconds": float(log["epoch_seconds"].sum()),
         "run_dir": str(run_dir),
+        "multi_label": multi_label,  # all.csv's only where some run is (written)
     }
 
 
@@ -154,9 +206,11 @@ def read_log(run_dir: Path) -> pd.DataFrame:
 
 def check_predictions(run_dir: Path, split: str, config: dict, reported: dict) -> None:
     """ValueError naming the split's prediction file if it has another number of lines than config.json's
-    num_examples, or its accuracy or macro-F1 differ from <split>-metrics.json: the intervals and
-    per-class scores would describe other predictions than the table's scores. Every run folder that
-    train.py and baseline.py write has both; one without (an older version's) is named, not guessed at."""
+    num_examples, or its accuracy or macro-F1 (multi-label: subset accuracy, micro- and macro-F1) differ
+    from <split>-metrics.json, or it has lists of labels where config.json's multi_label says one label
+    (or the reverse): the intervals and per-class scores would describe other predictions than the
+    table's scores. Every run folder that train.py and baseline.py write has both; one without (an older
+    version's) is named, not guessed at."""
     path = run_dir / f"{split}-predictions.jsonl"
     if not path.is_file() or "num_examples" not in config:
         missing = path.name if not path.is_file() else "config.json's num_examples"
@@ -168,8 +222,12 @@ def check_predictions(run_dir: Path, split: str, config: dict, reported: dict) -
     remedy = "the files disagree (edited, cut short, or written by an older version): train it again"
     if lines != expected:
         raise ValueError(f"{path}: {lines} lines, but config.json says {expected} {split} examples ({remedy})")
-    recomputed = classification_metrics(predictions.gold, predictions.predicted[0], predictions.names)
-    for key, name in CHECKED.items():
+    multi_label = bool(config.get("multi_label", False))
+    if predictions.multi_label != multi_label:
+        found = "lists of labels" if predictions.multi_label else "one label a line"
+        raise ValueError(f"{path}: {found}, but config.json says multi_label {str(multi_label).lower()} ({remedy})")
+    recomputed = scores(predictions, predictions.predicted[0])
+    for key, name in (MULTI_LABEL_CHECKED if multi_label else CHECKED).items():
         ours, theirs = recomputed[key], float(reported[key])
         if not abs(ours - theirs) <= TOLERANCE:
             raise ValueError(
@@ -189,6 +247,11 @@ def collect_runs(output_root: Path) -> pd.DataFrame:
     if not rows:
         raise ValueError(f"no complete runs under {output_root}: run src/train.py or run.sh first")
     return drop_repeated(integers_as_integers(pd.DataFrame(rows), rows))
+
+
+def written(table: pd.DataFrame) -> pd.DataFrame:
+    """A table as all.csv or best.csv holds it: multi_label only where some row is."""
+    return table if table["multi_label"].any() else table.drop(columns="multi_label")
 
 
 def integers_as_integers(runs: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
@@ -214,26 +277,26 @@ def drop_repeated(runs: pd.DataFrame) -> pd.DataFrame:
 def choose_lr(runs: pd.DataFrame) -> pd.DataFrame:
     """A row per dataset, model and settings: the learning rate with the best mean validation F1."""
     rows = []
-    for _, group in runs.groupby(ROW_COLUMNS, dropna=False, sort=False):
+    for (*_, multi_label), group in runs.groupby([*ROW_COLUMNS, "multi_label"], dropna=False, sort=False):
         mean_val_f1 = group.groupby("lr", dropna=False)["val_f1"].mean()  # the baseline's lr is NaN
         lr = mean_val_f1.idxmax()
         chosen = group[group["lr"].isna()] if pd.isna(lr) else group[group["lr"] == lr]
         row = {"dataset": ", ".join(sorted(group["dataset"].dropna().unique()))}
         row |= {column: chosen[column].iloc[0] for column in ROW_COLUMNS}
         row |= {"lr": lr, "seeds": len(chosen), "val_f1_mean": mean_val_f1.max()}
-        for key in SUMMARY_KEYS:
+        for key in summary_keys(multi_label):
             row[f"test_{key}_mean"] = chosen[f"test_{key}"].mean()
             row[f"test_{key}_std"] = chosen[f"test_{key}"].std(ddof=1) if len(chosen) > 1 else math.nan
         row["num_parameters"] = chosen["num_parameters"].iloc[0]
         row["chosen_run"] = chosen.loc[chosen["val_f1"].idxmax(), "run_dir"]
         row["chosen_seed"] = chosen.loc[chosen["val_f1"].idxmax(), "seed"]
         row["seed_runs"] = tuple(chosen["run_dir"])  # for the bootstrap; not written to best.csv
+        row["multi_label"] = multi_label
         rows.append(row)
     best = pd.DataFrame(rows).astype(runs[[*ROW_COLUMNS, "num_parameters"]].dtypes.to_dict())
     order = [*SECTION, "test_f1_mean"]
-    return best.sort_values(order, ascending=[True, True, False], na_position="first", kind="stable").reset_index(
-        drop=True
-    )
+    ascending = [True] * len(SECTION) + [False]
+    return best.sort_values(order, ascending=ascending, na_position="first", kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -242,8 +305,32 @@ class Predictions:
 
     ids: tuple[str, ...]  # each example's id as JSON text: 1 and "1" stay apart
     names: tuple[str, ...]  # the label names, in id order
-    gold: np.ndarray  # label ids
-    predicted: np.ndarray  # label ids, a row per seed
+    gold: np.ndarray  # label ids; multi-label: a 0/1 (bool) matrix, a row per text and a column per label
+    predicted: np.ndarray  # as gold, for each seed (seeds x examples, or seeds x texts x labels)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.gold.ndim == 2
+
+
+def scores(predictions: Predictions, predicted: np.ndarray) -> dict:
+    """metrics.py's scores of one seed's predictions."""
+    if predictions.multi_label:
+        return multi_label_metrics(predictions.gold, predicted, predictions.names)
+    return classification_metrics(predictions.gold, predicted, predictions.names)
+
+
+def multi_hot(lists: list, label_id: dict[str, int]) -> np.ndarray:
+    """Lists of label names as a 0/1 (bool) matrix, a row per list; TypeError for an entry not a list."""
+    rows, columns = [], []
+    for row, names in enumerate(lists):
+        if not isinstance(names, list):
+            raise TypeError(f"{names!r} where the first line has a list of labels")
+        columns += [label_id[name] for name in names]
+        rows += [row] * len(names)
+    matrix = np.zeros((len(lists), len(label_id)), dtype=bool)
+    matrix[rows, columns] = True
+    return matrix
 
 
 @cache  # each run's is read to check it, then again for its row's intervals and the per-class table
@@ -265,8 +352,12 @@ def read_prediction_file(path: Path) -> Predictions:
             label_id = {name: i for i, name in enumerate(names)}
             examples = [without_probabilities(line) for line in itertools.chain([first], lines)]
         ids = tuple(json.dumps(example["id"]) for example in examples)
-        gold = np.array([label_id[example["label"]] for example in examples])
-        predicted = np.array([[label_id[example["predicted"]] for example in examples]])
+        if isinstance(examples[0]["label"], list):  # multi-label
+            gold = multi_hot([example["label"] for example in examples], label_id)
+            predicted = multi_hot([example["predicted"] for example in examples], label_id)[None]
+        else:
+            gold = np.array([label_id[example["label"]] for example in examples])
+            predicted = np.array([[label_id[example["predicted"]] for example in examples]])
     except (OSError, ValueError, LookupError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         raise ValueError(f"{path}: unreadable ({e!r})") from None
     return Predictions(ids, names, gold, predicted)
@@ -300,17 +391,23 @@ def row_predictions(run_dirs: tuple[str, ...]) -> Predictions:
 
 
 def aligned(row: Predictions, reference: Predictions) -> np.ndarray:
-    """row's predictions (seeds x examples) in reference's example order and label ids: examples are
-    matched by id, never by position. ValueError(OTHER_EXAMPLES) unless both have the same examples
-    with the same gold labels (runs of another dataset, or another split of it)."""
+    """row's predictions (seeds x examples) in reference's example order and label ids (multi-label: its
+    label columns): examples are matched by id, never by position. ValueError(OTHER_EXAMPLES) unless both
+    have the same examples with the same gold labels (runs of another dataset, or another split of it)."""
     position = {example_id: i for i, example_id in enumerate(row.ids)}
     if (
         len(position) != len(row.ids)
         or sorted(row.ids) != sorted(reference.ids)
         or set(row.names) != set(reference.names)
+        or row.multi_label != reference.multi_label
     ):
         raise ValueError(OTHER_EXAMPLES)
     order = [position[example_id] for example_id in reference.ids]
+    if row.multi_label:
+        columns = [row.names.index(name) for name in reference.names]
+        if not np.array_equal(row.gold[order][:, columns], reference.gold):
+            raise ValueError(OTHER_EXAMPLES)
+        return row.predicted[:, order][:, :, columns]
     relabel = np.array([reference.names.index(name) for name in row.names])
     if not np.array_equal(relabel[row.gold[order]], reference.gold):
         raise ValueError(OTHER_EXAMPLES)
@@ -318,9 +415,10 @@ def aligned(row: Predictions, reference: Predictions) -> np.ndarray:
 
 
 def intervals(predictions: Predictions) -> dict:
-    """The 95% bootstrap interval of test accuracy and macro-F1 (averaged over seeds per resample)."""
+    """The 95% bootstrap interval of test accuracy and macro-F1 (multi-label: subset accuracy, micro-F1
+    and macro-F1), averaged over seeds per resample."""
     columns = {}
-    for key, metric in BOOTSTRAPPED.items():
+    for key, metric in bootstrapped(predictions.multi_label).items():
         low, high = bootstrap_ci(
             predictions.gold,
             predictions.predicted,
@@ -337,8 +435,9 @@ def versus_best(row: Predictions, best: Predictions | None) -> dict:
     """The row's macro-F1 minus the best row's on the same test examples, by paired bootstrap."""
     if best is None:
         raise ValueError(BEST_UNPAIRED)
+    metric = bootstrapped(best.multi_label)["f1"]
     difference = paired_bootstrap(
-        best.gold, best.predicted, aligned(row, best), macro_f1, RESAMPLES, BOOTSTRAP_SEED, num_labels=len(best.names)
+        best.gold, best.predicted, aligned(row, best), metric, RESAMPLES, BOOTSTRAP_SEED, num_labels=len(best.names)
     )
     return {
         "f1_vs_best": difference.difference,
@@ -372,10 +471,12 @@ def section_significance(section: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_significance(best: pd.DataFrame) -> pd.DataFrame:
-    """best with SIGNIFICANCE_COLUMNS, computed within each dataset: rows of different datasets are never compared."""
+    """best with significance_columns, computed within each dataset: rows of different datasets are never compared."""
     sections = best.groupby(SECTION, dropna=False, sort=False)
     columns = pd.concat([section_significance(section) for _, section in sections])
-    return best.join(columns.reindex(columns=SIGNIFICANCE_COLUMNS))
+    kinds = sorted(set(best["multi_label"]))  # single-label's columns first, as they were before multi-label
+    names = list(dict.fromkeys(c for multi_label in kinds for c in significance_columns(multi_label)))
+    return best.join(columns.reindex(columns=names))
 
 
 def varying_settings(best: pd.DataFrame) -> list[str]:
@@ -456,25 +557,23 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
     """One dataset's rows: the settings that tell rows apart as columns, those shared under the table,
     how sure the scores are, and the best row's scores per class (classes, from class_scores)."""
     shown = ALWAYS_SHOWN + varying_settings(section)
+    multi_label = bool(section["multi_label"].iloc[0])
+    keys, with_intervals = summary_keys(multi_label), bootstrapped(multi_label)
     header = [
         "Model",
         "LR",
         *(HEADERS.get(c, c) for c in shown),
         "Params",
-        "Accuracy",
-        "Precision",
-        "Recall",
-        "F1",
-        "Accuracy 95% CI",
-        "F1 95% CI",
+        *(SCORE_HEADERS[k] for k in keys),
+        *(f"{SCORE_HEADERS[k]} 95% CI" for k in with_intervals),
         "F1 vs best",
     ]
-    rule = "|---" * (2 + len(shown)) + "|--:" * 8 + "|"  # scores right-aligned
+    rule = "|---" * (2 + len(shown)) + "|--:" * (2 + len(keys) + len(with_intervals)) + "|"  # scores right-aligned
     lines = [dataset_heading(section), "", "| " + " | ".join(header) + " |", rule]
     best_index = section["test_f1_mean"].idxmax()
     for index, row in zip(section.index, section.to_dict("records"), strict=True):
-        scores = [percent(row[f"test_{k}_mean"], row[f"test_{k}_std"]) for k in SUMMARY_KEYS]
-        scores += [interval(row[f"test_{k}_ci_low"], row[f"test_{k}_ci_high"]) for k in BOOTSTRAPPED]
+        scores = [percent(row[f"test_{k}_mean"], row[f"test_{k}_std"]) for k in keys]
+        scores += [interval(row[f"test_{k}_ci_low"], row[f"test_{k}_ci_high"]) for k in with_intervals]
         cells = [model_cell(row["model"]), cell(row["lr"]), *(cell(row[c]) for c in shown)]
         lines.append(
             "| "
@@ -486,9 +585,10 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
     hidden = [c for c in SETTINGS if c not in shown and section[c].notna().any()]  # one value in every row
     shared = [f"{c} {cell(section[c].dropna().iloc[0])}" for c in hidden]
     seeds = sorted(set(section["seeds"]))
+    what = MULTI_LABEL_SCORES if multi_label else "macro precision, recall and F1"
     lines += [
         "",
-        f"Test scores in % (macro precision, recall and F1), {'/'.join(map(str, seeds))} seed(s) per row: "
+        f"Test scores in % ({what}), {'/'.join(map(str, seeds))} seed(s) per row: "
         "mean ± standard deviation across seeds, at the learning rate (LR) with the best mean validation macro-F1. "
         f"Settings of every row that records them: {', '.join(shared) or 'none'}.",
         "",
@@ -505,6 +605,13 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
     return "\n".join(lines) + "\n"
 
 
+MULTI_LABEL_SCORES = (
+    "subset accuracy: texts with every label right; Hamming loss: wrong text-label decisions, lower is better; "
+    "micro-F1: every decision pooled; samples-F1: each text's F1, averaged; macro precision, recall and F1: "
+    "each label's, averaged"
+)
+
+
 def notes(section: pd.DataFrame) -> list[str]:
     """A line per reason some rows lack an interval or a comparison, naming those rows."""
     named = section[section["bootstrap_note"].fillna("") != ""]
@@ -516,11 +623,13 @@ def notes(section: pd.DataFrame) -> list[str]:
 
 
 def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
+    """The best row's per-class scores; multi-label: per label, and no confusion matrix (it says why)."""
     run = f"{short_name(best_row['model'])}, lr {cell(best_row['lr'])}, seed {cell(best_row['chosen_seed'])}"
+    kind = "Label" if best_row["multi_label"] else "Class"
     lines = [
-        f"Per class on test, in %: the best row's run with the best validation macro-F1 ({run}).",
+        f"Per {kind.lower()} on test, in %: the best row's run with the best validation macro-F1 ({run}).",
         "",
-        "| Class | Precision | Recall | F1 | Support |",
+        f"| {kind} | Precision | Recall | F1 | Support |",
         "|---|--:|--:|--:|--:|",
     ]
     for c in classes.to_dict("records"):
@@ -528,6 +637,8 @@ def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
         lines.append(f"| {c['class']} | {' | '.join(scores)} | {c['support']} |")
     if classes["f1"].isna().any():
         lines += ["", ABSENT]
+    if best_row["multi_label"]:
+        return [*lines, "", NO_CONFUSION_MATRIX]
     return [*lines, "", f"![Confusion matrix]({confusion_file(best_row)})"]
 
 
@@ -548,13 +659,15 @@ def confusion_file(row) -> str:
     return section_file(row, "confusion_matrix", ".png")
 
 
-def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray, tuple[str, ...]]:
-    """Per-class precision, recall, F1 and support, the confusion matrix and the class names of the best
-    row's chosen run (the seed with the best validation macro-F1)."""
+def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray | None, tuple[str, ...]]:
+    """Per-class (multi-label: per-label) precision, recall, F1 and support, the confusion matrix (None
+    for multi-label) and the class names of the best row's chosen run (the seed with the best
+    validation macro-F1)."""
     predictions = read_predictions(best_row["chosen_run"])
-    metrics = classification_metrics(predictions.gold, predictions.predicted[0], predictions.names)
-    table = pd.DataFrame([{"class": name, **scores} for name, scores in metrics["per_class"].items()])
-    return table, np.array(metrics["confusion_matrix"]), predictions.names
+    metrics = scores(predictions, predictions.predicted[0])
+    table = pd.DataFrame([{"class": name, **values} for name, values in metrics["per_class"].items()])
+    matrix = metrics.get("confusion_matrix")
+    return table, None if matrix is None else np.array(matrix), predictions.names
 
 
 def confusion_figure(matrix: np.ndarray, names: tuple[str, ...], title: str) -> plt.Figure:
@@ -634,8 +747,9 @@ def section_report(section: pd.DataFrame, results_dir: Path) -> str:
     best_row = section.loc[section["test_f1_mean"].idxmax()]
     classes, matrix, names = class_scores(best_row)
     write_text(results_dir / section_file(best_row, "per_class", ".csv"), classes.to_csv(index=False))
-    title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
-    save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
+    if matrix is not None:
+        title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
+        save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
     return markdown_table(section, classes)
 
 
@@ -643,8 +757,8 @@ def write_results(runs: pd.DataFrame, best: pd.DataFrame, results_dir: Path) -> 
     """The tables and plots in results_dir; results.md's text is returned. Each table is written whole or
     not at all (write_text): a full disk leaves the previous one, never half of one."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    write_text(results_dir / "all.csv", runs.to_csv(index=False))
-    write_text(results_dir / "best.csv", best.drop(columns="seed_runs").to_csv(index=False))
+    write_text(results_dir / "all.csv", written(runs).to_csv(index=False))
+    write_text(results_dir / "best.csv", written(best.drop(columns="seed_runs")).to_csv(index=False))
     save(f1_figure(best), results_dir / "test_f1.png")
     save(val_f1_per_epoch_figure(best), results_dir / "val_f1_per_epoch.png")
     sections = best.groupby(SECTION, dropna=False, sort=False)  # different test examples: never one table

@@ -19,6 +19,17 @@ scores on train, so that neither val nor test is seen. One T for every class kee
 prediction as the most probable label, which per-class sigmoids (Platt scaling, CalibratedClassifierCV)
 need not do. config.json records the classifier, C and T ("temperature", null for logistic regression).
 
+A multi-label dataset (dataset.json's "multi_label": a list of labels per text, possibly empty): one
+logistic regression per label on the same features (one-vs-rest), each label's probability its own,
+a label predicted at THRESHOLD (0.5) or above, as train.py does by default; C is chosen on validation
+macro-F1 over the same --c_values (no SVM: it would need a temperature per label). The loss is train.py's:
+the binary cross-entropy averaged over labels and texts. A label that no train text has (or that every
+one has) cannot be learned: its probability is 0 (or 1) everywhere, and a line says so. config.json
+records "multi_label" and the "threshold" (null for single-label runs).
+
+--class_weights balanced weighs each class by the inverse of its frequency in train (scikit-learn's
+class_weight="balanced"; multi-label: each label's texts with and without it), as train.py's option.
+
 The run is written to outputs/ in the same format as train.py's (log.csv has a row per candidate instead
 of per epoch), with the chosen model's predictions on val and test (runs.write_predictions) for
 aggregate.py's confidence intervals and paired comparisons. The run folder is made before the features
@@ -32,6 +43,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 
 import numpy as np
 import sklearn
@@ -42,15 +54,25 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 
-from dataset_files import dataset_fingerprint, dataset_text_fields, label_names, load_label2id, load_split
+from dataset_files import (
+    dataset_fingerprint,
+    dataset_text_fields,
+    is_multi_label,
+    label_names,
+    load_label2id,
+    load_split,
+)
 from files import write_csv, write_json
-from metrics import SUMMARY_KEYS, classification_metrics
+from metrics import classification_metrics, multi_label_metrics, summary_keys
 from runs import create_run_dir, find_complete_run, interruption_reported, provenance, recorded_args, write_predictions
 
 MODEL_NAME = "tfidf-char-linear"
 CLASSIFIERS = ("LinearSVC", "LogisticRegression")  # in the order a tie on val macro-F1 goes by
+MULTI_LABEL_CLASSIFIERS = ("OneVsRestLogisticRegression",)
+THRESHOLD = 0.5  # multi-label: a label is predicted at this probability or above (train.py's default)
 CV_FOLDS = 5  # for the SVM's temperature; fewer when a class of train has fewer examples
 TEMPERATURES = (0.01, 100.0)  # the range searched: SVM scores are about +-1, so T < 1 sharpens them
 
@@ -63,6 +85,9 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     max_features: int = config(default=300_000, help="keep the most frequent n-grams only")
     c_values: list[float] = config(
         default=[0.1, 1.0, 10.0, 100.0], nargs="+", help="inverse regularisation strengths, tried with each classifier"
+    )
+    class_weights: str = config(
+        default=None, choices=["balanced"], help="balanced: weigh each class by its inverse frequency in train"
     )
     seed: int = config(default=42, help="seed of the solvers and of the SVM's cross-validation folds")
     skip_if_done: bool = config(
@@ -100,11 +125,11 @@ class TemperatureScaledSVM:
     """A LinearSVC whose probabilities are softmax(decision scores / T), T fitted on cross-validated
     scores of train (the module docstring says why). classes_, coef_ and intercept_ are the SVM's."""
 
-    def __init__(self, c: float, seed: int):
-        self.c, self.seed = c, seed
+    def __init__(self, c: float, seed: int, class_weight: str | None = None):
+        self.c, self.seed, self.class_weight = c, seed, class_weight
 
     def svm(self) -> LinearSVC:
-        return LinearSVC(C=self.c, max_iter=10_000, random_state=self.seed)
+        return LinearSVC(C=self.c, max_iter=10_000, random_state=self.seed, class_weight=self.class_weight)
 
     def fit(self, features, labels: np.ndarray) -> "TemperatureScaledSVM":
         self.fitted = self.svm().fit(features, labels)
@@ -133,10 +158,28 @@ class TemperatureScaledSVM:
         return softmax(decision_scores(self.fitted, features) / self.temperature, axis=1)
 
 
-def linear_model(name: str, c: float, seed: int):
+def linear_model(name: str, c: float, seed: int, class_weight: str | None = None):
     if name == "LinearSVC":
-        return TemperatureScaledSVM(c, seed)
-    return LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        return TemperatureScaledSVM(c, seed, class_weight)
+    logistic = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=class_weight)
+    return OneVsRestLabels(logistic) if name == "OneVsRestLogisticRegression" else logistic
+
+
+class OneVsRestLabels(OneVsRestClassifier):
+    """Multi-label: a binary classifier per label (the columns of a 0/1 matrix). scikit-learn gives a
+    label without positive (or negative) train texts a constant probability 0 (or 1) and warns once per
+    label on every fit; main() says it once instead."""
+
+    def fit(self, features, labels: np.ndarray) -> "OneVsRestLabels":
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+            return super().fit(features, labels.astype(int))
+
+
+def num_parameters(model) -> int:
+    """Weights and biases; a one-vs-rest model's summed over its labels (a constant label has none)."""
+    fitted = getattr(model, "estimators_", [model])
+    return sum(m.coef_.size + m.intercept_.size for m in fitted if hasattr(m, "coef_"))
 
 
 def probabilities(classifier, features, num_labels: int) -> np.ndarray:
@@ -150,10 +193,28 @@ def probabilities(classifier, features, num_labels: int) -> np.ndarray:
 
 
 def evaluate(classifier, features, labels, names: list[str]) -> tuple[dict, np.ndarray]:
-    """The metrics, and the probabilities they come from (for the predictions file)."""
+    """The metrics, and the probabilities they come from (for the predictions file). Multi-label (labels
+    a 0/1 matrix): the labels of probability THRESHOLD or above are predicted."""
     p = probabilities(classifier, features, len(names))
+    if labels.ndim == 2:
+        return {"loss": binary_log_loss(labels, p)} | multi_label_metrics(labels, p >= THRESHOLD, names), p
     metrics = classification_metrics(labels, p.argmax(axis=1), names)
     return {"loss": log_loss(labels, p, labels=range(len(names)))} | metrics, p
+
+
+def binary_log_loss(labels: np.ndarray, p: np.ndarray) -> float:
+    """train.py's multi-label loss: each label's binary cross-entropy, averaged over labels and texts.
+    Probabilities are clipped to [eps, 1 - eps] as scikit-learn's log_loss clips them, so that a
+    label the model gives 0 (one train never has) costs -log(eps), not infinity."""
+    eps = np.finfo(p.dtype).eps
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
+
+
+def unlearnable(labels: np.ndarray, names: list[str]) -> dict[str, int]:
+    """Multi-label: the labels on no train text (probability 0 everywhere) or on every one (1)."""
+    counts = labels.sum(axis=0)
+    return {name: int(count > 0) for name, count in zip(names, counts, strict=True) if count in (0, len(labels))}
 
 
 def example_ids(records: list[dict]) -> list:
@@ -181,15 +242,21 @@ def select(args: Args, features: dict, labels: dict, names: list[str]) -> tuple[
     """Every candidate (classifier, C) fitted on train and scored on val: log.csv's rows, and the first
     of the best by val macro-F1 as (step, its val metrics, its val probabilities, the fitted model)."""
     rows, best = [], None
-    candidates = [(name, c) for name in CLASSIFIERS for c in args.c_values]
+    multi_label = labels["train"].ndim == 2
+    classifiers = MULTI_LABEL_CLASSIFIERS if multi_label else CLASSIFIERS
+    accuracy = "subset_accuracy" if multi_label else "accuracy"
+    candidates = [(name, c) for name in classifiers for c in args.c_values]
     for step, (name, c) in enumerate(candidates, start=1):
         start = time.perf_counter()
-        model = linear_model(name, c, args.seed).fit(features["train"], labels["train"])
+        model = linear_model(name, c, args.seed, args.class_weights).fit(features["train"], labels["train"])
         seconds = time.perf_counter() - start
         val, val_probabilities = evaluate(model, features["val"], labels["val"], names)
-        metrics = {f"val_{key}": val[key] for key in ("loss", *SUMMARY_KEYS)}
+        metrics = {f"val_{key}": val[key] for key in ("loss", *summary_keys(multi_label))}
         rows.append({"epoch": step, "classifier": name, "C": c, **metrics, "epoch_seconds": seconds})
-        print(f"{name} C={c}: val accuracy {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s")
+        print(
+            f"{name} C={c}: val {accuracy.replace('_', ' ')} {val[accuracy]:.4f}, val F1 {val['f1']:.4f}, "
+            f"{seconds:.1f} s"
+        )
         if best is None or val["f1"] > best[1]["f1"]:
             best = (step, val, val_probabilities, model)
     return rows, best
@@ -201,18 +268,17 @@ def run(args: Args, run_dir, splits: dict, labels: dict, names: list[str], confi
     log, (step, val, val_probabilities, model) = select(args, features, labels, names)
     test, test_probabilities = evaluate(model, features["test"], labels["test"], names)
     chosen = {"classifier": log[step - 1]["classifier"], "C": log[step - 1]["C"]}
-    fitted = {
-        "temperature": getattr(model, "temperature", None),
-        "num_parameters": model.coef_.size + model.intercept_.size,
-    }
+    fitted = {"temperature": getattr(model, "temperature", None), "num_parameters": num_parameters(model)}
     write_json(run_dir / "config.json", config | chosen | fitted)
     write_csv(run_dir / "log.csv", log)  # whole, once the grid is done: a full disk leaves no partial log
     for split, p in (("val", val_probabilities), ("test", test_probabilities)):
-        write_predictions(run_dir / f"{split}-predictions.jsonl", example_ids(splits[split]), labels[split], p, names)
+        path, ids = run_dir / f"{split}-predictions.jsonl", example_ids(splits[split])
+        write_predictions(path, ids, labels[split], p, names, config["threshold"])
     write_json(run_dir / "val-metrics.json", {"best_epoch": step} | chosen | val)
     write_json(run_dir / "test-metrics.json", {"best_epoch": step} | chosen | test)
     best = f"best {chosen['classifier']} C={chosen['C']}"
-    print(f"{best}: test accuracy {test['accuracy']:.4f}, test F1 {test['f1']:.4f} -> {run_dir}")
+    accuracy = "subset_accuracy" if config["multi_label"] else "accuracy"
+    print(f"{best}: test {accuracy.replace('_', ' ')} {test[accuracy]:.4f}, test F1 {test['f1']:.4f} -> {run_dir}")
 
 
 def main(args: Args) -> None:
@@ -232,8 +298,19 @@ def main(args: Args) -> None:
     except ValueError as e:
         sys.exit(f"baseline.py: error: {e}")
     names = label_names(label2id)
+    multi_label = is_multi_label(args.dataset_dir)
     labels = {split: np.array([r["label"] for r in records]) for split, records in splits.items()}
-    if len(set(labels["train"])) < 2:
+    if multi_label:
+        constant = unlearnable(labels["train"], names)
+        if len(constant) == len(names):
+            sys.exit(
+                f"baseline.py: error: in {args.dataset_dir / 'train.jsonl'} every label is on all texts or on none:"
+                " a classifier needs texts with and without a label"
+            )
+        for name, probability in constant.items():
+            where = "every" if probability else "no"
+            print(f"note: label {name!r} is on {where} train text: the baseline gives it probability {probability}")
+    elif len(set(labels["train"])) < 2:
         sys.exit(f"baseline.py: error: {args.dataset_dir / 'train.jsonl'} has a single label: a classifier needs two")
     try:
         run_dir = create_run_dir(runs_dir, MODEL_NAME)  # before the features: an unwritable folder is found at once
@@ -242,6 +319,8 @@ def main(args: Args) -> None:
     config = {
         "model_name": MODEL_NAME,
         **recorded_args(args),
+        "multi_label": multi_label,
+        "threshold": THRESHOLD if multi_label else None,
         "label2id": label2id,
         "dataset_fingerprint": fingerprint,
         "num_examples": {split: len(records) for split, records in splits.items()},

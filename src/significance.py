@@ -14,12 +14,19 @@ generator, and a metric scores every row of a block at once. Memory stays at a f
 are bincounts of the drawn classes, never a one-hot matrix of examples x classes. The blocks together
 draw exactly what one draw of every resample at once would (numpy's generators continue their stream
 from call to call), so the numbers do not depend on BLOCK.
+
+Multi-label (gold labels and predictions as 0/1 matrices, a row per text and a column per label):
+resampling draws texts, never single text-label decisions, as the texts are what was sampled. A
+block's per-label counts are a matrix product: how often each text is drawn (rows x n, one bincount)
+times the texts' true positives, or gold plus predicted labels (n x labels, sparse: most texts have
+few labels). A block costs its counts matrix, never a drawn copy of the texts' labels.
 """
 
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
+from scipy import sparse
 
 # metric(draws, y_true, y_pred, num_labels): a score per row of draws (rows x n indices of the examples
 # drawn; a row of arange(n) scores the examples as they are).
@@ -73,10 +80,51 @@ def macro_f1(draws: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, num_labe
     return f1.sum(axis=1) / occurs.sum(axis=1)
 
 
+def label_counts(draws: np.ndarray, y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label: per row of draws and per label, the true positives and the gold plus predicted
+    positives (rows x labels each). drawn[r, i]: how often row r draws text i; in as_arrays' dtype
+    every sum stays exact (float32 below 2**24 texts)."""
+    rows, n = draws.shape
+    offsets = (np.arange(rows) * n)[:, None]
+    drawn = np.bincount((draws + offsets).ravel(), minlength=rows * n).reshape(rows, n).astype(y_true.dtype)
+    # Whole numbers, exact in either dtype; float64 so that the scores computed from them are float64's.
+    return (drawn @ y_true.multiply(y_pred)).astype(np.float64), (drawn @ (y_true + y_pred)).astype(np.float64)
+
+
+def subset_accuracy(draws: np.ndarray, y_true, y_pred, num_labels: int) -> np.ndarray:
+    """Multi-label: the share of texts with every label right."""
+    exact = abs(y_true - y_pred).sum(axis=1) == 0
+    return exact[draws].mean(axis=1)
+
+
+def micro_f1(draws: np.ndarray, y_true, y_pred, num_labels: int) -> np.ndarray:
+    """Multi-label: F1 over every text-label decision pooled, 2 tp / (gold + predicted positives); 0
+    where a resample has neither, as scikit-learn's f1_score(average="micro", zero_division=0)."""
+    true_positives, gold_plus_predicted = (counts.sum(axis=1) for counts in label_counts(draws, y_true, y_pred))
+    return np.divide(
+        2 * true_positives,
+        gold_plus_predicted,
+        out=np.zeros(len(draws)),
+        where=gold_plus_predicted > 0,
+    )
+
+
+def multi_label_macro_f1(draws: np.ndarray, y_true, y_pred, num_labels: int) -> np.ndarray:
+    """Multi-label: each label's F1 averaged over the labels that occur in the resample's gold labels or
+    predictions, the rule of metrics.multi_label_metrics. A resample where no label occurs at all (every
+    drawn text without labels, none predicted) has no macro-F1: NaN, as in scikit-learn, and
+    percentile_interval leaves it out."""
+    true_positives, gold_plus_predicted = label_counts(draws, y_true, y_pred)
+    occurs = gold_plus_predicted > 0
+    f1 = np.divide(2 * true_positives, gold_plus_predicted, out=np.zeros(occurs.shape), where=occurs)
+    labels = occurs.sum(axis=1)
+    return np.divide(f1.sum(axis=1), labels, out=np.full(len(draws), np.nan), where=labels > 0)
+
+
 def score(metric: Metric, y_true, y_pred, num_labels: int | None = None) -> float:
     """The metric on the examples as they are (each drawn once)."""
     y_true, (y_pred,) = as_arrays(y_true, [y_pred])
-    as_is = np.arange(len(y_true))[None, :]
+    as_is = np.arange(y_true.shape[0])[None, :]
     return float(metric(as_is, y_true, y_pred, num_labels or labels_in(y_true, y_pred))[0])
 
 
@@ -94,7 +142,7 @@ def bootstrap_ci(
     mean over seeds, and its width comes from the test sample (the spread across seeds is the std)."""
     y_true, predictions = as_arrays(y_true, y_pred_per_seed)
     num_labels = num_labels or labels_in(y_true, *predictions)
-    blocks = resample_blocks(len(y_true), resamples, seed, num_labels)
+    blocks = resample_blocks(y_true.shape[0], resamples, seed, num_labels)
     scores = np.concatenate([seed_mean(metric, draws, y_true, predictions, num_labels) for draws in blocks])
     return percentile_interval(scores, level)
 
@@ -112,18 +160,25 @@ def paired_bootstrap(
     """metric(b) - metric(a), and its percentile interval over resamples of the test examples, both
     models scored on the same resample (paired). pred_a and pred_b are one model's predictions each,
     or a list of its seeds' predictions (averaged on each resample, as in bootstrap_ci)."""
-    y_true, a = as_arrays(y_true, np.atleast_2d(pred_a))
-    _, b = as_arrays(y_true, np.atleast_2d(pred_b))
+    pred_a, pred_b = per_seed(pred_a, y_true), per_seed(pred_b, y_true)
+    y_true, predictions = as_arrays(y_true, [*pred_a, *pred_b])
+    a, b = predictions[: len(pred_a)], predictions[len(pred_a) :]
     num_labels = num_labels or labels_in(y_true, *a, *b)
 
     def difference(draws: np.ndarray) -> np.ndarray:
         return seed_mean(metric, draws, y_true, b, num_labels) - seed_mean(metric, draws, y_true, a, num_labels)
 
-    as_is = difference(np.arange(len(y_true))[None, :])[0]
+    as_is = difference(np.arange(y_true.shape[0])[None, :])[0]
     differences = np.concatenate(
-        [difference(draws) for draws in resample_blocks(len(y_true), resamples, seed, num_labels)]
+        [difference(draws) for draws in resample_blocks(y_true.shape[0], resamples, seed, num_labels)]
     )
     return Difference(float(as_is), *percentile_interval(differences, level))
+
+
+def per_seed(predictions, y_true) -> np.ndarray:
+    """One model's predictions as a list of seeds: one seed's (shaped as the gold labels) becomes a list of one."""
+    predictions = np.asarray(predictions)
+    return predictions[None] if predictions.ndim == np.ndim(y_true) else predictions
 
 
 def seed_mean(metric: Metric, draws: np.ndarray, y_true, predictions: list[np.ndarray], num_labels: int) -> np.ndarray:
@@ -132,23 +187,35 @@ def seed_mean(metric: Metric, draws: np.ndarray, y_true, predictions: list[np.nd
 
 
 def percentile_interval(scores: np.ndarray, level: float) -> tuple[float, float]:
+    """Over the resamples that have a score (multi_label_macro_f1 may have none for some)."""
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(scores, [tail, 100 - tail])
+    low, high = np.nanpercentile(scores, [tail, 100 - tail])
     return float(low), float(high)
 
 
-def as_arrays(y_true, y_pred_per_seed) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Integer label ids, every prediction as long as the gold labels."""
-    y_true = np.asarray(y_true, dtype=int)
-    predictions = [np.asarray(p, dtype=int) for p in y_pred_per_seed]
+def as_arrays(y_true, y_pred_per_seed) -> tuple:
+    """Integer label ids; or, multi-label, the 0/1 matrices as sparse float matrices for label_counts'
+    products, float32 while their sums (at most the number of texts) are exact in it. Every prediction
+    shaped as the gold labels."""
+    multi_label, texts = np.ndim(y_true) == 2, len(y_true)
+
+    def converted(y):
+        if multi_label:
+            return sparse.csr_array(np.asarray(y) != 0, dtype=np.float32 if texts < 2**24 else np.float64)
+        return np.asarray(y, dtype=int)
+
+    y_true = converted(y_true)
+    predictions = [converted(p) for p in y_pred_per_seed]
     if not predictions:
         raise ValueError("no predictions")
     for p in predictions:
         if p.shape != y_true.shape:
-            raise ValueError(f"predictions for {len(p)} examples, gold labels for {len(y_true)}")
+            raise ValueError(f"predictions for {p.shape[0]} examples, gold labels for {y_true.shape[0]}")
     return y_true, predictions
 
 
 def labels_in(*arrays: np.ndarray) -> int:
-    """Without a label count given: as many labels as the largest id seen needs."""
+    """Without a label count given: as many labels as the largest id seen needs (multi-label: the columns)."""
+    if arrays[0].ndim == 2:
+        return arrays[0].shape[1]
     return int(max(a.max() for a in arrays)) + 1

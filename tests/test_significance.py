@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import accuracy_score, f1_score
 
 import significance
 from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap, score
@@ -116,3 +116,77 @@ def test_inputs_of_different_lengths_are_a_one_line_error(gold):
         bootstrap_ci(gold, [gold[1:]], accuracy)
     with pytest.raises(ValueError, match="resamples must be >= 1"):
         paired_bootstrap(gold, gold, gold, accuracy, resamples=0)
+
+
+# Multi-label: 0/1 matrices, a row per text and a column per label.
+
+
+def multi_label_data(texts: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gold labels with rare ones (label 3 on about 3% of texts, label 4 on none), and two models' predictions
+    that also give label 4 now and then: many resamples lack a label, or have one only among the predictions."""
+    rng = np.random.default_rng(4)
+    gold = rng.random((texts, 5)) < [0.4, 0.3, 0.2, 0.03, 0.0]
+    a = gold ^ (rng.random(gold.shape) < [0.05, 0.05, 0.1, 0.1, 0.02])
+    b = gold ^ (rng.random(gold.shape) < [0.1, 0.1, 0.1, 0.2, 0.04])
+    return gold, a, b
+
+
+def sklearn_multi_label_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """metrics.multi_label_metrics' rule: the labels in the gold labels or the predictions, each counted."""
+    occurring = np.flatnonzero(y_true.any(axis=0) | y_pred.any(axis=0))
+    return f1_score(y_true, y_pred, labels=occurring, average="macro", zero_division=0)
+
+
+SKLEARN_MULTI_LABEL = {
+    significance.multi_label_macro_f1: sklearn_multi_label_macro_f1,
+    significance.micro_f1: lambda y, p: f1_score(y, p, average="micro", zero_division=0),
+    significance.subset_accuracy: accuracy_score,
+}
+
+
+def test_multi_label_scores_equal_sklearn_and_the_metrics_files():
+    from metrics import multi_label_metrics
+
+    gold, a, _ = multi_label_data()
+    reported = multi_label_metrics(gold, a, list("abcde"))
+    expected = {significance.multi_label_macro_f1: "f1", significance.micro_f1: "micro_f1"}
+    expected[significance.subset_accuracy] = "subset_accuracy"
+    for metric, oracle in SKLEARN_MULTI_LABEL.items():
+        assert score(metric, gold, a) == pytest.approx(oracle(gold, a), abs=1e-12)
+        assert score(metric, gold, a) == pytest.approx(reported[expected[metric]], abs=1e-12)
+
+
+def test_the_multi_label_bootstrap_equals_sklearn_on_the_same_resamples():
+    """Resampling texts (rows): each resample scored by sklearn, the absent-label rule applied per resample."""
+    gold, a, b = multi_label_data()
+    draws = np.random.default_rng(3).integers(0, len(gold), size=(100, len(gold)))
+    assert any(not gold[d][:, 3].any() for d in draws)  # resamples that lack a label of the test set
+    for metric, oracle in SKLEARN_MULTI_LABEL.items():
+        for pred in (a, b):
+            assert bootstrap_ci(gold, [pred], metric, resamples=100, seed=3) == pytest.approx(
+                np.percentile([oracle(gold[d], pred[d]) for d in draws], [2.5, 97.5]), abs=1e-12
+            )
+    oracle = sklearn_multi_label_macro_f1
+    differences = [oracle(gold[d], b[d]) - (oracle(gold[d], a[d]) + oracle(gold[d], b[d])) / 2 for d in draws]
+    paired = paired_bootstrap(gold, [a, b], b, significance.multi_label_macro_f1, resamples=100, seed=3)
+    assert paired.difference == pytest.approx(oracle(gold, b) - (oracle(gold, a) + oracle(gold, b)) / 2, abs=1e-12)
+    assert (paired.low, paired.high) == pytest.approx(np.percentile(differences, [2.5, 97.5]), abs=1e-12)
+
+
+def test_multi_label_resamples_in_blocks_give_the_numbers_of_one_block(monkeypatch):
+    gold, a, b = multi_label_data(300)
+    results = []
+    for block in (1, 3 * 300, 1000 * 300):
+        monkeypatch.setattr(significance, "BLOCK", block)
+        results.append([bootstrap_ci(gold, [a, b], metric, resamples=50) for metric in SKLEARN_MULTI_LABEL])
+        results[-1].append(paired_bootstrap(gold, a, b, significance.micro_f1, resamples=50))
+    assert results[0] == results[1] == results[2]
+
+
+def test_a_resample_without_any_label_has_no_macro_f1_and_is_left_out():
+    """Texts 1-3 have no label and none predicted: a resample of those alone has nothing to score macro-F1 on
+    (NaN, as sklearn), while its micro-F1 is 0 (zero_division=0); the interval is that of the other resamples."""
+    gold = np.array([[1, 0], [0, 0], [0, 0], [0, 0]])
+    assert np.isnan(score(significance.multi_label_macro_f1, gold[1:], gold[1:]))
+    assert bootstrap_ci(gold, [gold], significance.multi_label_macro_f1) == (1.0, 1.0)
+    assert bootstrap_ci(gold, [gold], significance.micro_f1)[0] == 0.0
