@@ -3,12 +3,13 @@ a document's windows averaged), then its metrics and loss."""
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 import distributed
 from inputs import to_device
-from metrics import classification_metrics
+from metrics import classification_metrics, multi_label_metrics
 
 
 def average_windows(logits: torch.Tensor, documents: Sequence[int]) -> torch.Tensor:
@@ -46,10 +47,19 @@ def predict(model, loader, autocast, device, num_labels: int) -> torch.Tensor:
     return average_windows(logits.cpu(), [example["document"] for example in loader.dataset])
 
 
-def evaluate(model, loader, autocast, device, names: list[str]) -> tuple[dict, torch.Tensor]:
+def evaluate(model, loader, autocast, device, names: list[str], threshold: float | None = None):
     """Metrics over a whole split, one prediction per document, and its probabilities in dataset
-    order. The loss is the exact mean over documents, not the last batch's or a mean of batch means."""
+    order. The loss is the exact mean over documents, not the last batch's or a mean of batch means.
+    Single-label (threshold None): a softmax over the labels, the most probable predicted. Multi-label: a
+    sigmoid per label, each label predicted at a probability of threshold or above; the loss is the
+    binary cross-entropy averaged over labels, then documents (as transformers' BCEWithLogitsLoss)."""
     logits = predict(model, loader, autocast, device, len(names))
-    labels = torch.tensor([example["label"] for example in first_windows(loader.dataset)])
-    metrics = classification_metrics(labels.tolist(), logits.argmax(dim=-1).tolist(), names)
-    return {"loss": F.cross_entropy(logits, labels).item()} | metrics, logits.softmax(dim=-1)
+    documents = first_windows(loader.dataset)
+    if threshold is None:
+        labels = torch.tensor([example["label"] for example in documents])
+        metrics = classification_metrics(labels.tolist(), logits.argmax(dim=-1).tolist(), names)
+        return {"loss": F.cross_entropy(logits, labels).item()} | metrics, logits.softmax(dim=-1)
+    labels = torch.from_numpy(np.stack([example["label"] for example in documents]))
+    probabilities = logits.sigmoid()
+    metrics = multi_label_metrics(labels.numpy(), (probabilities >= threshold).numpy(), names)
+    return {"loss": F.binary_cross_entropy_with_logits(logits, labels).item()} | metrics, probabilities

@@ -320,7 +320,9 @@ class Collator:
             for row, example in zip(padded, examples, strict=True):
                 row[: len(example[key])] = example[key]
             batch[key] = torch.from_numpy(padded)
-        batch["labels"] = torch.tensor([e["label"] for e in examples])
+        # ids (single-label) or multi-hot float rows (multi-label), through one array: torch.tensor over a
+        # list of numpy rows copies them element by element
+        batch["labels"] = torch.from_numpy(np.array([e["label"] for e in examples]))
         return batch
 
 

@@ -16,8 +16,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 PADDING_OFFSET_MODELS = {"roberta", "xlm-roberta", "camembert", "luke", "data2vec-text", "xmod", "roberta-prelayernorm"}
 
 
-def load_model(model_name: str, label2id: dict[str, int]):
-    """Tokenizer and model, or a ValueError that says why not: name, network or a missing dependency."""
+def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = False):
+    """Tokenizer and model, or a ValueError that says why not: name, network or a missing dependency.
+    Multi-label: the config says problem_type "multi_label_classification", so that the saved model's
+    pipeline() applies a sigmoid per label rather than a softmax over them."""
     # The classifier head is new by design: transformers' report of its missing weights would be noise.
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # its loading bar would be escape sequences in a log file
@@ -36,6 +38,7 @@ def load_model(model_name: str, label2id: dict[str, int]):
             id2label={i: name for name, i in label2id.items()},
             dtype=torch.float32,  # transformers 5 would otherwise keep the checkpoint's (often half) dtype
             ignore_mismatched_sizes=True,  # a head fine-tuned for other labels is replaced by a new one
+            **({"problem_type": "multi_label_classification"} if multi_label else {}),
         )
     except SafetensorError as e:  # a download or copy cut short
         message = f"its weights (model.safetensors) are unreadable ({first_line(e)}): download or save them again"

@@ -11,6 +11,9 @@ so that the nth output line is always the nth input's:
      "probabilities": {<label>: <probability, 4 decimals>}}
     {"id": ..., "label": null, "probabilities": null, "error": "empty text"}
 
+(a multi-label model: "label" is the list of labels whose probability, a sigmoid each, is the run's
+--threshold or above, or --threshold's; possibly empty),
+
 the second for an input whose text fields are all empty once normalized (a blank line of standard
 input, a record of "" or spaces only): a model would still give it a label, made up from nothing.
 
@@ -54,9 +57,12 @@ class Args:
     batch_size: int = config(default=None, help="default: the run's --eval_batch_size")
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default=None, choices=["bf16", "fp16", "fp32"], help="default: the run's precision")
+    threshold: float = config(default=None, help="multi-label: a label is predicted at this probability or above")
 
 
 def check_args(args: Args) -> None:
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold must be in (0, 1) (got {args.threshold})")
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1 (got {args.batch_size})")
     if args.stdin_field is not None and args.input is not None:
@@ -154,7 +160,12 @@ def probabilities(args: Args, settings: dict, records: list[dict], fields: list[
     collate = Collator(tokenizer.pad_token_id, max_seq_len)
     loader = eval_loader(examples, args.batch_size or settings["batch_size"], collate, device.type == "cuda")
     precision = args.precision or settings["precision"]
-    return predict(model, loader, autocast(device, precision), device, model.config.num_labels).softmax(dim=-1)
+    logits = predict(model, loader, autocast(device, precision), device, model.config.num_labels)
+    return logits.sigmoid() if multi_label(model) else logits.softmax(dim=-1)
+
+
+def multi_label(model) -> bool:
+    return model.config.problem_type == "multi_label_classification"  # as train.py saved it
 
 
 def main(args: Args) -> None:
@@ -171,13 +182,19 @@ def main(args: Args) -> None:
     except (ValueError, OSError) as e:
         sys.exit(f"predict.py: error: {e}")
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    threshold = (args.threshold or settings.get("threshold") or 0.5) if multi_label(model) else None
+    if args.threshold is not None and threshold is None:
+        sys.exit(f"predict.py: error: --threshold is for multi-label models; {args.model_dir} predicts one label")
     with_text = [record for record in records if has_text(record, fields)]
     rows = iter(probabilities(args, settings, with_text, fields, tokenizer, model, device).numpy())
     for record in records:
         output = {"id": record["id"]} if "id" in record else {}
         if has_text(record, fields):
             row = next(rows)
-            output["label"] = names[int(row.argmax())]
+            if threshold is None:
+                output["label"] = names[int(row.argmax())]
+            else:  # every label at the threshold or above, in label id order; maybe none
+                output["label"] = [name for name, p in zip(names, row, strict=True) if p >= threshold]
             output["probabilities"] = {name: round(float(p), 4) for name, p in zip(names, row, strict=True)}
         else:
             output |= {"label": None, "probabilities": None, "error": "empty text"}

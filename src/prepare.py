@@ -59,7 +59,7 @@ from classopt import classopt, config
 from dataset_files import SPLITS, as_written, dataset_fingerprint, normalize, write_jsonl, write_label2id
 from files import as_a_new_file
 from paths import ROOT
-from splitting import assign
+from splitting import assign, assign_multi_label
 from tables import read_table, reader_for
 
 LIVEDOOR = "livedoor"
@@ -88,6 +88,12 @@ class Args:
     test_ratio: float = config(default=0.1, help="share of the rows that go to test")
     no_normalize: bool = config(
         default=False, help="no NFKC: tables' text and labels as written (livedoor lines still stripped)"
+    )
+    multi_label: bool = config(
+        default=False, help="a table's label column holds a list of labels per row (a JSON list in JSONL), or none"
+    )
+    label_separator: str | None = config(
+        default=None, type=str, help="CSV/TSV: the character between a row's labels, e.g. ';' (implies --multi_label)"
     )
 
 
@@ -147,24 +153,22 @@ def read_livedoor(input_dir: Path, clean: Callable[[str], str] = normalize) -> t
 
 
 def table_records(
-    path: Path,
-    text_columns: Sequence[str],
-    label_column: str,
-    clean,
-    id_hashes: array | None = None,
-    spellings: dict[str, set[str]] | None = None,
+    path: Path, args: Args, clean, id_hashes: array | None = None, spellings: dict[str, set[str]] | None = None
 ) -> Iterator[dict]:
     """The records of a table, each checked; an error names the file and line. Given id_hashes and
     spellings (pass 1), the hash of each of the table's own ids is appended to id_hashes, for
     check_unique_ids, and each label name's spellings as written (spaces stripped) are kept in spellings."""
+    text_columns, label_column = args.text_columns, args.label_column
+    # multi-label: the names between separators, or a JSON list ("": a string is a single name)
+    separator = (args.label_separator or "") if args.multi_label else None
     for row_number, (line, row) in enumerate(read_table(path)):
         try:
-            record = table_record(row, row_number, text_columns, label_column, clean)
+            record = table_record(row, row_number, text_columns, label_column, clean, separator)
         except ValueError as e:
             raise ValueError(f"{path}:{line}: {e}") from None
         if id_hashes is not None and "id" in row:
             id_hashes.append(hash(id_key(row["id"])))
-        if spellings is not None:
+        if spellings is not None and isinstance(record["label"], str):  # multi-label: one label per name
             spellings.setdefault(record["label"], set()).add(str(row[label_column]).strip())
         yield record
 
@@ -201,7 +205,9 @@ def check_unique_ids(paths: Sequence[Path], id_hashes: array) -> None:
             raise ValueError(f"{where}: every row needs an id of its own; drop the repeated row or renumber it")
 
 
-def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_column: str, clean) -> dict:
+def table_record(
+    row: dict, row_number: int, text_columns: Sequence[str], label_column: str, clean, separator: str | None = None
+) -> dict:
     for column, option in [(c, "--text_columns") for c in text_columns] + [(label_column, "--label_column")]:
         if column not in row:
             existing = ", ".join(map(str, row))
@@ -216,6 +222,11 @@ def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_
             raise ValueError(f"empty text in column {column!r}; fill it in or drop the row")
         record[column] = text
     label = row[label_column]
+    if separator is not None:
+        record["label"] = label_set(label, label_column, clean, separator)
+        return record
+    if isinstance(label, list):
+        raise ValueError(f"label {label!r} in column {label_column!r} is a list: give --multi_label")
     if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
         raise ValueError(f"label {label!r} in column {label_column!r} is neither a name nor an integer")
     # A name, cleaned as the text is ("良い " and "良い" are one label): label ids are given by label2id.json alone
@@ -224,6 +235,24 @@ def table_record(row: dict, row_number: int, text_columns: Sequence[str], label_
         raise ValueError(f"empty label in column {label_column!r}; fill it in or drop the row")
     record["label"] = name
     return record
+
+
+def label_set(value, label_column: str, clean, separator: str) -> list[str]:
+    """A multi-label row's labels: a JSON list, or a string of names with the separator between them
+    ("" for JSON lists, where a string is one name); none at all (null, [], "") is an answer too. Each
+    name cleaned as the text is; empty names (a trailing separator) and repeats dropped; sorted."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(separator) if separator else [value]
+    if not isinstance(value, list):
+        raise ValueError(f"labels {value!r} in column {label_column!r}: give a list of names (JSON) or a string")
+    names = set()
+    for name in value:
+        if isinstance(name, bool) or not isinstance(name, str | int):
+            raise ValueError(f"label {name!r} in column {label_column!r} is neither a name nor an integer")
+        names.add(clean(str(name)))
+    return sorted(name for name in names if name.strip())
 
 
 # --- the split: the same stratified, seeded draw for livedoor and tables ---
@@ -269,6 +298,18 @@ def split_counts(labels: Sequence[int], names: Sequence[str], codes: Sequence[in
     for (code, label), n in pairs.items():
         counts[SPLITS[code]][names[label]] = n
     return counts
+
+
+def multi_label_counts(label_sets: Sequence, names: Sequence[str], codes: Sequence[int]) -> tuple[dict, dict]:
+    """Per split: the rows of each label (a row counts once for each of its labels), and, for dataset.json,
+    its rows in all and those without any label."""
+    counts = {split: Counter() for split in SPLITS}
+    rows = {split: {"rows": 0, "no_label": 0} for split in SPLITS}
+    for labels, code in zip(label_sets, codes, strict=True):
+        counts[SPLITS[code]].update(names[label] for label in labels)
+        rows[SPLITS[code]]["rows"] += 1
+        rows[SPLITS[code]]["no_label"] += not labels
+    return counts, rows
 
 
 def check_train_has_every_label(counts: dict[str, Counter], names: Sequence[str]) -> None:
@@ -364,11 +405,16 @@ def open_split_files(staging: Path) -> list:
     return [open(staging / f"{name}.jsonl", "w", encoding="utf-8", newline="\n") for name in SPLITS]
 
 
-def rows_again(path: Path, args: Args, clean, labels: Sequence[int], names: Sequence[str]) -> Iterator[dict]:
+def names_of(label, names: Sequence[str]) -> str | list[str]:
+    """A row's label as pass 1 keeps it (a code, or a tuple of codes for multi-label) as its record has it."""
+    return names[label] if isinstance(label, int) else sorted(names[code] for code in label)
+
+
+def rows_again(path: Path, args: Args, clean, labels: Sequence, names: Sequence[str]) -> Iterator[dict]:
     """Pass 2: the records of path once more, checked to be the rows pass 1 saw."""
     count = 0
-    for count, record in enumerate(table_records(path, args.text_columns, args.label_column, clean), start=1):
-        if count > len(labels) or record["label"] != names[labels[count - 1]]:
+    for count, record in enumerate(table_records(path, args, clean), start=1):
+        if count > len(labels) or record["label"] != names_of(labels[count - 1], names):
             raise ValueError(f"{path} changed while prepare.py was reading it: run it again")
         yield record
     if count != len(labels):
@@ -400,11 +446,13 @@ def shown(path: Path) -> str:
     return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
-def write_manifest(staging: Path, about: dict, counts: dict[str, Counter]) -> None:
-    """dataset.json: how the dataset was made (about), what it holds, and the fingerprint that runs
-    record, computed over the split files and label2id.json just written (not over dataset.json)."""
+def write_manifest(staging: Path, about: dict, counts: dict[str, Counter], rows: dict | None = None) -> None:
+    """dataset.json: how the dataset was made (about), what it holds (multi-label: rows per split, and
+    those without a label, besides each label's rows), and the fingerprint that runs record, computed
+    over the split files and label2id.json just written (not over dataset.json)."""
     manifest = about | {
         "counts": {split: dict(sorted(counts[split].items())) for split in SPLITS},
+        **({"rows": rows} if rows else {}),
         "fingerprint": dataset_fingerprint(staging),
     }
     (staging / "dataset.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -454,16 +502,23 @@ def width_folded(text: str) -> str:
     return unicodedata.normalize("NFC", folded)  # ｶﾞ is two characters: カ and a combining voiced mark, then ガ
 
 
-def scan(path: Path, args: Args, clean, id_hashes: array) -> tuple[array, list[str]]:
+def scan(path: Path, args: Args, clean, id_hashes: array) -> tuple[Sequence, list[str]]:
     """Pass 1: check every row of path and keep only its label, as a code into the names returned
-    (in order of first appearance), and the hash of its own id, if it has one, in id_hashes."""
+    (in order of first appearance), and the hash of its own id, if it has one, in id_hashes. A
+    multi-label row's labels are kept as a tuple of codes (about 60 bytes a row, not 4: fine for the
+    sizes of multi-label datasets)."""
     codes: dict[str, int] = {}
-    labels = array("I")
+    labels = [] if args.multi_label else array("I")
     spellings: dict[str, set[str]] = {}
-    for record in table_records(path, args.text_columns, args.label_column, clean, id_hashes, spellings):
-        labels.append(codes.setdefault(record["label"], len(codes)))
+    for record in table_records(path, args, clean, id_hashes, spellings):
+        if args.multi_label:
+            labels.append(tuple(codes.setdefault(name, len(codes)) for name in record["label"]))
+        else:
+            labels.append(codes.setdefault(record["label"], len(codes)))
     if not labels:
         raise ValueError(f"{path}: no rows, only a header or nothing")
+    if args.multi_label and not codes:
+        raise ValueError(f"{path}: no row has a label; a multi-label dataset needs labelled rows to learn from")
     for name, written in sorted(spellings.items()):
         if len({width_folded(spelling) for spelling in written}) > 1:  # "Ⅱ" and "II", "①" and "1"
             warn(
@@ -482,10 +537,11 @@ def table_about(args: Args, sources: list[dict], seed: int | None, split_ratios)
         "normalize": not args.no_normalize,
         "seed": seed,
         "ratios": split_ratios,
+        **({"multi_label": True, "label_separator": args.label_separator} if args.multi_label else {}),
     }
 
 
-def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
+def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str], dict | None]:
     clean = as_written if args.no_normalize else normalize
     id_hashes = array("q")
     labels, names = scan(args.input, args, clean, id_hashes)
@@ -493,9 +549,15 @@ def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], lis
     del id_hashes  # pass 2 does not need them
     check_two_labels(names, args.input)
     warn_number_twins(names, args.input)
-    check_class_sizes(labels, names, args.input)
-    codes = assign(labels, names, args.seed, args.val_ratio, args.test_ratio)
-    counts = split_counts(labels, names, codes)
+    rows = None
+    if args.multi_label:  # any label with a row can be split: how rare a label may be, only the user knows
+        codes = assign_multi_label(labels, len(names), args.seed, args.val_ratio, args.test_ratio)
+        counts, rows = multi_label_counts(labels, names, codes)
+        warn_missing_labels(counts, {split: Path(f"{split}.jsonl") for split in SPLITS})
+    else:
+        check_class_sizes(labels, names, args.input)
+        codes = assign(labels, names, args.seed, args.val_ratio, args.test_ratio)
+        counts = split_counts(labels, names, codes)
     check_train_has_every_label(counts, names)
     about = table_about(args, [{"path": shown(args.input), "sha256": file_sha256(args.input)}], args.seed, ratios(args))
     with staged(output_dir) as staging:
@@ -508,11 +570,11 @@ def prepare_table(args: Args, output_dir: Path) -> tuple[dict[str, Counter], lis
                 f.close()
         shuffle_splits(staging, args.seed)
         write_label2id(staging / "label2id.json", {name: i for i, name in enumerate(sorted(names))})
-        write_manifest(staging, about, counts)
-    return counts, sorted(names)
+        write_manifest(staging, about, counts, rows)
+    return counts, sorted(names), rows
 
 
-def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str]]:
+def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter], list[str], dict | None]:
     clean = as_written if args.no_normalize else normalize
     paths = {"train": args.train, "val": args.val, "test": args.test}
     scanned = {}
@@ -522,7 +584,14 @@ def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter],
         id_hashes = array("q")
         scanned[split] = scan(path, args, clean, id_hashes)
         check_unique_ids([path], id_hashes)
-    counts = {split: Counter(names[label] for label in labels) for split, (labels, names) in scanned.items()}
+    counts, rows = {}, None
+    for split, (labels, names) in scanned.items():
+        if args.multi_label:
+            split_code = bytes([SPLITS.index(split)]) * len(labels)
+            counts[split], rows_of_split = (c[split] for c in multi_label_counts(labels, names, split_code))
+            rows = (rows or {}) | {split: rows_of_split}
+        else:
+            counts[split] = Counter(names[label] for label in labels)
     for split in ("val", "test"):
         if unseen := sorted(set(counts[split]) - set(counts["train"])):
             raise ValueError(
@@ -541,8 +610,8 @@ def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter],
                     f.write(jsonl_line(record))
         names = sorted(counts["train"])
         write_label2id(staging / "label2id.json", {name: i for i, name in enumerate(names)})
-        write_manifest(staging, about, counts)
-    return counts, names
+        write_manifest(staging, about, counts, rows)
+    return counts, names, rows
 
 
 def warn_missing_labels(counts: dict[str, Counter], paths: dict[str, Path]) -> None:
@@ -567,9 +636,13 @@ def resolve(args: Args) -> Path:
     if not (args.val_ratio > 0 and args.test_ratio > 0 and args.val_ratio + args.test_ratio < 1):
         raise ValueError("--val_ratio and --test_ratio must be above 0, and together below 1")
     tables = [args.input] if args.input else [p for p in pre_split.values() if p]
+    args.multi_label = args.multi_label or args.label_separator is not None
     if not tables:
-        if args.text_columns or args.label_column:
-            raise ValueError("--text_columns and --label_column are for tables (--input or --train/--val/--test)")
+        if args.text_columns or args.label_column or args.multi_label:
+            raise ValueError(
+                "--text_columns, --label_column, --multi_label and --label_separator are for tables "
+                "(--input or --train/--val/--test); livedoor has one category per article"
+            )
         args.name = args.name or (args.output_dir.name if args.output_dir else LIVEDOOR)
     else:
         check_table_options(args, tables)
@@ -585,6 +658,10 @@ def check_table_options(args: Args, tables: list[Path]) -> None:
             raise ValueError(f"{path} not found")
     args.text_columns = args.text_columns or ["text"]
     args.label_column = args.label_column or "label"
+    if args.label_separator is not None and len(args.label_separator) != 1:
+        raise ValueError(f"--label_separator {args.label_separator!r}: give one character, such as ';' or '|'")
+    if args.multi_label and args.label_separator is None and any(p.suffix.lower() != ".jsonl" for p in tables):
+        raise ValueError("--multi_label with a CSV or TSV table: give --label_separator, the character between labels")
     if len(args.text_columns) > 2 or len(set(args.text_columns)) < len(args.text_columns):
         raise ValueError(f"--text_columns {' '.join(args.text_columns)}: give one column, or two as a sentence pair")
     if clash := set(args.text_columns) & {*RECORD_KEYS, args.label_column}:
@@ -597,14 +674,19 @@ def check_table_options(args: Args, tables: list[Path]) -> None:
     args.name = args.name or args.output_dir.name
 
 
-def print_summary(counts: dict[str, Counter], names: list[str]) -> None:
-    width = max(display_width(name) for name in names + ["total"])
+def print_summary(counts: dict[str, Counter], names: list[str], rows: dict | None = None) -> None:
+    """Rows per label and split; multi-label (rows given): then the rows without a label, and the rows
+    in all, fewer than the sum above them, since a row counts once for each of its labels."""
+    lines = [(label, [counts[name][label] for name in SPLITS]) for label in names]
+    if rows:
+        lines.append(("(no label)", [rows[name]["no_label"] for name in SPLITS]))
+        lines.append(("rows", [rows[name]["rows"] for name in SPLITS]))
+    else:
+        lines.append(("total", [sum(counts[name].values()) for name in SPLITS]))
+    width = max(display_width(label) for label, _ in lines)
     print(pad("label", width) + " " + " ".join(f"{name:>6}" for name in SPLITS) + f" {'all':>6}")
-    for label in names:
-        row = [counts[name][label] for name in SPLITS]
+    for label, row in lines:
         print(pad(label, width) + " " + " ".join(f"{n:>6}" for n in row) + f" {sum(row):>6}")
-    totals = [sum(counts[name].values()) for name in SPLITS]
-    print(pad("total", width) + " " + " ".join(f"{n:>6}" for n in totals) + f" {sum(totals):>6}")
 
 
 def display_width(text: str) -> int:
@@ -620,10 +702,11 @@ def main(args: Args) -> None:
     output_dir = None
     try:
         output_dir = resolve(args)
+        rows = None
         if args.input:
-            counts, names = prepare_table(args, output_dir)
+            counts, names, rows = prepare_table(args, output_dir)
         elif args.train:
-            counts, names = prepare_pre_split(args, output_dir)
+            counts, names, rows = prepare_pre_split(args, output_dir)
         else:
             counts, names = prepare_livedoor(args, output_dir)
     except ValueError as e:
@@ -635,7 +718,7 @@ def main(args: Args) -> None:
     except KeyboardInterrupt:  # staged() has removed its staging folder; dies_of_sigint ends the process
         print(f"\nprepare.py: interrupted; {output_dir or 'the dataset'} is as it was before", file=sys.stderr)
         raise
-    print_summary(counts, names)
+    print_summary(counts, names, rows)
     files = "{all,train,val,test}" if not (args.input or args.train) else "{train,val,test}"
     print(f"Wrote {output_dir}/{files}.jsonl, label2id.json and dataset.json")
     option = f"--dataset {output_dir.name}"

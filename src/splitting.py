@@ -56,3 +56,56 @@ def assign(labels: Sequence[int], names: Sequence[str], seed: int, val_ratio: fl
         for row in rows[val[name] : val[name] + test[name]]:
             codes[row] = SPLITS.index("test")
     return codes
+
+
+def assign_multi_label(
+    label_sets: Sequence[Sequence[int]], num_labels: int, seed: int, val_ratio: float, test_ratio: float
+) -> bytearray:
+    """The split of every row of a multi-label table as a code (an index into SPLITS), by iterative
+    stratification (Sechidis, Tsoumakas and Vlahavas 2011, "On the Stratification of Multi-label Data"):
+    the label with the fewest rows still unassigned goes first, each of its rows (in seeded random
+    order) to the split that most lacks that label, measured against its share of it; ties go to the
+    split that most lacks the row's labels together (our addition: on the test fixture it halved the worst
+    deviation of a label's count), then to the one with more room left (the paper's), then by the seeded
+    generator. Rare labels are placed while every split
+    still has room, so each label's share of every split is kept as closely as the data allows. Rows
+    without a label fill the room left. As assign() does: val and test get exactly floor(N x ratio) rows
+    (a split that is full takes no more rows), the generator is Python's own, and the arithmetic exact
+    (fractions), so the same input and seed give the same split on every machine.
+
+    Written here rather than taken from a library: scikit-multilearn's IterativeStratification and
+    iterative-stratification's MultilabelStratifiedShuffleSplit draw with numpy, do not keep the split
+    sizes exact, and hold a dense rows x labels matrix."""
+    n = len(label_sets)
+    val, test = held_out(n, val_ratio), held_out(n, test_ratio)
+    room = [n - val - test, val, test]  # rows each split still takes, in SPLITS order
+    rows_of: list[list[int]] = [[] for _ in range(num_labels)]
+    for row, labels in enumerate(label_sets):
+        for label in labels:
+            rows_of[label].append(row)
+    # wanted[label][split]: how many more rows with that label the split should get, to have its share
+    wanted = [[Fraction(len(rows) * size, n) for size in room] for rows in rows_of]
+    left = [len(rows) for rows in rows_of]  # rows with the label not yet assigned
+    codes = bytearray(n)
+    assigned = bytearray(n)
+    rng = random.Random(seed)
+    while any(left):
+        label = min((count, label) for label, count in enumerate(left) if count)[1]
+        rows = [row for row in rows_of[label] if not assigned[row]]
+        rng.shuffle(rows)
+        for row in rows:
+            open_splits = [s for s in range(len(SPLITS)) if room[s]]
+            want = {s: (wanted[label][s], sum(wanted[o][s] for o in label_sets[row]), room[s]) for s in open_splits}
+            code = rng.choice([s for s in open_splits if want[s] == max(want.values())])
+            codes[row], assigned[row] = code, 1
+            room[code] -= 1
+            for other in label_sets[row]:
+                wanted[other][code] -= 1
+                left[other] -= 1
+    unlabelled = [row for row in range(n) if not assigned[row]]
+    rng.shuffle(unlabelled)
+    for row in unlabelled:
+        code = max(range(len(SPLITS)), key=lambda s: room[s])  # the most room left; ties: train, val, test
+        codes[row] = code
+        room[code] -= 1
+    return codes

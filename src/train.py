@@ -4,7 +4,13 @@
     python src/train.py --model_name studio-ousia/luke-japanese-base-lite --batch_size 32 --epochs 10 --lr 5e-5
 
 After every epoch the model is evaluated on val; the epoch with the best macro-F1 is kept as a copy
-of the weights in CPU memory, restored at the end and evaluated once on val and once on test.
+of the weights in CPU memory, restored at the end and evaluated once on val and once on test. With
+--patience N, training stops once N epochs in a row have not improved on it.
+
+A multi-label dataset (prepare.py --multi_label) trains one logit per label with a binary cross-entropy
+each, and predicts every label whose probability is --threshold or above; --class_weights balanced
+weighs rare classes up (single-label: the cross-entropy's class weights; multi-label: each label's
+positive weight).
 
 Read it top to bottom: the options; the set-up (data, model, loaders: inputs.py); what a run trains with
 (optimizer, schedule, DDP, compile, autocast); train_epoch, where one optimizer step is written out
@@ -27,12 +33,14 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import tokenizers
 import torch
 import torch.nn.functional as F
 import transformers
 from classopt import classopt, config
 from safetensors import SafetensorError
+from sklearn.utils.class_weight import compute_class_weight
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import AutoTokenizer
@@ -42,6 +50,7 @@ from dataset_files import (
     dataset_fingerprint,
     dataset_manifest,
     dataset_text_fields,
+    is_multi_label,
     label_names,
     load_label2id,
     load_split,
@@ -50,7 +59,7 @@ from evaluation import evaluate, first_windows
 from files import append_csv_row, as_a_new_file, check_writable, write_json
 from hardware import autocast, make_deterministic, resolve_device, resolve_precision
 from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
-from metrics import SUMMARY_KEYS
+from metrics import summary_keys
 from models import load_model, needs_unused_parameter_search, usable_seq_len
 from runs import (
     COMPLETION_FILE,
@@ -98,6 +107,16 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
         default=None,
         help="tokens from one window's start to the next; default half a window, so that windows overlap by half",
     )
+    class_weights: str = config(
+        default=None,
+        choices=["balanced"],
+        help="balanced: weigh each class's loss by its inverse frequency in train (multi-label: each label's "
+        "positives by its negatives per positive); default: every example alike",
+    )
+    threshold: float = config(default=0.5, help="multi-label: a label is predicted at this probability or above")
+    patience: int = config(
+        default=0, help="stop after N epochs without a better val macro-F1 (the best is kept); 0: train every epoch"
+    )
     max_train_samples: int = config(default=None, help="a smoke test: N training examples, a fixed random sample")
     max_eval_samples: int = config(default=None, help="a smoke test: N examples of val and of test, likewise")
     seed: int = config(default=42, help="seed for the head's initialisation, dropout and batch order")
@@ -116,6 +135,7 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
 def check_args(args: Args) -> None:
     """Every numeric option, before anything runs: one line naming each mistake, not a traceback later."""
     finite = all(math.isfinite(v) for v in (args.lr, args.warmup_ratio, args.weight_decay, args.max_grad_norm))
+    finite &= math.isfinite(args.threshold)
     head_tokens_ok = args.head_tokens is None or (args.head_tokens >= 0 and args.truncation == "head_tail")
     windows_ok = args.windows == 1 or (args.windows > 1 and args.truncation == "head")
     train_subset_ok = args.max_train_samples is None or args.max_train_samples >= 1
@@ -135,6 +155,8 @@ def check_args(args: Args) -> None:
         ("--windows", args.windows, windows_ok, ">= 1, and 1 unless --truncation head (windows start at the head)"),
         ("--window_stride", args.window_stride, stride_ok, ">= 1, and given only with --windows 2 or more"),
         ("--log_every", args.log_every, args.log_every >= 1, ">= 1"),
+        ("--patience", args.patience, args.patience >= 0, ">= 0 (0: no early stopping)"),
+        ("--threshold", args.threshold, 0 < args.threshold < 1, "in (0, 1)"),
         ("--seed", args.seed, 0 <= args.seed < 2**32, "in [0, 2**32 - 1] (numpy's and transformers' seeds)"),
         ("--max_train_samples", args.max_train_samples, train_subset_ok, ">= 1"),
         ("--max_eval_samples", args.max_eval_samples, eval_subset_ok, ">= 1"),
@@ -144,22 +166,26 @@ def check_args(args: Args) -> None:
             args.text_fields is None or 1 <= len(args.text_fields) <= 3,
             "1 to 3 field names",
         ),
-        ("--lr, --warmup_ratio, --weight_decay and --max_grad_norm", "inf or nan", finite, "finite numbers"),
+        ("--lr, --warmup_ratio, --weight_decay, --max_grad_norm, --threshold", "inf or nan", finite, "finite numbers"),
     ]
     mistakes = [f"{option} must be {must} (got {value})" for option, value, ok, must in rules if not ok]
     if mistakes:
         raise ValueError("; ".join(mistakes))
 
 
-def resolve_dataset(args: Args) -> None:
-    """The dataset's folder and name (--dataset or --dataset_dir), and its text fields unless given."""
+def resolve_dataset(args: Args) -> bool:
+    """The dataset's folder and name (--dataset or --dataset_dir), and its text fields unless given;
+    whether it is multi-label."""
     args.resolve_dataset()
     args.text_fields = args.text_fields or dataset_text_fields(args.dataset_dir)
+    multi_label = is_multi_label(args.dataset_dir)
+    if not multi_label and args.threshold != Args.threshold:
+        raise ValueError(f"--threshold is for multi-label datasets; {args.dataset_dir} has one label per text")
+    return multi_label
 
 
-def setup(args: Args):
+def setup(args: Args, multi_label: bool):
     """Everything that can fail because of the user's input, before any output is written."""
-    resolve_dataset(args)
     if args.deterministic:
         make_deterministic()  # before the first CUDA kernel
     label2id = load_label2id(args.dataset_dir)
@@ -167,7 +193,7 @@ def setup(args: Args):
     distributed.init(device)
     precision, reason = distributed.from_main(resolve_precision(args.precision, device))  # one decision for all
     transformers.set_seed(args.seed)  # before the model is built: the new classifier head is random
-    tokenizer, model = load_model(args.model_name, label2id)
+    tokenizer, model = load_model(args.model_name, label2id, multi_label)
     torch.manual_seed(args.seed + distributed.rank())  # dropout: a different mask on each rank
     max_seq_len = usable_seq_len(args.max_seq_len, model.config, tokenizer)
     loaders = make_loaders(args, tokenizer, model.config, label2id, max_seq_len, device)
@@ -176,7 +202,10 @@ def setup(args: Args):
             raise ValueError(f"{args.model_name}: this architecture does not support --gradient_checkpointing")
         # non-reentrant: works with torch.compile, DDP, and inputs that do not require grad
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    train_labels = np.array([example["label"] for example in first_windows(loaders["train"].dataset)])
+    weights = class_weights(args, train_labels, label_names(label2id), multi_label)
     run = describe_run(args, device, precision, reason, model, label2id, max_seq_len, loaders)
+    run |= {"multi_label": multi_label, "class_weight_values": weights}
     return device, precision, model.to(device), loaders, run
 
 
@@ -212,6 +241,24 @@ def subset(records: list[dict], size: int | None) -> list[dict]:
     order = list(range(len(records)))
     random.Random(0).shuffle(order)
     return [records[i] for i in sorted(order[:size])]
+
+
+def class_weights(args: Args, labels: np.ndarray, names: list[str], multi_label: bool) -> dict[str, float] | None:
+    """--class_weights balanced, from the training documents' labels (ids, or multi-hot rows). Single-label: n / (classes x n_c), scikit-learn's
+    "balanced" (King and Zeng 2001), so that every class weighs as much in the loss as in a balanced set.
+    Multi-label: each label's negatives per positive, the pos_weight that PyTorch's BCEWithLogitsLoss
+    documents, so that its positives weigh as much as its negatives. None without the option."""
+    if args.class_weights is None:
+        return None
+    positives = labels.sum(axis=0) if multi_label else np.bincount(labels, minlength=len(names))
+    if missing := [name for name, n in zip(names, positives, strict=True) if n == 0]:
+        subset = " (of --max_train_samples)" if args.max_train_samples else ""
+        raise ValueError(f"--class_weights balanced: label {missing[0]!r} has no training example{subset}")
+    if multi_label:
+        weights = (len(labels) - positives) / positives
+    else:
+        weights = compute_class_weight("balanced", classes=np.arange(len(names)), y=labels)
+    return dict(zip(names, weights.tolist(), strict=True))  # label name -> weight, as config.json records it
 
 
 def describe_run(args: Args, device, precision: str, reason: str, model, label2id, max_seq_len, loaders) -> dict:
@@ -262,6 +309,9 @@ class Training:
     scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
     autocast: Callable  # a context manager for forward and loss: torch.autocast, or nullcontext for fp32
     device: torch.device
+    multi_label: bool  # a sigmoid and a binary cross-entropy per label, rather than a softmax over them
+    class_weights: torch.Tensor | None  # --class_weights: per class (single-label) or per label's positives
+    threshold: float | None  # multi-label: predicted at this probability or above; None for single-label
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
@@ -295,7 +345,7 @@ def schedule_steps(args: Args, batches_per_epoch: int) -> tuple[int, int]:
     return warmup, total_steps
 
 
-def build_training(model, args: Args, device, precision: str, batches_per_epoch: int) -> tuple[Training, dict]:
+def build_training(model, args: Args, device, precision: str, run: dict, batches_per_epoch: int):
     train_model = model
     if distributed.world_size() > 1:
         # Buffers (position ids) never change: no need to broadcast them before every forward.
@@ -317,6 +367,8 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
         train_model, eval_model = torch.compile(train_model, dynamic=True), torch.compile(model, dynamic=True)
     warmup, total_steps = schedule_steps(args, batches_per_epoch)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=device.type in ("cuda", "cpu"))
+    weights = run["class_weight_values"]  # in label id order
+    weights = torch.tensor(list(weights.values()), device=device) if weights else None
     training = Training(
         model,
         train_model,
@@ -326,6 +378,9 @@ def build_training(model, args: Args, device, precision: str, batches_per_epoch:
         torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
         autocast(device, precision),
         device,
+        run["multi_label"],
+        weights,
+        args.threshold if run["multi_label"] else None,
     )
     return training, {"warmup_steps": warmup, "total_steps": total_steps}
 
@@ -348,8 +403,14 @@ def train_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
         no_sync = hasattr(t.train_model, "no_sync") and not step_now
         with t.train_model.no_sync() if no_sync else nullcontext():
             with t.autocast():  # forward and loss only: backward and the optimizer step stay outside
-                logits = t.train_model(**inputs).logits
-                loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+                logits = t.train_model(**inputs).logits.float()
+                if t.multi_label:  # a binary cross-entropy per label, averaged over the labels (as transformers)
+                    per_label = F.binary_cross_entropy_with_logits(
+                        logits, labels, pos_weight=t.class_weights, reduction="none"
+                    )
+                    loss = per_label.mean(dim=1).sum()
+                else:  # with class weights, each example's loss times its class's weight
+                    loss = F.cross_entropy(logits, labels, weight=t.class_weights, reduction="sum")
             # The mean over the step's examples: dividing each micro-batch's mean by the number of
             # micro-batches would overweight the examples of a short last micro-batch. (Under DDP each
             # rank divides by its own count and DDP averages the ranks: exact while the ranks hold
@@ -375,7 +436,9 @@ def train_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
 
 def train_and_test(args: Args, t: Training, loaders: dict, run: dict, run_dir: Path | None, names: list[str]):
     """The epoch loop: train, evaluate on val, keep a CPU copy of the best epoch's weights (by validation
-    macro-F1); then restore them, evaluate on val and test once, and write the run's files (rank 0)."""
+    macro-F1), stop early after --patience epochs without a better one; then restore them, evaluate on val
+    and test once, and write the run's files (rank 0). Returns the best epoch, the epochs run, and the
+    val and test metrics."""
     train_examples = len(loaders["train"].dataset)
     train_tokens = sum(len(example["input_ids"]) for example in loaders["train"].dataset)
     best_f1, best_epoch, best_state = -1.0, 0, None
@@ -386,34 +449,40 @@ def train_and_test(args: Args, t: Training, loaders: dict, run: dict, run_dir: P
             train_loss, max_lr = train_epoch(t, loaders["train"], args)
             seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
             start = time.perf_counter()
-            val, _ = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
+            val, _ = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names, t.threshold)
             val_seconds = time.perf_counter() - start  # the metrics' .item() has synced the GPU
             if val["f1"] > best_f1:  # the same on every rank: the metrics were gathered from all of them
                 best_f1, best_epoch = val["f1"], epoch
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in t.model.state_dict().items()}
             if distributed.is_main():
-                row = {"epoch": epoch, "train_loss": train_loss, **summary(val, "val"), "max_lr": max_lr}
-                row |= {"epoch_seconds": seconds, "val_seconds": val_seconds}
+                row = {"epoch": epoch, "train_loss": train_loss, **summary(val, "val", t.multi_label)}
+                row |= {"max_lr": max_lr, "epoch_seconds": seconds, "val_seconds": val_seconds}
                 row |= {"train_samples_per_s": train_examples / seconds, "train_tokens_per_s": train_tokens / seconds}
                 append_csv_row(run_dir / "log.csv", row)
-            say(
-                f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
-                f"val acc {val['accuracy']:.4f}, val F1 {val['f1']:.4f}, {seconds:.1f} s"
-            )
+            scores = headline(val, "val", "acc")
+            say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, {scores}, {seconds:.1f} s")
+            # Early stopping watches the score that chooses the best epoch. The learning rate keeps the
+            # schedule of --epochs: a run that stops early has not decayed it to 0, and its numbers are
+            # those of the epoch that the full run would have reached at that point.
+            if args.patience and epoch - best_epoch >= args.patience:
+                say(f"no better val F1 for {args.patience} epochs: stopping after epoch {epoch} (--patience)")
+                break
 
         t.model.load_state_dict(best_state)
-        val, val_probabilities = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names)
-        test, test_probabilities = evaluate(t.eval_model, loaders["test"], t.autocast, t.device, names)
+        val, val_probabilities = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names, t.threshold)
+        test, test_probabilities = evaluate(t.eval_model, loaders["test"], t.autocast, t.device, names, t.threshold)
+        epochs = {"best_epoch": best_epoch, "epochs_run": epoch}
         if distributed.is_main():
-            write_json(run_dir / "val-metrics.json", {"best_epoch": best_epoch} | val)
+            write_json(run_dir / "val-metrics.json", epochs | val)
             for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
                 examples = first_windows(loaders[split].dataset)  # a line per document
                 ids, labels = [e["id"] for e in examples], [e["label"] for e in examples]
-                write_predictions(run_dir / f"{split}-predictions.jsonl", ids, labels, probabilities.numpy(), names)
+                path = run_dir / f"{split}-predictions.jsonl"
+                write_predictions(path, ids, labels, probabilities.numpy(), names, t.threshold)
             if args.save_model:
                 save_model(t.model, args, run, run_dir / "model")
-            write_json(run_dir / "test-metrics.json", {"best_epoch": best_epoch} | test)  # last: the run is complete
-    return best_epoch, val, test
+            write_json(run_dir / "test-metrics.json", epochs | test)  # last: the run is complete
+    return best_epoch, epoch, val, test
 
 
 def save_model(model, args: Args, run: dict, path: Path) -> None:
@@ -437,6 +506,7 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
                 "batch_size": args.eval_batch_size,
                 "precision": run["precision_used"],
                 "truncation": asdict(truncation_of(args)),
+                "threshold": args.threshold if run["multi_label"] else None,  # multi-label: predicted at or above
             },
         )
         for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
@@ -447,8 +517,16 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
     staging.rename(path)
 
 
-def summary(metrics: dict, prefix: str) -> dict:
-    return {f"{prefix}_{key}": metrics[key] for key in ("loss", *SUMMARY_KEYS)}
+def summary(metrics: dict, prefix: str, multi_label: bool) -> dict:
+    return {f"{prefix}_{key}": metrics[key] for key in ("loss", *summary_keys(multi_label))}
+
+
+def headline(metrics: dict, split: str, accuracy: str = "accuracy") -> str:
+    """The scores a progress line shows: accuracy and macro-F1; multi-label, exact match, micro- and macro-F1."""
+    if "subset_accuracy" in metrics:
+        exact, micro = metrics["subset_accuracy"], metrics["micro_f1"]
+        return f"{split} exact match {exact:.4f}, {split} micro-F1 {micro:.4f}, {split} F1 {metrics['f1']:.4f}"
+    return f"{split} {accuracy} {metrics['accuracy']:.4f}, {split} F1 {metrics['f1']:.4f}"
 
 
 def say(message: str) -> None:
@@ -467,7 +545,7 @@ def main(args: Args) -> None:
         check_args(args)
         if Path(args.model_name).is_dir():  # one local model, however it was spelled: one name in the results
             args.model_name = str(Path(args.model_name).resolve())
-        resolve_dataset(args)
+        multi_label = resolve_dataset(args)
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
         holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one
         if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args), holding)):
@@ -477,8 +555,8 @@ def main(args: Args) -> None:
             check_writable(runs_dir)
         except ValueError as e:
             raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
-        device, precision, model, loaders, run = setup(args)
-        training, schedule = build_training(model, args, device, precision, len(loaders["train"]))
+        device, precision, model, loaders, run = setup(args, multi_label)
+        training, schedule = build_training(model, args, device, precision, run, len(loaders["train"]))
     except ValueError as e:
         sys.exit(f"train.py: error: {e}")
     processes = f", {run['world_size']} processes" if run["world_size"] > 1 else ""
@@ -491,15 +569,13 @@ def main(args: Args) -> None:
             run_dir = create_run_dir(runs_dir, args.model_name)
             write_json(run_dir / "config.json", run | schedule)
             say(f"writing to {run_dir}")
-        best_epoch, val, test = train_and_test(args, training, loaders, run, run_dir, names)
+        best_epoch, epochs_run, val, test = train_and_test(args, training, loaders, run, run_dir, names)
     except (OSError, SafetensorError) as e:  # a full disk, or a folder removed or made read-only meanwhile
         reason = getattr(e, "strerror", None) or first_line(e)  # safetensors has errors of its own
         incomplete = f"; the run is incomplete (no {COMPLETION_FILE})" if run_dir else ""
         sys.exit(f"train.py: error: {run_dir or runs_dir}: {reason}{incomplete}")
-    say(
-        f"best epoch {best_epoch}: val F1 {val['f1']:.4f}, test accuracy {test['accuracy']:.4f}, "
-        f"test F1 {test['f1']:.4f} -> {run_dir}"
-    )
+    stopped = f" (stopped early after epoch {epochs_run} of {args.epochs})" if epochs_run < args.epochs else ""
+    say(f"best epoch {best_epoch}{stopped}: val F1 {val['f1']:.4f}, {headline(test, 'test')} -> {run_dir}")
     distributed.finish()
 
 
