@@ -191,6 +191,15 @@ def git(cwd: Path, *args: str) -> bytes | None:
     return out.stdout if out.returncode == 0 else None
 
 
+def read_config(run_dir: Path) -> dict | None:
+    """A run folder's config.json, or None if it has none that reads (a folder being created)."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def read_run(run_dir: Path) -> dict:
     """config.json, val-metrics.json and test-metrics.json of a complete run; ValueError if any is
     missing or not valid JSON (a crashed run, or a file damaged after the fact)."""

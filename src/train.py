@@ -21,6 +21,7 @@ train_and_test, the epoch loop (evaluation: evaluation.py); main() at the bottom
 import cli
 from cli import first_line
 
+import json
 import math
 import os
 import platform
@@ -31,6 +32,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 import distributed
+import resume
 from dataset_files import (
     dataset_fingerprint,
     dataset_manifest,
@@ -56,7 +59,7 @@ from dataset_files import (
     load_split,
 )
 from evaluation import evaluate, first_windows
-from files import append_csv_row, as_a_new_file, check_writable, write_json
+from files import append_csv_row, as_a_new_file, check_writable, write_csv, write_json
 from hardware import autocast, make_deterministic, resolve_device, resolve_precision
 from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
 from metrics import summary_keys
@@ -129,6 +132,11 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     log_every: int = config(default=20, help="steps between progress-bar loss updates (each one syncs the GPU)")
     skip_if_done: bool = config(
         default=False, help="exit at once if output_root already holds a complete run of these settings"
+    )
+    resume: bool = config(
+        default=False,
+        help="save the training state after every epoch, and continue an interrupted run of these settings "
+        "after its last finished epoch, in its folder",
     )
 
 
@@ -244,10 +252,11 @@ def subset(records: list[dict], size: int | None) -> list[dict]:
 
 
 def class_weights(args: Args, labels: np.ndarray, names: list[str], multi_label: bool) -> dict[str, float] | None:
-    """--class_weights balanced, from the training documents' labels (ids, or multi-hot rows). Single-label: n / (classes x n_c), scikit-learn's
-    "balanced" (King and Zeng 2001), so that every class weighs as much in the loss as in a balanced set.
-    Multi-label: each label's negatives per positive, the pos_weight that PyTorch's BCEWithLogitsLoss
-    documents, so that its positives weigh as much as its negatives. None without the option."""
+    """--class_weights balanced, from the training documents' labels (ids, or multi-hot rows), by label name.
+    Single-label: n / (classes x n_c), scikit-learn's "balanced" (King and Zeng 2001), so that every class
+    weighs as much in the loss as in a balanced set. Multi-label: each label's negatives per positive, the
+    pos_weight that PyTorch's BCEWithLogitsLoss documents, so that its positives weigh as much as its
+    negatives. None without the option."""
     if args.class_weights is None:
         return None
     positives = labels.sum(axis=0) if multi_label else np.bincount(labels, minlength=len(names))
@@ -434,16 +443,27 @@ def train_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
     return (totals[0] / totals[1]).item(), max_lr
 
 
-def train_and_test(args: Args, t: Training, loaders: dict, run: dict, run_dir: Path | None, names: list[str]):
+def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | None, names: list, state=None):
     """The epoch loop: train, evaluate on val, keep a CPU copy of the best epoch's weights (by validation
     macro-F1), stop early after --patience epochs without a better one; then restore them, evaluate on val
-    and test once, and write the run's files (rank 0). Returns the best epoch, the epochs run, and the
-    val and test metrics."""
+    and test once, and write the run's files (rank 0). With --resume, the training state is saved after
+    every epoch, and a state given (an interrupted run's) is continued after its epoch. Returns the best
+    epoch, the epochs run, and the val and test metrics."""
     train_examples = len(loaders["train"].dataset)
     train_tokens = sum(len(example["input_ids"]) for example in loaders["train"].dataset)
-    best_f1, best_epoch, best_state = -1.0, 0, None
+    best_f1, best_epoch, best_state, rows, epoch, stopped = -1.0, 0, None, [], 0, False
+    if state is not None:  # resume.load has restored the random generators too
+        t.model.load_state_dict(state["model"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        t.scheduler.load_state_dict(state["scheduler"])
+        t.scaler.load_state_dict(state["scaler"])
+        best_f1, best_epoch, best_state = state["best_f1"], state["best_epoch"], state["best_model"]
+        rows, epoch, stopped = state["log"], state["epoch"], state["stopped"]
+        if distributed.is_main():
+            write_csv(run_dir / "log.csv", rows)  # without a row of an epoch the killed run did not finish
+    epochs = range(epoch + 1, args.epochs + 1) if not stopped else range(0)
     with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
-        for epoch in tqdm(range(1, args.epochs + 1), desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
+        for epoch in tqdm(epochs, desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
             loaders["train"].batch_sampler.set_epoch(epoch)
             start = time.perf_counter()
             train_loss, max_lr = train_epoch(t, loaders["train"], args)
@@ -459,12 +479,28 @@ def train_and_test(args: Args, t: Training, loaders: dict, run: dict, run_dir: P
                 row |= {"max_lr": max_lr, "epoch_seconds": seconds, "val_seconds": val_seconds}
                 row |= {"train_samples_per_s": train_examples / seconds, "train_tokens_per_s": train_tokens / seconds}
                 append_csv_row(run_dir / "log.csv", row)
+                rows.append(row)
             scores = headline(val, "val", "acc")
             say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, {scores}, {seconds:.1f} s")
             # Early stopping watches the score that chooses the best epoch. The learning rate keeps the
             # schedule of --epochs: a run that stops early has not decayed it to 0, and its numbers are
             # those of the epoch that the full run would have reached at that point.
-            if args.patience and epoch - best_epoch >= args.patience:
+            stopped = bool(args.patience) and epoch - best_epoch >= args.patience
+            if args.resume:
+                training_state = {
+                    "epoch": epoch,
+                    "stopped": stopped,
+                    "model": t.model.state_dict(),
+                    "optimizer": t.optimizer.state_dict(),
+                    "scheduler": t.scheduler.state_dict(),
+                    "scaler": t.scaler.state_dict(),
+                    "best_f1": best_f1,
+                    "best_epoch": best_epoch,
+                    "best_model": best_state,
+                    "log": rows,
+                }
+                resume.save(run_dir, training_state, t.device)
+            if stopped:
                 say(f"no better val F1 for {args.patience} epochs: stopping after epoch {epoch} (--patience)")
                 break
 
@@ -482,6 +518,7 @@ def train_and_test(args: Args, t: Training, loaders: dict, run: dict, run_dir: P
             if args.save_model:
                 save_model(t.model, args, run, run_dir / "model")
             write_json(run_dir / "test-metrics.json", epochs | test)  # last: the run is complete
+            resume.remove(run_dir)  # a complete run needs no state to continue from
     return best_epoch, epoch, val, test
 
 
@@ -557,6 +594,9 @@ def main(args: Args) -> None:
             raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
         device, precision, model, loaders, run = setup(args, multi_label)
         training, schedule = build_training(model, args, device, precision, run, len(loaders["train"]))
+        resumed = args.resume and resume.find_resumable_run(runs_dir, args.model_name, planned_run(args))
+        resumed = distributed.from_main(resumed or None)  # rank 0's finding: one folder for every process
+        state = resume.load(resumed, device) if resumed else None
     except ValueError as e:
         sys.exit(f"train.py: error: {e}")
     processes = f", {run['world_size']} processes" if run["world_size"] > 1 else ""
@@ -565,11 +605,17 @@ def main(args: Args) -> None:
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in fp32
     run_dir, names = None, label_names(run["label2id"])
     try:
-        if distributed.is_main():
+        if distributed.is_main() and resumed:
+            run_dir = resumed
+            config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+            resumes = config.get("resumed_at", []) + [datetime.now().isoformat(timespec="seconds")]
+            write_json(run_dir / "config.json", config | {"resumed_at": resumes})
+            say(f"resuming {run_dir} after epoch {state['epoch']}")
+        elif distributed.is_main():
             run_dir = create_run_dir(runs_dir, args.model_name)
             write_json(run_dir / "config.json", run | schedule)
             say(f"writing to {run_dir}")
-        best_epoch, epochs_run, val, test = train_and_test(args, training, loaders, run, run_dir, names)
+        best_epoch, epochs_run, val, test = train_and_test(args, training, loaders, run, run_dir, names, state)
     except (OSError, SafetensorError) as e:  # a full disk, or a folder removed or made read-only meanwhile
         reason = getattr(e, "strerror", None) or first_line(e)  # safetensors has errors of its own
         incomplete = f"; the run is incomplete (no {COMPLETION_FILE})" if run_dir else ""

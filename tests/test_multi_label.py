@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 import predict
 import prepare
 import train
-from conftest import run_dirs, write_corpus
+from conftest import run_dirs, run_script, write_corpus
 from dataset_files import SPLITS, label_names, load_label2id, read_jsonl
 from evaluation import first_windows
 
@@ -335,3 +335,27 @@ def test_patience_stops_early_and_keeps_the_best_epoch(bert_dir, dataset_dir, tm
 def test_negative_patience_is_one_line(in_process):
     result = in_process(train, "--patience", "-1", check_args=train.check_args)
     assert result.returncode == 1 and "--patience must be >= 0" in result.stderr
+
+
+def test_under_torchrun_every_text_is_predicted_once_and_the_metrics_are_its_predictions(
+    bert_dir, ml_dataset, tmp_path
+):
+    """2 processes (gloo), 21 validation and test texts: an odd number, so the ranks' shards differ."""
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "src/train.py"]
+    argv = ["--model_name", bert_dir, "--dataset_dir", ml_dataset, "--output_root", tmp_path, *FAST, "--epochs", "1"]
+    run_script(
+        *torchrun, *argv, "--max_train_samples", "32", "--class_weights", "balanced", env={"OMP_NUM_THREADS": "1"}
+    )
+    (run_dir,) = run_dirs(tmp_path)
+    names = label_names(load_label2id(ml_dataset))
+    assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
+    for split in ("val", "test"):
+        lines = [json.loads(line) for line in (run_dir / f"{split}-predictions.jsonl").read_text().splitlines()]
+        records = read_jsonl(ml_dataset / f"{split}.jsonl")
+        assert [(p["id"], p["label"]) for p in lines] == [(r["id"], r["label"]) for r in records]
+        gold = np.array([[n in p["label"] for n in names] for p in lines])
+        predicted = np.array([[n in p["predicted"] for n in names] for p in lines])
+        metrics = json.loads((run_dir / f"{split}-metrics.json").read_text())
+        assert metrics["micro_f1"] == pytest.approx(f1_score(gold, predicted, average="micro", zero_division=0))
+        assert metrics["subset_accuracy"] == pytest.approx((gold == predicted).all(axis=1).mean())
+        assert sum(c["support"] for c in metrics["per_class"].values()) == gold.sum()

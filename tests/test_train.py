@@ -127,7 +127,18 @@ def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, bert_dir, da
     assert all(a["max_lr"] > b["max_lr"] for a, b in zip(log[1:], log[2:], strict=False))
     assert log[-1]["max_lr"] == pytest.approx(3e-3 * 18 / 243)  # the last epoch's first step: 18 steps to go
     test = read_json(bert_run / "test-metrics.json")
-    assert set(test) == {"best_epoch", "loss", "accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
+    keys = {
+        "best_epoch",
+        "epochs_run",
+        "loss",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "per_class",
+        "confusion_matrix",
+    }
+    assert set(test) == keys and test["epochs_run"] == 15
     assert set(test["per_class"]) == set(config["label2id"])
     assert sum(c["support"] for c in test["per_class"].values()) == len(read_jsonl(dataset_dir / "test.jsonl"))
     assert sum(map(sum, test["confusion_matrix"])) == config["num_examples"]["test"]

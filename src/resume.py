@@ -1,0 +1,107 @@
+"""Runs that survive a time limit or preemption (train.py --resume): the training state after every epoch,
+kept in the run folder until the run is complete, and the folder a run started again continues in.
+
+    <run>/resume.pt   after each epoch, written to a temporary name and renamed (a kill mid-write leaves
+                      the previous epoch's): the epoch; the bare model's weights; the optimizer's,
+                      scheduler's and loss scaler's states; every random generator of every process
+                      (Python's, numpy's, torch's, the GPU's); the best epoch, its val macro-F1 and its
+                      weights; and log.csv's rows so far. Deleted once test-metrics.json is written.
+
+The same command again, with --resume, finds the newest incomplete run folder of the same settings (the
+identity that --skip_if_done compares, runs.IDENTITY) that has a resume.pt, and continues after the
+epoch it records: nothing of the finished epochs is trained again. On a CPU the result equals that of
+a run never interrupted, bit for bit (tests/test_resume.py kills one with SIGKILL). PyTorch keeps no
+state beyond these; the data order needs none (inputs.length_grouped_batches draws it from the seed and
+the epoch).
+"""
+
+import os
+import pickle
+import random
+import secrets
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import distributed
+from runs import is_complete, model_dir_name, read_config, run_identity
+
+STATE_FILE = "resume.pt"
+
+
+def find_resumable_run(runs_dir: Path, model_name: str, planned: dict) -> Path | None:
+    """The newest incomplete run of this model with a resume.pt and the identity of the run about to
+    start (planned: as runs.find_complete_run takes it); None if there is none."""
+    wanted = run_identity(planned, requested=True)
+    for state in sorted((runs_dir / model_dir_name(model_name)).glob(f"*/*/{STATE_FILE}"), reverse=True):
+        run_dir = state.parent
+        config = read_config(run_dir)
+        if config is not None and not is_complete(run_dir) and run_identity(config, requested=True) == wanted:
+            return run_dir
+    return None
+
+
+def random_state(device: torch.device) -> dict:
+    """This process's random generators. numpy's as lists, so that torch.load(weights_only=True) reads it."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, keys.tolist(), position, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_random_state(state: dict, device: torch.device) -> None:
+    random.setstate(state["python"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save(run_dir: Path | None, state: dict, device: torch.device) -> None:
+    """Every process's random generators are gathered to rank 0 (a collective: call it on every rank),
+    which writes them with `state` (the same on every rank) to <run_dir>/resume.pt."""
+    generators = [random_state(device)]
+    if dist.is_initialized():
+        generators = [None] * distributed.world_size()
+        dist.all_gather_object(generators, random_state(device))
+    if not distributed.is_main():
+        return
+    path = run_dir / STATE_FILE
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        torch.save(state | {"random": generators}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load(run_dir: Path, device: torch.device) -> dict:
+    """The state saved in run_dir, with this process's random generators already restored. Tensors come
+    back on the CPU; load_state_dict moves them to where the model and optimizer are."""
+    try:
+        state = torch.load(run_dir / STATE_FILE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # a file cut short or damaged
+        # torch's own message is a paragraph about weights_only: the kind of error is what helps here
+        remedy = "delete it to train this run from the start"
+        raise ValueError(
+            f"{run_dir / STATE_FILE}: unreadable, cut short or damaged ({type(e).__name__}); {remedy}"
+        ) from None
+    generators = state.pop("random")
+    if len(generators) != distributed.world_size():
+        raise ValueError(f"{run_dir}: saved by {len(generators)} processes, resumed by {distributed.world_size()}")
+    set_random_state(generators[distributed.rank()], device)
+    return state
+
+
+def remove(run_dir: Path | None) -> None:
+    if run_dir is not None:
+        (run_dir / STATE_FILE).unlink(missing_ok=True)
