@@ -44,6 +44,7 @@ from classopt import classopt, config
 from safetensors import SafetensorError
 from sklearn.utils.class_weight import compute_class_weight
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
@@ -132,6 +133,9 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     log_every: int = config(default=20, help="steps between progress-bar loss updates (each one syncs the GPU)")
     skip_if_done: bool = config(
         default=False, help="exit at once if output_root already holds a complete run of these settings"
+    )
+    tensorboard: bool = config(
+        default=False, help="also write the curves (loss, val F1, learning rate) to <run>/tensorboard/ for TensorBoard"
     )
     resume: bool = config(
         default=False,
@@ -462,6 +466,8 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
         if distributed.is_main():
             write_csv(run_dir / "log.csv", rows)  # without a row of an epoch the killed run did not finish
     epochs = range(epoch + 1, args.epochs + 1) if not stopped else range(0)
+    # purge_step: a resumed run drops the points a killed one logged after its last saved epoch
+    board = SummaryWriter(run_dir / "tensorboard", purge_step=epoch + 1) if args.tensorboard and run_dir else None
     with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
         for epoch in tqdm(epochs, desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
             loaders["train"].batch_sampler.set_epoch(epoch)
@@ -480,6 +486,11 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
                 row |= {"train_samples_per_s": train_examples / seconds, "train_tokens_per_s": train_tokens / seconds}
                 append_csv_row(run_dir / "log.csv", row)
                 rows.append(row)
+            if board is not None:  # --tensorboard: a point per epoch (a point per step would sync the GPU)
+                curves = {"loss/train": train_loss, "loss/val": val["loss"], "f1/val": val["f1"], "lr/max": max_lr}
+                for tag, value in curves.items():
+                    board.add_scalar(tag, value, epoch)
+                board.flush()
             scores = headline(val, "val", "acc")
             say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, {scores}, {seconds:.1f} s")
             # Early stopping watches the score that chooses the best epoch. The learning rate keeps the
@@ -504,6 +515,8 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
                 say(f"no better val F1 for {args.patience} epochs: stopping after epoch {epoch} (--patience)")
                 break
 
+        if board is not None:
+            board.close()
         t.model.load_state_dict(best_state)
         val, val_probabilities = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names, t.threshold)
         test, test_probabilities = evaluate(t.eval_model, loaders["test"], t.autocast, t.device, names, t.threshold)

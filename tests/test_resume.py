@@ -1,6 +1,7 @@
 """train.py --resume: a run killed between epochs (SIGKILL, as a time limit or preemption ends it) and run
 again ends exactly where a run never interrupted does."""
 
+import csv
 import json
 import os
 import signal
@@ -8,7 +9,9 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import resume
 import train
@@ -21,7 +24,7 @@ SMALL += ["--max_train_samples", "64", "--max_eval_samples", "24", "--seed", "7"
 
 def argv(bert_dir, dataset_dir, output_root) -> list[str]:
     paths = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", output_root]
-    return [*map(str, paths), *SMALL, "--resume"]
+    return [*map(str, paths), *SMALL, "--resume", "--tensorboard"]
 
 
 def saved_epoch(run_dir) -> int:
@@ -71,6 +74,18 @@ def test_a_killed_run_continues_to_the_result_of_an_uninterrupted_run(bert_dir, 
     for folder in (run_dir, uninterrupted):
         assert not (folder / resume.STATE_FILE).exists()  # a complete run keeps no state
     assert len(json.loads((run_dir / "config.json").read_text())["resumed_at"]) == 1
+    # --tensorboard: the curves as TensorBoard reads them are log.csv's, each epoch once, across the kill
+    board = EventAccumulator(str(run_dir / "tensorboard"))
+    board.Reload()
+    log = list(csv.DictReader((run_dir / "log.csv").open()))
+    for tag, column in [
+        ("loss/train", "train_loss"),
+        ("loss/val", "val_loss"),
+        ("f1/val", "val_f1"),
+        ("lr/max", "max_lr"),
+    ]:
+        points = [(point.step, point.value) for point in board.Scalars(tag)]
+        assert points == [(int(row["epoch"]), pytest.approx(float(row[column]), rel=1e-6)) for row in log], tag
 
 
 def test_only_an_incomplete_run_of_the_same_settings_is_resumed(tmp_path):
