@@ -32,7 +32,7 @@ def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
             *options,
         ]
     )
-    device, _, model, loaders, run = train.setup(args)
+    device, _, model, loaders, run = train.setup(args, train.resolve_dataset(args))
     metrics, probabilities = evaluation.evaluate(
         model, loaders["val"], nullcontext, device, label_names(run["label2id"])
     )

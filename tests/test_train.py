@@ -307,8 +307,8 @@ def test_training_steps_do_not_sync_with_the_device_except_to_log(bert_dir, data
         device="cpu",
         precision="bf16",
     )
-    device, precision, model, loaders, _ = train.setup(args)
-    training, _ = train.build_training(model, args, device, precision, len(loaders["train"]))
+    device, precision, model, loaders, run = train.setup(args, train.resolve_dataset(args))
+    training, _ = train.build_training(model, args, device, precision, run, len(loaders["train"]))
     callers = []
     item = torch.Tensor.item
 
@@ -389,8 +389,8 @@ def test_steps_that_fp16_loss_scaling_skips_do_not_use_up_the_schedule(bert_dir,
         precision="fp16",
         max_train_samples=24,
     )
-    device, precision, model, loaders, _ = train.setup(args)
-    training, _ = train.build_training(model, args, device, precision, len(loaders["train"]))
+    device, precision, model, loaders, run = train.setup(args, train.resolve_dataset(args))
+    training, _ = train.build_training(model, args, device, precision, run, len(loaders["train"]))
     classifier = model.classifier.weight
     initial = classifier.detach().clone()
     with torch.no_grad():
