@@ -42,7 +42,7 @@ submit_sweep() {
         && gres=(--gres "gpu:$nproc")
     local dependency=()
     if [[ -n "$array" ]]; then
-        job="$(sbatch --parsable --job-name "$name" --array "$array" "${gres[@]}" --requeue --signal B:USR1@120 \
+        job="$(sbatch --parsable --job-name "$name" --array "$array" "${gres[@]}" --requeue --signal B:USR1@120 --open-mode append \
             --output "$sweep_dir/slurm/%A_%a.out" --wrap "exec bash $here --configuration \$SLURM_ARRAY_TASK_ID")" \
             || { echo "run.sh: error: sbatch could not submit the job array (its message is above)" >&2; exit 1; }
         job="${job%%;*}"  # "id;cluster" on a multi-cluster site

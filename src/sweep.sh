@@ -129,7 +129,7 @@ run_configuration() {  # N MODEL LR SEED MODE: the run's exit status (0 when ano
             wait $run
             status=$?
             if kill -0 $run 2>/dev/null; then wait $run; status=$?; fi  # a trap ran: wait for the run's end
-            if [[ -n "$requeue" ]]; then  # back in the queue; the configuration starts over (no --resume yet)
+            if [[ -n "$requeue" ]] && ((status != 0)); then  # back in the queue, to start over (no --resume yet)
                 release
                 echo "=== [$n/$total] $name: stopped before the time limit; requeued"
                 scontrol requeue "$(_this_task)"
