@@ -3,7 +3,7 @@
 # claim_timeout (seconds), launch (the train.py command), shared_args, save_model, train_args, nproc,
 # runs_dir (<OUTPUT_ROOT>/<dataset>).
 #
-# Under sweep_dir, files only (aggregate.py reads every folder two levels down as a run):
+# Under sweep_dir, files only: aggregate.py takes every folder three levels down (<model>/<date>/<time>) for a run.
 #   claims/<key>.<n>  held while a configuration runs, by any sweep on any machine that shares the
 #                     folder: "host pid start slurm-task"; its time is refreshed every claim_timeout/5
 #                     seconds (60 at most) while the run lives
@@ -50,12 +50,18 @@ claim_is_live() {  # FILE
     return 0
 }
 
-claim() {  # KEY: 0 and claim_file set if this process now holds it; 1 and holder set if another does
-    local key="$1" file number newest=0
-    for file in "$sweep_dir/claims/$key".*; do
+newest_claim() {  # KEY: the highest n of its claims/<KEY>.<n>, 0 if none
+    local file number newest=0
+    for file in "$sweep_dir/claims/$1".*; do
         number="${file##*.}"
         [[ -e "$file" && "$number" =~ ^[0-9]+$ ]] && ((number > newest)) && newest=$number
     done
+    echo "$newest"
+}
+
+claim() {  # KEY: 0 and claim_file set if this process now holds it; 1 and holder set if another does
+    local key="$1" number newest
+    newest="$(newest_claim "$key")"
     if ((newest > 0)) && claim_is_live "$sweep_dir/claims/$key.$newest"; then
         holder="$(cat "$sweep_dir/claims/$key.$newest" 2>/dev/null)"
         return 1
@@ -162,16 +168,12 @@ duration() {  # SECONDS -> 1h02m, 3m05s, 12s
 }
 
 sweep_status() {  # the configurations "MODEL LR SEED", one per argument: done, running, failed, left, time left
-    local config model lr seed key newest file number done=0 running=0 failed=0 left=0 trained=0 seconds=0
-    local running_lines=() failed_lines=() exit_status run_seconds was_trained
+    local config model lr seed key newest done=0 running=0 failed=0 left=0 trained=0 seconds=0
+    local running_lines=() failed_lines=() exit_status run_seconds was_trained host pid start word
     for config in "$@"; do
         read -r model lr seed <<<"$config"
         key="$(configuration_key "$model" "$lr" "$seed")"
-        newest=0
-        for file in "$sweep_dir/claims/$key".*; do
-            number="${file##*.}"
-            [[ -e "$file" && "$number" =~ ^[0-9]+$ ]] && ((number > newest)) && newest=$number
-        done
+        newest="$(newest_claim "$key")"
         if ((newest > 0)) && claim_is_live "$sweep_dir/claims/$key.$newest"; then
             running=$((running + 1))
             read -r host pid start _ <"$sweep_dir/claims/$key.$newest"
