@@ -10,6 +10,19 @@
 #   DATASET=reviews bash run.sh   # a dataset prepared with src/prepare.py --name reviews
 #   DATASET=/data/tickets OUTPUT_ROOT=/scratch/runs bash run.sh   # a prepared folder anywhere, runs elsewhere
 #   SAVE_MODEL=1 bash run.sh      # keep every run's best model in its folder (train.py --save_model)
+#   GPUS="0 1 2 3" bash run.sh    # one run per GPU at a time (with NPROC=2: one per pair of GPUs)
+#   WORKERS=2 bash run.sh         # two runs at a time without GPUs
+#   bash run.sh --status          # the sweep's progress: done, running, failed, left, time left
+#   SBATCH_PARTITION=gpu bash run.sh --slurm   # submit it to Slurm: a job array, then the summary job
+#
+# Arguments: none (run the sweep here), or one of
+#   --status           print how many configurations are done, running, failed and left, and the time left
+#   --slurm            submit the configurations not done yet as a Slurm job array (one per task, NPROC GPUs
+#                      each through --gres=gpu:NPROC unless SBATCH_GRES or SBATCH_GPUS* is set; sbatch's own
+#                      SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT, ... are honoured), and the
+#                      baseline and summary as a job that starts after it (afterany)
+#   --configuration N  run the Nth configuration only (what each array task runs)
+#   --summary          the baseline and the summary only (what the job after the array runs)
 #
 # Environment (space-separated lists):
 #   DATASET      a prepared dataset: a name (datasets/<name>/) or a folder path with a /  (default: livedoor)
@@ -23,6 +36,11 @@
 #                                                             (default: none)
 #   GPU          value for CUDA_VISIBLE_DEVICES               (default: unchanged)
 #   NPROC        processes per run, a positive integer; > 1 launches torchrun  (default: 1)
+#   GPUS         GPUs to spread the sweep over: one run at a time on each group of NPROC of them, each with
+#                its own CUDA_VISIBLE_DEVICES, its output in a log file per configuration (default: unset)
+#   WORKERS      runs at a time without GPUs, CPU threads shared between them; with GPU, on that GPU
+#                                                             (default: unset, one at a time)
+#   CLAIM_TIMEOUT  seconds after which a claim that its sweep stopped refreshing is taken over (default: 600)
 #   PYTHON       the Python to run with, which must have the dependencies (default: the first that has
 #                them of the active virtualenv's, .venv/, Poetry's env and python3; if none has them,
 #                .venv is created from requirements.txt, hash-checked)
@@ -38,7 +56,9 @@
 # folder is skipped (train.py and baseline.py --skip_if_done), so an interrupted sweep continues
 # where it stopped. A failing run does not stop the sweep: the table covers the runs that completed,
 # the failed configurations are listed at the end, and the exit status is 1. Ctrl-C stops the whole
-# sweep (exit status 130), not just the run in progress.
+# sweep (exit status 130), not just the run in progress, and every run of GPUS or WORKERS.
+# Several sweeps on one output folder (on one machine, or on several sharing the folder) split the work:
+# each configuration is claimed before it starts (src/sweep.sh), and one claimed elsewhere is skipped.
 set -uo pipefail  # no -e: a failed run is recorded and the sweep goes on
 cd "$(dirname "${BASH_SOURCE[0]}")" || exit 1
 
@@ -77,9 +97,15 @@ usage() {  # the comment above, without its '#', and the default models
     echo "Default MODELS (${#DEFAULT_MODELS[@]}):"
     printf '  %s\n' "${DEFAULT_MODELS[@]}"
 }
+action=sweep
 case "${1:-}" in
     "") ;;
     -h | --help) usage; exit 0 ;;
+    --status | --slurm | --summary) action="${1#--}" ;;
+    --configuration)
+        [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] \
+            || { echo "run.sh: error: --configuration takes a number, 1 for the first configuration" >&2; exit 2; }
+        action=configuration ;;
     *) echo "run.sh: error: unknown argument '$1' (configure with environment variables; see bash run.sh --help)" >&2
        exit 2 ;;
 esac
@@ -119,6 +145,40 @@ if [[ -n "${NPROC+set}" ]]; then
 fi
 [[ "${SAVE_MODEL-0}" == [01] ]] \
     || usage_error "SAVE_MODEL is '$SAVE_MODEL'; it is 1 (every run writes its best model) or 0 (none)"
+slots=()  # where runs go at the same time: a CUDA_VISIBLE_DEVICES each; none: one run after another
+if [[ -n "${GPUS+set}" ]]; then
+    read -r -a gpus <<<"$GPUS"
+    for gpu in "${gpus[@]}"; do
+        [[ "$gpu" =~ ^[0-9]+$|^(GPU|MIG)-[A-Za-z0-9/-]+$ ]] \
+            || usage_error "GPUS holds '$gpu'; it lists GPU numbers (or UUIDs) as nvidia-smi shows them, such as GPUS=\"0 1 2 3\""
+    done
+    ((${#gpus[@]} > 0 && ${#gpus[@]} % nproc == 0)) \
+        || usage_error "GPUS lists ${#gpus[@]} GPUs, not a multiple of NPROC=$nproc: each run takes NPROC of them"
+    [[ -z "${GPU:-}" ]] || usage_error "GPU and GPUS are both set; GPUS alone spreads the sweep over GPUs"
+    [[ -z "${WORKERS+set}" ]] || usage_error "WORKERS and GPUS are both set; GPUS runs one run per GPU, WORKERS without GPUs"
+    for ((i = 0; i < ${#gpus[@]}; i += nproc)); do
+        group="${gpus[*]:i:nproc}"
+        slots+=("${group// /,}")
+    done
+fi
+if [[ -n "${WORKERS+set}" ]]; then
+    [[ "$WORKERS" =~ ^0*[1-9][0-9]{0,3}$ ]] \
+        || usage_error "WORKERS is '$WORKERS'; it is a positive integer, the runs at a time without GPUs"
+    for ((i = 0; i < 10#$WORKERS; i++)); do slots+=("${GPU:-}"); done  # no GPU, or GPU's shared by them all
+fi
+claim_timeout="${CLAIM_TIMEOUT-600}"
+[[ "$claim_timeout" =~ ^0*[1-9][0-9]{0,8}$ ]] \
+    || usage_error "CLAIM_TIMEOUT is '$claim_timeout'; it is a positive number of seconds"
+claim_timeout=$((10#$claim_timeout))
+if ((${#slots[@]} > 0)) && ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501)); then
+    usage_error "GPUS and WORKERS need bash 5.1 or newer (wait -n -p); this is $BASH_VERSION"
+fi
+if [[ "$action" == slurm ]]; then
+    command -v sbatch >/dev/null 2>&1 \
+        || usage_error "--slurm needs sbatch, which is not on PATH: run it on a Slurm login node (module load slurm?)"
+    [[ -z "${GPU:-}${GPUS+set}${WORKERS+set}" ]] \
+        || usage_error "GPU, GPUS and WORKERS are for one machine; under --slurm each run gets NPROC GPUs from Slurm"
+fi
 [[ -n "${GPU:-}" ]] && export CUDA_VISIBLE_DEVICES="$GPU"
 export TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 
@@ -132,14 +192,7 @@ for word in "${train_args[@]}"; do
     esac
 done
 
-# The Python with the dependencies (sets `python`): $PYTHON, or whichever environment the user set up, or
-# else a .venv created here from the lock. Checked now: one clear line rather than the same ImportError
-# from every run of the sweep.
-source src/environment.sh
-find_environment run.sh requirements.txt torch transformers classopt
-
-# The dataset every script is given. livedoor is downloaded (download.sh verifies and extracts the corpus)
-# and prepared (prepare.py writes the splits) if missing: without it every run would fail the same way.
+# The dataset every script is given, and where the runs go.
 dataset="${DATASET:-livedoor}"
 dataset_args=(--dataset "$dataset")  # for train.py, baseline.py and aggregate.py alike
 dataset_dir=""
@@ -153,6 +206,38 @@ read -r -a text_fields <<<"${TEXT_FIELDS:-}"
 shared_args=("${dataset_args[@]}")
 [[ -n "${OUTPUT_ROOT:-}" ]] && shared_args+=(--output_root "$OUTPUT_ROOT")
 ((${#text_fields[@]} > 0)) && shared_args+=(--text_fields "${text_fields[@]}")
+save_model=()
+[[ "${SAVE_MODEL-0}" == 1 ]] && save_model=(--save_model)
+
+# The configurations, "MODEL LR SEED", numbered from 1 in this order by every sweep, array task and --status.
+configurations=()
+for model in "${models[@]}"; do
+    for lr in "${lrs[@]}"; do
+        for seed in "${seeds[@]}"; do
+            configurations+=("$model $lr $seed")
+        done
+    done
+done
+total=${#configurations[@]}
+runs_dir="$output_root/$dataset"
+sweep_dir="$runs_dir/.sweep"  # claims, logs and what ended, shared by every sweep on this output folder
+source src/sweep.sh
+if [[ "$action" == status ]]; then
+    sweep_status "${configurations[@]}"
+    exit 0
+fi
+if [[ "$action" == configuration ]] && (($2 > total)); then
+    usage_error "--configuration $2: there are $total configurations"
+fi
+
+# The Python with the dependencies (sets `python`): $PYTHON, or whichever environment the user set up, or
+# else a .venv created here from the lock. Checked now: one clear line rather than the same ImportError
+# from every run of the sweep.
+source src/environment.sh
+find_environment run.sh requirements.txt torch transformers classopt
+
+# livedoor is downloaded (download.sh verifies and extracts the corpus) and prepared (prepare.py writes the
+# splits) if missing: without it every run would fail the same way.
 if [[ -z "$dataset_dir" && ! -f "datasets/$dataset/label2id.json" ]]; then
     if [[ "$dataset" != livedoor ]]; then
         echo "run.sh: error: datasets/$dataset/ not found; prepare it first:" \
@@ -166,61 +251,137 @@ if [[ -z "$dataset_dir" && ! -f "datasets/$dataset/label2id.json" ]]; then
     "${python[@]}" src/prepare.py || exit 1
 fi
 
-save_model=()
-[[ "${SAVE_MODEL-0}" == 1 ]] && save_model=(--save_model)
 if ((nproc > 1)); then
     launch=("${python[@]}" -m torch.distributed.run --standalone --nproc_per_node "$nproc" src/train.py)
 else
     launch=("${python[@]}" src/train.py)
 fi
+mkdir -p "$sweep_dir/claims" "$sweep_dir/logs" "$sweep_dir/ended" || exit 1
+trap release EXIT  # a claim held when run.sh ends, however it ends
+
+failed_configurations() {  # the configurations whose last attempt failed, from sweep_dir/ended
+    local config model lr seed record
+    for config in "${configurations[@]}"; do
+        read -r model lr seed <<<"$config"
+        record="$sweep_dir/ended/$(configuration_key "$model" "$lr" "$seed")"
+        [[ -f "$record" && "$(<"$record")" != exit=0\ * ]] && echo "$model lr=$lr seed=$seed"
+    done
+}
+
+# The baseline row of the table, on the runs' dataset and text fields, and the summary over every complete
+# run (also when some failed: what finished is still worth a table). The failed runs listed; status 1 if any.
+summary() {  # FAILED...: the configurations that failed
+    local other_failures=() status results_dir
+    # --skip_if_done compares the dataset's fingerprint, so that a baseline of another dataset in the same
+    # output folder does not count.
+    echo "=== TF-IDF baseline"
+    if claim "$(baseline_key)"; then  # once, also when two sweeps end together
+        "${python[@]}" src/baseline.py --skip_if_done "${shared_args[@]}"
+        status=$?
+        release
+        stop_if_interrupted "$status"
+        ((status == 0)) || other_failures+=("the TF-IDF baseline (src/baseline.py)")
+    else
+        echo "running in another sweep ($holder); skipped here"
+    fi
+
+    results_dir="${RESULTS_DIR:-$(dirname "$output_root")/results}"  # outputs/ -> results/, as aggregate.py's defaults
+    results_dir="${results_dir#./}"
+    echo "=== Summary"
+    "${python[@]}" src/aggregate.py "${dataset_args[@]}" --output_root "$output_root" --results_dir "$results_dir"
+    status=$?
+    stop_if_interrupted "$status"
+    ((status == 0)) || other_failures+=("the summary (src/aggregate.py)")
+
+    if (($# > 0)); then
+        echo "$# of $total runs failed:" >&2
+        printf '  %s\n' "$@" >&2
+    fi
+    if ((${#other_failures[@]} > 0)); then
+        printf 'failed: %s\n' "${other_failures[@]}" >&2
+    fi
+    if (($# + ${#other_failures[@]} > 0)); then
+        exit 1
+    fi
+    echo "All $total runs and the baseline complete; tables and plots in $results_dir/$dataset/"
+}
+
+case "$action" in
+    summary)
+        mapfile -t failed < <(failed_configurations)
+        summary "${failed[@]}"
+        exit 0 ;;
+    configuration)  # one array task: its output goes to its log, status lines to Slurm's file
+        read -r model lr seed <<<"${configurations[$2 - 1]}"
+        run_configuration "$2" "$model" "$lr" "$seed" "$([[ -n "${SLURM_JOB_ID:-}" ]] && echo slurm || echo file)"
+        exit ;;
+    slurm)
+        source src/slurm.sh
+        submit_sweep
+        exit ;;
+esac
 
 failed=()
-total=$((${#models[@]} * ${#lrs[@]} * ${#seeds[@]}))
-n=0
-for model in "${models[@]}"; do
-    for lr in "${lrs[@]}"; do
-        for seed in "${seeds[@]}"; do
-            n=$((n + 1))
-            echo "=== [$n/$total] $model lr=$lr seed=$seed"
-            "${launch[@]}" "${shared_args[@]}" --model_name "$model" --lr "$lr" --seed "$seed" --skip_if_done \
-                "${save_model[@]}" "${train_args[@]}"
-            status=$?
-            stop_if_interrupted "$status"
-            if ((status != 0)); then
-                failed+=("$model lr=$lr seed=$seed")
-                echo "=== FAILED: $model lr=$lr seed=$seed (continuing)" >&2
-            fi
-        done
+if ((${#slots[@]} == 0)); then  # one run after another, in the foreground, printing to the terminal
+    for ((n = 1; n <= total; n++)); do
+        read -r model lr seed <<<"${configurations[n - 1]}"
+        run_configuration "$n" "$model" "$lr" "$seed" terminal
+        status=$?
+        stop_if_interrupted "$status"
+        if ((status != 0)); then
+            failed+=("$model lr=$lr seed=$seed")
+            echo "=== FAILED: $model lr=$lr seed=$seed (continuing)" >&2
+        fi
     done
-done
-
-# The baseline row of the table, on the runs' dataset and text fields: it takes seconds and has no
-# settings swept. --skip_if_done compares the dataset's fingerprint, so that a baseline of another
-# dataset in the same output folder does not count.
-other_failures=()
-echo "=== TF-IDF baseline"
-"${python[@]}" src/baseline.py --skip_if_done "${shared_args[@]}"
-status=$?
-stop_if_interrupted "$status"
-((status == 0)) || other_failures+=("the TF-IDF baseline (src/baseline.py)")
-
-# The summary over every complete run, also when some failed: what finished is still worth a table.
-results_dir="${RESULTS_DIR:-$(dirname "$output_root")/results}"  # outputs/ -> results/, as aggregate.py's defaults
-results_dir="${results_dir#./}"
-echo "=== Summary"
-"${python[@]}" src/aggregate.py "${dataset_args[@]}" --output_root "$output_root" --results_dir "$results_dir"
-status=$?
-stop_if_interrupted "$status"
-((status == 0)) || other_failures+=("the summary (src/aggregate.py)")
-
-if ((${#failed[@]} > 0)); then
-    echo "${#failed[@]} of $total runs failed:" >&2
-    printf '  %s\n' "${failed[@]}" >&2
+else
+    # One worker per slot, each in a process group of its own (set -m), so that Ctrl-C, which reaches run.sh
+    # alone, is passed on to every run (stop_workers); bash's wait -n collects whichever ends first.
+    declare -A slot_of number_of
+    free=("${slots[@]}")
+    threads=$(($(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) / (${#slots[@]} * nproc)))
+    stop_workers() {  # SIGNAL: to every run still going, then wait for them
+        local pid
+        trap '' INT TERM
+        for pid in "${!slot_of[@]}"; do kill -"$1" -- -"$pid" 2>/dev/null; done
+        wait
+        [[ "$1" == INT ]] && interrupted
+        exit 143
+    }
+    trap 'stop_workers INT' INT
+    trap 'stop_workers TERM' TERM
+    collect() {  # waits for one worker to end; records a failure; frees its slot
+        local pid status
+        wait -n -p pid "${!slot_of[@]}"
+        status=$?
+        [[ -n "${pid:-}" ]] || return 0
+        free+=("${slot_of[$pid]}")
+        ((status == 130)) && stop_workers INT  # a run that got Ctrl-C stops the sweep, as without workers
+        if ((status != 0)); then
+            read -r model lr seed <<<"${configurations[number_of[$pid] - 1]}"
+            failed+=("$model lr=$lr seed=$seed")
+            echo "=== FAILED: $model lr=$lr seed=$seed (exit status $status; log:" \
+                "$sweep_dir/logs/$(configuration_key "$model" "$lr" "$seed").log) (continuing)" >&2
+        fi
+        unset "slot_of[$pid]" "number_of[$pid]"
+    }
+    for ((n = 1; n <= total; n++)); do
+        while ((${#free[@]} == 0)); do collect; done
+        slot="${free[0]}"
+        free=("${free[@]:1}")
+        read -r model lr seed <<<"${configurations[n - 1]}"
+        set -m
+        (
+            trap release EXIT
+            export CUDA_VISIBLE_DEVICES="$slot"
+            [[ -z "$slot" && -z "${OMP_NUM_THREADS:-}" ]] && export OMP_NUM_THREADS=$((threads > 0 ? threads : 1))
+            run_configuration "$n" "$model" "$lr" "$seed" file
+        ) </dev/null &
+        slot_of[$!]="$slot"
+        number_of[$!]=$n
+        set +m
+    done
+    while ((${#slot_of[@]} > 0)); do collect; done
+    trap interrupted INT
+    trap - TERM
 fi
-if ((${#other_failures[@]} > 0)); then
-    printf 'failed: %s\n' "${other_failures[@]}" >&2
-fi
-if ((${#failed[@]} + ${#other_failures[@]} > 0)); then
-    exit 1
-fi
-echo "All $total runs and the baseline complete; tables and plots in $results_dir/$dataset/"
+summary "${failed[@]}"

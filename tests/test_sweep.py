@@ -96,7 +96,7 @@ def fresh_clone(tmp_path) -> tuple[Path, dict, Path]:
     except that `python3 -m venv DIR` makes DIR/bin/python a Python that has them (this one) and whose
     `-m pip` installs nothing; both write what they were asked to the log."""
     repo = tmp_path / "repo"
-    for name in ("run.sh", "tests/run.sh", "src/environment.sh", ".envrc", "pyproject.toml"):
+    for name in ("run.sh", "tests/run.sh", "src/environment.sh", "src/sweep.sh", ".envrc", "pyproject.toml"):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     log = tmp_path / "calls.log"
@@ -201,7 +201,7 @@ def test_ci_builds_its_own_venv_even_where_an_environment_has_the_dependencies(f
     repo, env, log = fresh_clone
     shutil.copytree(ROOT / ".ci", repo / ".ci")
     (repo / "tests" / "test_one.py").write_text("def test_one():\n    pass\n")
-    env |= {"VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}  # active, and it has everything
+    env |= {"VIRTUAL_ENV": str(Path(sys.executable).parent.parent), "CI_INSTALL_SLURM": "0"}  # active, has everything
     command = ["bash", repo / ".ci" / "run"]
     result = subprocess.run(command, cwd=tmp_path, env=os.environ | env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,144 @@
+"""bash run.sh --slurm against a real Slurm: munged, slurmctld and slurmd started here on localhost (a
+single-node cluster of this machine's CPUs, configured in a temporary folder), a small sweep of the tiny
+BERT submitted as a job array and its summary as the dependent job. .ci/run installs Slurm; elsewhere
+the test is skipped when the binaries are absent."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_dirs, run_script
+from test_sweep_parallel import SMALL
+
+DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def slurm(tmp_path_factory) -> dict:
+    """A running single-node Slurm; the environment that points sbatch, squeue, ... at it."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])  # daemons, off a user's PATH
+    found = {name: shutil.which(name, path=search) for name in DAEMONS}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        pytest.skip(f"no Slurm here ({', '.join(missing)} not found; .ci/run installs slurm-wlm and munge)")
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmd needs root (CI runs as root)")
+    folder = tmp_path_factory.mktemp("slurm")
+    folder.chmod(0o755)  # munged's socket must be reachable
+    host = socket.gethostname().split(".")[0]
+    (folder / "state").mkdir()
+    (folder / "spool").mkdir()
+    key = folder / "munge.key"
+    subprocess.run([found["mungekey"], "--create", f"--keyfile={key}"], check=True, capture_output=True)
+    conf = folder / "slurm.conf"
+    conf.write_text(
+        f"ClusterName=sweeptest\nSlurmctldHost={host}(127.0.0.1)\n"
+        f"SlurmctldPort={free_port()}\nSlurmdPort={free_port()}\n"
+        f"AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket={folder / 'munge.socket'}\n"
+        "SlurmUser=root\nSlurmdUser=root\n"
+        f"StateSaveLocation={folder / 'state'}\nSlurmdSpoolDir={folder / 'spool'}\n"
+        f"SlurmctldPidFile={folder / 'slurmctld.pid'}\nSlurmdPidFile={folder / 'slurmd.pid'}\n"
+        f"SlurmctldLogFile={folder / 'slurmctld.log'}\nSlurmdLogFile={folder / 'slurmd.log'}\n"
+        "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n"
+        "AccountingStorageType=accounting_storage/none\nJobCompType=jobcomp/none\nMpiDefault=none\n"
+        "SelectType=select/cons_tres\nSelectTypeParameters=CR_CPU\nReturnToService=2\n"
+        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN\n"
+        "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
+    )
+    env = {"SLURM_CONF": str(conf)}
+    environment = os.environ | env
+    munge = [f"--key-file={key}", f"--socket={folder / 'munge.socket'}"]
+    munge += [f"--pid-file={folder / 'munged.pid'}", f"--log-file={folder / 'munged.log'}"]
+    munge += [f"--seed-file={folder / 'munged.seed'}"]
+    daemons = [subprocess.Popen([found["munged"], "-F", "--force", *munge], stderr=subprocess.DEVNULL)]
+    try:
+        wait_for(lambda: (folder / "munge.socket").exists(), 10, "munged")
+        daemons.append(subprocess.Popen([found["slurmctld"], "-D", "-i"], env=environment, stderr=subprocess.DEVNULL))
+        daemons.append(
+            subprocess.Popen([found["slurmd"], "-D", "-N", host], env=environment, stderr=subprocess.DEVNULL)
+        )
+
+        def idle() -> bool:
+            state = subprocess.run(["sinfo", "-h", "-o", "%T"], env=environment, capture_output=True, text=True)
+            return state.stdout.strip() == "idle"
+
+        wait_for(idle, 30, "slurmd to register")
+        yield env
+    finally:
+        subprocess.run(["scancel", "--full", "--user", "root"], env=environment, capture_output=True)
+        for daemon in reversed(daemons):
+            daemon.terminate()
+        for daemon in reversed(daemons):
+            try:
+                daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+
+
+def queue_empty(env: dict) -> bool:
+    result = subprocess.run(["squeue", "-h"], env=os.environ | env, capture_output=True, text=True)
+    return result.returncode == 0 and result.stdout.strip() == ""
+
+
+def test_a_sweep_submitted_to_slurm_gives_the_table_and_a_resubmission_runs_only_what_is_left(
+    slurm, tmp_path, dataset_dir, bert_dir
+):
+    out = tmp_path / "out"
+    env = slurm | {
+        "MODELS": str(bert_dir),
+        "LRS": "2e-3",
+        "SEEDS": "1 2",
+        "PYTHON": sys.executable,
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(out),
+        "TRAIN_ARGS": SMALL,
+        "SBATCH_GRES": "none",  # no GPUs on this cluster: NPROC's --gres=gpu:1 is not added
+    }
+    submitted = run_script(ROOT / "run.sh", "--slurm", env=env)
+    print(submitted.stdout)
+    array = re.search(r"submitted job array (\d+): configurations 1-2 of 2", submitted.stdout)[1]
+    assert re.search(r"submitted job (\d+): the baseline and the summary, after the array", submitted.stdout)
+    wait_for(lambda: queue_empty(env), 300, "the jobs to end")
+
+    logs = out / "livedoor" / ".sweep" / "slurm"
+    for log in sorted(logs.iterdir()):
+        print(f"--- {log.name}\n{log.read_text()}")
+    for task in (1, 2):
+        assert ": done in" in (logs / f"{array}_{task}.out").read_text()
+    (summary,) = logs.glob("*-summary.out")
+    assert "All 2 runs and the baseline complete" in summary.read_text()
+    table = (tmp_path / "results" / "livedoor" / "results.md").read_text()
+    assert bert_dir.name in table and "tfidf-char-linear" in table
+    runs = run_dirs(out)
+    assert len(runs) == 3  # two configurations and the baseline
+
+    # The same command again, after configuration 2's record is lost (as after a cancelled task): only it
+    # is submitted, and train.py --skip_if_done finds its run complete.
+    (record,) = (out / "livedoor" / ".sweep" / "ended").glob("*seed2_*")
+    record.unlink()
+    again = run_script(ROOT / "run.sh", "--slurm", env=env)
+    print(again.stdout)
+    assert "configurations 2 of 2" in again.stdout
+    wait_for(lambda: queue_empty(env), 300, "the jobs to end")
+    assert run_dirs(out) == runs
+    assert ": 2 done, 0 running, 0 failed, 0 left" in run_script(ROOT / "run.sh", "--status", env=env).stdout

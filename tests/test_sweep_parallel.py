@@ -1,0 +1,201 @@
+"""run.sh on every GPU of a machine (GPUS, WORKERS), sweeps sharing an output folder through claims, and
+--status: real sweeps of the tiny BERT, on the CPU."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_dirs, run_script
+from test_sweep import NOTHING_RUNS, fake_python
+
+SMALL = "--epochs 1 --max_seq_len 32 --max_train_samples 24 --max_eval_samples 12"
+
+
+def start(env: dict, *args: str) -> subprocess.Popen:
+    """run.sh in a session of its own, as from a terminal: Ctrl-C is a SIGINT to its process group."""
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false") | env
+    environment.pop("PYTHONPATH", None)
+    return subprocess.Popen(
+        ["bash", ROOT / "run.sh", *args],
+        env=environment,
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid (from /proc), deepest last."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_two_sweeps_at_once_split_the_work_and_take_over_stale_claims(tmp_path, dataset_dir, bert_dir):
+    out = tmp_path / "out"
+    env = {
+        "MODELS": str(bert_dir),
+        "LRS": "2e-3",
+        "SEEDS": "1 2",
+        "PYTHON": sys.executable,
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(out),
+        "TRAIN_ARGS": SMALL,
+    }
+    claims = out / "livedoor" / ".sweep" / "claims"
+
+    # A sweep killed outright (kill -9, a machine that went down) leaves its two claims behind.
+    killed = start(env | {"WORKERS": "2"})
+    wait_for(lambda: len(list(claims.glob("*"))) == 2 or killed.poll() is not None)
+    for pid in [killed.pid, *descendants(killed.pid)]:
+        os.kill(pid, signal.SIGKILL)
+    killed.communicate()
+    first, second = sorted(claims.glob("*"))
+    assert first.read_text().split()[0] == os.uname().nodename  # host pid start: its process is gone now
+    second.write_text("another-host 4242 2026-01-01T00:00:00 -\n")  # on another machine, silent for 2 hours
+    os.utime(second, (time.time() - 7200, time.time() - 7200))
+
+    # Two sweeps at once on the same folder: one over two "GPUs" (none here: train.py uses the CPU), one
+    # as a single-GPU user runs it.
+    gpus = start(env | {"GPUS": "0 1"})
+    plain = start(env)
+    (gpus_out, gpus_err), (plain_out, plain_err) = gpus.communicate(timeout=300), plain.communicate(timeout=300)
+    assert gpus.returncode == 0, gpus_out + gpus_err
+    assert plain.returncode == 0, plain_out + plain_err
+
+    runs = [r for r in run_dirs(out) if r.parent.parent.name == bert_dir.name]
+    seeds = sorted(int(re.search(r'"seed": (\d+)', (r / "config.json").read_text())[1]) for r in runs)
+    assert seeds == [1, 2]  # every configuration trained exactly once, both stale claims taken over
+    assert len(list((out / "livedoor" / "tfidf-char-linear").glob("*/*"))) == 1
+    assert list(claims.glob("*")) == []
+    started = re.findall(r"started on .*, CUDA_VISIBLE_DEVICES=(\S*) \(log: (\S+)\)", gpus_out)
+    for device, log in started:  # a run per GPU, and its own log
+        assert device in ("0", "1") and f"CUDA_VISIBLE_DEVICES={device}," in Path(log).read_text()
+    assert "skipped here" in gpus_out + plain_out  # each saw a configuration the other held
+
+    status = run_script(ROOT / "run.sh", "--status", env=env)
+    assert status.stdout.splitlines()[0].endswith(": 2 done, 0 running, 0 failed, 0 left")
+
+
+def test_gpus_in_groups_of_nproc_and_the_failed_runs_listed(tmp_path, dataset_dir):
+    """GPUS="0 1 2 3" NPROC=2: two torchrun launches at a time, on 0,1 and 2,3. A PYTHON whose torchrun
+    prints what it was given (and fails for the model "bad"), and whose baseline and summary do nothing."""
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/usr/bin/env bash\n"
+        'case "$1 $2" in\n'
+        '    "-m torch.distributed.run")\n'
+        '        echo "torchrun $* on CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"; sleep 1\n'
+        '        [[ "$*" == *"--model_name bad"* ]] && { echo "no such model" >&2; exit 3; }; exit 0 ;;\n'
+        '    "src/baseline.py "* | "src/aggregate.py "*) exit 0 ;;\n'
+        "esac\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    env = {
+        "MODELS": "good bad",
+        "LRS": "1e-3",
+        "SEEDS": "1",
+        "PYTHON": str(python),
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
+        "GPUS": "0 1 2 3",
+        "NPROC": "2",
+    }
+    result = run_script(ROOT / "run.sh", env=env, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "=== [1/2] good lr=1e-3 seed=1: done in" in result.stdout
+    assert result.stderr.endswith("1 of 2 runs failed:\n  bad lr=1e-3 seed=1\n")
+    assert sorted(re.findall(r"\] (\w+) lr=.*CUDA_VISIBLE_DEVICES=(\S+) ", result.stdout)) == [
+        ("bad", "2,3"),
+        ("good", "0,1"),
+    ]
+    bad_log = Path(re.search(r"log: (\S+\.log)\)", result.stderr)[1])
+    assert "--nproc_per_node 2" in bad_log.read_text() and "no such model" in bad_log.read_text()
+    assert "on CUDA_VISIBLE_DEVICES=2,3" in bad_log.read_text()  # what the launched process saw
+    status = run_script(ROOT / "run.sh", "--status", env=env).stdout
+    assert ": 1 done, 0 running, 1 failed, 0 left" in status
+    assert f"bad lr=1e-3 seed=1: exit status 3, log: {bad_log}" in status
+
+
+def test_ctrl_c_stops_every_worker(tmp_path, dataset_dir):
+    """Ctrl-C reaches run.sh alone (its workers have process groups of their own): it stops them all."""
+    started = tmp_path / "started"
+    started.mkdir()
+    train = f"echo $$ >{started}/$$\nsleep 60"
+    env = {
+        "MODELS": "first second third",
+        "LRS": "1e-3",
+        "SEEDS": "1",
+        "PYTHON": str(fake_python(tmp_path, train)),
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
+        "WORKERS": "2",
+    }
+    process = start(env)
+    try:
+        wait_for(lambda: len(list(started.iterdir())) == 2 or process.poll() is not None)
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        for pid in descendants(process.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "[3/3]" not in stdout and "baseline" not in stdout and "run.sh: interrupted" in stderr
+    for pid in (int(p.name) for p in started.iterdir()):
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert list((tmp_path / "out" / "livedoor" / ".sweep" / "claims").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"GPUS": "abc"},
+        {"GPUS": "0,1"},
+        {"GPUS": "0 1 2", "NPROC": "2"},
+        {"GPUS": "0", "GPU": "1"},
+        {"WORKERS": "0"},
+        {"WORKERS": "two"},
+        {"WORKERS": "2", "GPUS": "0 1"},
+        {"CLAIM_TIMEOUT": "soon"},
+    ],
+)
+def test_a_bad_parallel_setting_is_one_line_and_status_2(variables):
+    result = run_script(ROOT / "run.sh", env=NOTHING_RUNS | variables, check=False)
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert re.match(rf"run.sh: error: ({'|'.join(variables)}) ", result.stderr), result.stderr
+
+
+def test_slurm_without_sbatch_is_one_line_and_status_2(tmp_path):
+    bin_dir = tmp_path / "bin"  # bash and what run.sh needs before its checks, but no Slurm
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "awk"):
+        os.symlink(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip(), bin_dir / tool)
+    env = os.environ | NOTHING_RUNS | {"PATH": str(bin_dir)}
+    result = subprocess.run([bin_dir / "bash", ROOT / "run.sh", "--slurm"], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("run.sh: error: --slurm needs sbatch, which is not on PATH")
