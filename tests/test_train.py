@@ -326,9 +326,14 @@ def test_forced_fp32_is_recorded(bert_run):
     assert config["precision_reason"] == "requested with --precision"
 
 
-def test_auto_precision_run_records_its_reason(bert_dir, dataset_dir, tmp_path):
-    run_dir = train_run(bert_dir, dataset_dir, tmp_path, epochs=1)
-    config = read_json(run_dir / "config.json")
+@pytest.fixture(scope="module")
+def auto_run(bert_dir, dataset_dir, tmp_path_factory):
+    """A 2-epoch run in the default --precision auto, which two tests read."""
+    return train_run(bert_dir, dataset_dir, tmp_path_factory.mktemp("auto"), epochs=2)
+
+
+def test_auto_precision_run_records_its_reason(auto_run):
+    config = read_json(auto_run / "config.json")
     assert config["precision"] == "auto" and config["precision_used"] in ("bf16", "fp32")
     assert "faster than fp32" in config["precision_reason"] or "as fast as fp32" in config["precision_reason"]
 
@@ -360,12 +365,11 @@ def test_a_missing_tokenizer_dependency_is_named(bert_dir, monkeypatch):
         models.load_model(str(bert_dir), {"a": 0, "b": 1})
 
 
-def test_a_short_run_trains_at_its_peak_rate(bert_dir, dataset_dir, tmp_path):
+def test_a_short_run_trains_at_its_peak_rate(auto_run):
     """Warmup was 2 epochs whatever --epochs was: a 2-epoch run never reached its peak rate."""
-    run_dir = train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
-    config = read_json(run_dir / "config.json")
+    config = read_json(auto_run / "config.json")
     assert (config["warmup_steps"], config["total_steps"]) == (4, 36)  # 10% of 2 epochs of 18 steps
-    assert read_log(run_dir)[0]["max_lr"] == pytest.approx(3e-3)
+    assert read_log(auto_run)[0]["max_lr"] == pytest.approx(3e-3)
 
 
 def test_steps_that_fp16_loss_scaling_skips_do_not_use_up_the_schedule(bert_dir, dataset_dir):
