@@ -34,7 +34,7 @@ def saved_run(bert_dir, dataset_dir, tmp_path_factory):
         "--lr",
         "3e-3",
         "--epochs",
-        "4",
+        "2",
         "--precision",
         "fp32",
         "--eval_batch_size",

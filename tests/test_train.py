@@ -157,6 +157,8 @@ def test_single_text_field_grad_accum_and_checkpointing(roberta_dir, dataset_dir
         "--grad_accum",
         "2",
         "--gradient_checkpointing",
+        "--max_train_samples",  # a complete run is checked, not what it learns
+        "32",
         epochs=2,
     )
     assert is_complete(run_dir)
@@ -168,8 +170,8 @@ def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_p
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "evaluate", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
+    with pytest.raises(KeyboardInterrupt):  # at the end of the first epoch: a few examples do
+        train_run(bert_dir, dataset_dir, tmp_path, "--max_train_samples", 16, epochs=2)
     (run_dir,) = run_dirs(tmp_path)
     assert (run_dir / "config.json").exists() and not is_complete(run_dir)
 
@@ -440,6 +442,10 @@ def test_output_to_a_file_has_one_line_per_epoch_and_no_progress_bars(bert_dir, 
         "3",
         "--max_seq_len",
         "32",
+        "--max_train_samples",  # a few examples: the lines printed are checked
+        "16",
+        "--max_eval_samples",
+        "9",
     )
     output = result.stdout + result.stderr
     assert "\r" not in output and "\x1b[" not in output
@@ -484,7 +490,8 @@ def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file
 ):
     small = own_filesystem(size="64k")  # the run's JSON and CSV files fit; the model's weights do not
     argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", small, *FAST]
-    result = in_process(train, *argv, "--epochs", "2", "--save_model", check_args=train.check_args)
+    options = ["--epochs", "2", "--save_model", "--max_train_samples", "16"]  # a few examples: the log is checked
+    result = in_process(train, *argv, *options, check_args=train.check_args)
     (run_dir,) = run_dirs(small)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
