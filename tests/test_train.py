@@ -442,8 +442,10 @@ def test_output_to_a_file_has_one_line_per_epoch_and_no_progress_bars(bert_dir, 
         "3",
         "--max_seq_len",
         "32",
-        "--max_train_samples",  # a few examples: the lines printed are checked
+        "--max_train_samples",  # a few examples, in several batches: the lines printed are checked
         "16",
+        "--batch_size",
+        "4",
         "--max_eval_samples",
         "9",
     )
