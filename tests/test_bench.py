@@ -2,16 +2,51 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 import tempfile
+from types import SimpleNamespace
 
 import pytest
 
 import bench
+import hardware
+import train
+from conftest import ROOT
 
 
-def test_bench_reports_every_section(bert_dir, tmp_path, monkeypatch, in_process):
+@pytest.fixture
+def train_py_in_process(monkeypatch):
+    """bench.py's train.py runs made in this process rather than one process each (a torch import fewer
+    per run), for the tests of what bench reports; test_a_late_failure_keeps_what_was_measured... and
+    test_a_failing_train_py_run_is_one_line_with_its_error start real train.py processes."""
+
+    def run(command, env, **kwargs):
+        assert command[:2] == [sys.executable, str(ROOT / "src" / "train.py")]
+        for key, value in env.items():
+            if os.environ.get(key) != value:
+                monkeypatch.setenv(key, value)
+        args = train.Args.from_args(command[2:])
+        train.check_args(args)
+        train.main(args)
+        return subprocess.CompletedProcess(command, 0, stderr="")
+
+    monkeypatch.setattr(bench, "subprocess", SimpleNamespace(run=run, PIPE=subprocess.PIPE))
+
+
+@pytest.fixture
+def small_peak(monkeypatch):
+    """The model step's matmul peak measured on small matrices for a short time (bench.py: 2048, 1 s per
+    precision): the tests check the report's arithmetic with it, not the peak."""
+    monkeypatch.setattr(
+        bench, "matmul_flops", lambda device, dtype, **_: hardware.matmul_flops(device, dtype, 256, 0.05)
+    )
+
+
+def test_bench_reports_every_section(bert_dir, tmp_path, monkeypatch, in_process, train_py_in_process, small_peak):
     """Every section but compile (a test below) and long_documents (another), at the smallest sizes:
-    the tiny BERT of the fixtures in the model step, train.py runs of one or two epochs."""
+    the tiny BERT of the fixtures in the model step, train.py runs of one or two epochs (in this process)."""
     output, temp = tmp_path / "bench.json", tmp_path / "tmp"
     temp.mkdir()
     sections = ["tokenization", "pipeline", "model_step", "precision_accuracy"]
@@ -47,7 +82,9 @@ def test_bench_reports_every_section(bert_dir, tmp_path, monkeypatch, in_process
     assert "failed" not in report and not list(temp.glob("bench-*"))  # its working folder is removed
 
 
-def test_a_late_failure_keeps_what_was_measured_and_removes_the_working_folder(bert_dir, tmp_path, monkeypatch):
+def test_a_late_failure_keeps_what_was_measured_and_removes_the_working_folder(
+    bert_dir, tmp_path, monkeypatch, small_peak
+):
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(the rest of the message)")
 
@@ -101,7 +138,7 @@ def test_the_compile_section_says_when_compiling_pays_back(monkeypatch, tmp_path
     assert report["compile_breaks_even_after_epochs"] == pytest.approx(120.0 / (train_examples / 2.0))
 
 
-def test_the_long_documents_section_compares_the_three_ways_of_reading(tmp_path):
+def test_the_long_documents_section_compares_the_three_ways_of_reading(tmp_path, train_py_in_process):
     records = bench.synthetic_records(30, seed=2, label_rate=0.02)
     _, fast = bench.local_tokenizers(records, tmp_path)
     rows = bench.long_documents(records, fast, max_seq_len=32, workdir=tmp_path, epochs=1)

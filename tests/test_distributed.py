@@ -39,27 +39,22 @@ def torchrun(*argv, check=True):
     return run_script(*TORCHRUN, *argv, env={"OMP_NUM_THREADS": "1"}, check=check)
 
 
-def test_ddp_run_completes_with_one_output_folder(bert_dir, odd_dataset, tmp_path):
-    torchrun(
-        "src/train.py",
-        "--model_name",
-        bert_dir,
-        "--dataset_dir",
-        odd_dataset,
-        "--output_root",
-        tmp_path,
-        "--epochs",
-        "2",
-        "--max_seq_len",
-        "64",
-        "--batch_size",
-        "4",
-        "--eval_batch_size",
-        "4",
-        "--lr",
-        "3e-3",
-    )
-    (run_dir,) = run_dirs(tmp_path)
+def test_the_sweep_launches_a_ddp_run_that_completes_with_one_output_folder(bert_dir, odd_dataset, tmp_path):
+    """run.sh with NPROC=2 runs train.py through torchrun (one launch checks both the sweep's launcher and
+    the run it makes)."""
+    env = {
+        "MODELS": str(bert_dir),
+        "LRS": "3e-3",
+        "SEEDS": "1",
+        "NPROC": "2",
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "TRAIN_ARGS": "--epochs 2 --max_seq_len 64 --batch_size 4 --eval_batch_size 4",
+        "DATASET": str(odd_dataset),
+        "OUTPUT_ROOT": str(tmp_path),
+    }
+    run_script(ROOT / "run.sh", env=env)
+    (run_dir,) = (tmp_path / "livedoor" / bert_dir.name).glob("*/*")  # beside the baseline
     assert is_complete(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["world_size"] == 2 and config["global_batch_size"] == 8
@@ -197,23 +192,6 @@ def test_a_failing_job_exits_with_the_error(bert_dir, tmp_path):
     result = torchrun("src/train.py", "--model_name", bert_dir, "--dataset_dir", tmp_path / "none", check=False)
     assert result.returncode != 0
     assert "train.py: error:" in result.stderr and "run `python src/prepare.py` first" in result.stderr
-
-
-def test_sweep_launches_runs_through_torchrun(bert_dir, dataset_dir, tmp_path):
-    env = {
-        "MODELS": str(bert_dir),
-        "LRS": "3e-3",
-        "SEEDS": "1",
-        "NPROC": "2",
-        "PYTHON": sys.executable,
-        "OMP_NUM_THREADS": "1",
-        "TRAIN_ARGS": "--epochs 1 --max_seq_len 32",
-        "DATASET": str(dataset_dir),
-        "OUTPUT_ROOT": str(tmp_path / "out"),
-    }
-    run_script(ROOT / "run.sh", env=env)
-    (run_dir,) = (tmp_path / "out" / "livedoor" / bert_dir.name).glob("*/*")  # beside the baseline
-    assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
 
 
 def test_init_makes_this_process_gpu_current_before_joining(monkeypatch):

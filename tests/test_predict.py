@@ -34,7 +34,7 @@ def saved_run(bert_dir, dataset_dir, tmp_path_factory):
         "--lr",
         "3e-3",
         "--epochs",
-        "4",
+        "2",
         "--precision",
         "fp32",
         "--eval_batch_size",
@@ -117,10 +117,13 @@ def test_predict_refuses_a_folder_without_a_model(saved_run, tmp_path, in_proces
     assert result.stderr.strip().endswith("not a saved model (train.py --save_model writes <run folder>/model/)")
 
 
-def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(roberta_dir, dataset_dir, tmp_path):
+def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(
+    roberta_dir, dataset_dir, tmp_path, in_process
+):
     """The model folder is self-contained (predict.json), and raw text gets prepare.py's NFKC: full-width
     letters and digits and ideographic spaces give the predictions of the prepared text. (A byte-level
-    BPE tokenizer does not normalize by itself; MeCab's BertJapaneseTokenizer would hide a missing NFKC.)"""
+    BPE tokenizer does not normalize by itself; MeCab's BertJapaneseTokenizer would hide a missing NFKC.)
+    The prepared text in a process of its own (nothing of this one's state), the raw text in this one."""
     argv = [
         "--model_name",
         str(roberta_dir),
@@ -149,8 +152,10 @@ def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(rob
     raw = [r | {"title": "　" + r["title"].replace("NEWS", "ＮＥＷＳ").replace("12", "１２") + " "} for r in records]
     for name, rows in (("prepared", records), ("raw", raw)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    predict = [ROOT / "src" / "predict.py", copy, "--input"]
-    outputs = [run_script(*predict, tmp_path / f"{name}.jsonl").stdout for name in ("prepared", "raw")]
+    prepared = run_script(ROOT / "src" / "predict.py", copy, "--input", tmp_path / "prepared.jsonl")
+    raw = in_process(predict, copy, "--input", tmp_path / "raw.jsonl", check_args=predict.check_args)
+    assert raw.returncode == 0
+    outputs = [prepared.stdout, raw.stdout]
     assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 6
 
 

@@ -1,9 +1,8 @@
-"""The sweep (run.sh), the baseline, and aggregate.py's tables and plots."""
+"""The baseline, and aggregate.py's tables and plots (the sweep, run.sh, is tests/test_sweep.py's)."""
 
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -507,29 +506,3 @@ def test_baseline_with_a_single_label_in_train_is_a_one_line_error(tmp_path):
     message = f"baseline.py: error: {dataset / 'train.jsonl'} has a single label: a classifier needs two"
     assert result.stderr.strip() == message
     assert not (tmp_path / "out").exists()
-
-
-def test_sweep_continues_after_a_failure_and_resumes(bert_dir, dataset_dir, tmp_path):
-    env = {
-        "MODELS": f"{bert_dir} {tmp_path / 'missing-model'}",
-        "LRS": "2e-3",
-        "SEEDS": "1",
-        "TRAIN_ARGS": "--epochs 1 --max_seq_len 32",
-        "DATASET": str(dataset_dir),
-        "OUTPUT_ROOT": str(tmp_path / "out"),
-        "PYTHON": sys.executable,
-    }
-    first = run_script(ROOT / "run.sh", env=env, check=False)
-    assert first.returncode != 0
-    assert f"1 of 2 runs failed:\n  {tmp_path / 'missing-model'} lr=2e-3 seed=1" in first.stderr
-    (run_dir,) = (tmp_path / "out" / DATASET / bert_dir.name).glob("*/*")
-    assert is_complete(run_dir)
-
-    env["MODELS"] = str(bert_dir)
-    second = run_script(ROOT / "run.sh", env=env)
-    assert f"already complete, skipped: {run_dir}" in second.stdout
-    assert list((tmp_path / "out" / DATASET / bert_dir.name).glob("*/*")) == [run_dir]
-
-    env["SEEDS"] = "1 2"  # a new seed runs; the finished one is still skipped
-    run_script(ROOT / "run.sh", env=env)
-    assert len(list((tmp_path / "out" / DATASET / bert_dir.name).glob("*/*"))) == 2

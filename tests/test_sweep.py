@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
 from dataset_files import dataset_fingerprint
+from runs import is_complete
 
 # For the tests that must stop before anything runs: with these, a run.sh that went on anyway would
 # fail at once instead of sweeping the default models.
@@ -220,23 +221,50 @@ def test_tests_run_sh_stops_at_a_lint_error(fresh_clone, tmp_path):
     assert result.returncode != 0 and "F401" in result.stdout and "passed" not in result.stdout
 
 
-def test_the_baseline_is_done_only_on_its_own_dataset_and_gets_the_text_fields(dataset_dir, tmp_path):
-    """A baseline of dataset A must not make dataset B's (A with one record fewer) look done."""
-    other = tmp_path / "other"
+def test_sweep_continues_after_a_failure_resumes_and_does_the_baseline_once_per_dataset(
+    bert_dir, dataset_dir, tmp_path
+):
+    """One output folder through four sweeps (each run.sh starts Python several times): a failing run does
+    not stop the sweep; a second sweep skips what is complete, a third runs only the seed added; and the
+    baseline is done only on its own dataset, with the text fields given: a baseline of dataset A must not
+    make dataset B's (A with one record fewer) look done."""
+    out = tmp_path / "out"
+    env = {
+        "MODELS": f"{bert_dir} {tmp_path / 'missing-model'}",
+        "LRS": "2e-3",
+        "SEEDS": "1",
+        "TRAIN_ARGS": "--epochs 1 --max_seq_len 32",
+        "TEXT_FIELDS": "body title",
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(out),
+        "PYTHON": sys.executable,
+    }
+    first = run_script(ROOT / "run.sh", env=env, check=False)  # the missing model fails: exit status 1
+    assert first.returncode == 1 and "failed: the TF-IDF baseline" not in first.stderr
+    assert f"1 of 2 runs failed:\n  {tmp_path / 'missing-model'} lr=2e-3 seed=1" in first.stderr
+    (run_dir,) = (out / "livedoor" / bert_dir.name).glob("*/*")
+    assert is_complete(run_dir)
+    assert len(list(out.glob("*/tfidf-char-linear/*/*"))) == 1
+
+    env["MODELS"] = str(bert_dir)
+    second = run_script(ROOT / "run.sh", env=env)
+    assert f"already complete, skipped: {run_dir}" in second.stdout
+    assert list((out / "livedoor" / bert_dir.name).glob("*/*")) == [run_dir]
+
+    env["SEEDS"] = "1 2"  # a new seed runs; the finished one is still skipped
+    run_script(ROOT / "run.sh", env=env)
+    assert len(list((out / "livedoor" / bert_dir.name).glob("*/*"))) == 2
+
+    other = tmp_path / "other"  # dataset B: A with one record fewer
     shutil.copytree(dataset_dir, other)
     train = (other / "train.jsonl").read_text().splitlines(keepends=True)
     (other / "train.jsonl").write_text("".join(train[1:]))
-    out = tmp_path / "out"
-    env = {"MODELS": str(tmp_path / "missing-model"), "LRS": "1e-3", "SEEDS": "1", "PYTHON": sys.executable}
-    runs = []
-    for dataset in (dataset_dir, other):  # (a rerun on the same dataset is skipped: test_results.py)
-        env |= {"TEXT_FIELDS": "body title", "DATASET": str(dataset), "OUTPUT_ROOT": str(out)}
-        result = run_script(ROOT / "run.sh", env=env, check=False)  # the missing model fails: exit status 1
-        assert result.returncode == 1 and "failed: the TF-IDF baseline" not in result.stderr
-        runs.append(sorted(out.glob("*/tfidf-char-linear/*/*")))
-    first, second = runs
-    assert len(first) == 1 and len(second) == 2
-    configs = [json.loads((run / "config.json").read_text()) for run in second]
+    env |= {"MODELS": str(tmp_path / "missing-model"), "SEEDS": "1", "DATASET": str(other)}
+    result = run_script(ROOT / "run.sh", env=env, check=False)  # the missing model fails: exit status 1
+    assert result.returncode == 1 and "failed: the TF-IDF baseline" not in result.stderr
+    baselines = sorted(out.glob("*/tfidf-char-linear/*/*"))
+    assert len(baselines) == 2
+    configs = [json.loads((run / "config.json").read_text()) for run in baselines]
     assert sorted(c["dataset_fingerprint"] for c in configs) == sorted(map(dataset_fingerprint, (dataset_dir, other)))
     assert all(c["text_fields"] == ["body", "title"] for c in configs)  # the order given, not the default's
 

@@ -168,6 +168,8 @@ def test_single_text_field_grad_accum_and_checkpointing(roberta_dir, dataset_dir
         "--grad_accum",
         "2",
         "--gradient_checkpointing",
+        "--max_train_samples",  # a complete run is checked, not what it learns
+        "32",
         epochs=2,
     )
     assert is_complete(run_dir)
@@ -179,8 +181,8 @@ def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_p
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "evaluate", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
+    with pytest.raises(KeyboardInterrupt):  # at the end of the first epoch: a few examples do
+        train_run(bert_dir, dataset_dir, tmp_path, "--max_train_samples", 16, epochs=2)
     (run_dir,) = run_dirs(tmp_path)
     assert (run_dir / "config.json").exists() and not is_complete(run_dir)
 
@@ -337,9 +339,14 @@ def test_forced_fp32_is_recorded(bert_run):
     assert config["precision_reason"] == "requested with --precision"
 
 
-def test_auto_precision_run_records_its_reason(bert_dir, dataset_dir, tmp_path):
-    run_dir = train_run(bert_dir, dataset_dir, tmp_path, epochs=1)
-    config = read_json(run_dir / "config.json")
+@pytest.fixture(scope="module")
+def auto_run(bert_dir, dataset_dir, tmp_path_factory):
+    """A 2-epoch run in the default --precision auto, which two tests read."""
+    return train_run(bert_dir, dataset_dir, tmp_path_factory.mktemp("auto"), epochs=2)
+
+
+def test_auto_precision_run_records_its_reason(auto_run):
+    config = read_json(auto_run / "config.json")
     assert config["precision"] == "auto" and config["precision_used"] in ("bf16", "fp32")
     assert "faster than fp32" in config["precision_reason"] or "as fast as fp32" in config["precision_reason"]
 
@@ -371,12 +378,11 @@ def test_a_missing_tokenizer_dependency_is_named(bert_dir, monkeypatch):
         models.load_model(str(bert_dir), {"a": 0, "b": 1})
 
 
-def test_a_short_run_trains_at_its_peak_rate(bert_dir, dataset_dir, tmp_path):
+def test_a_short_run_trains_at_its_peak_rate(auto_run):
     """Warmup was 2 epochs whatever --epochs was: a 2-epoch run never reached its peak rate."""
-    run_dir = train_run(bert_dir, dataset_dir, tmp_path, epochs=2)
-    config = read_json(run_dir / "config.json")
+    config = read_json(auto_run / "config.json")
     assert (config["warmup_steps"], config["total_steps"]) == (4, 36)  # 10% of 2 epochs of 18 steps
-    assert read_log(run_dir)[0]["max_lr"] == pytest.approx(3e-3)
+    assert read_log(auto_run)[0]["max_lr"] == pytest.approx(3e-3)
 
 
 def test_steps_that_fp16_loss_scaling_skips_do_not_use_up_the_schedule(bert_dir, dataset_dir):
@@ -447,6 +453,12 @@ def test_output_to_a_file_has_one_line_per_epoch_and_no_progress_bars(bert_dir, 
         "3",
         "--max_seq_len",
         "32",
+        "--max_train_samples",  # a few examples, in several batches: the lines printed are checked
+        "16",
+        "--batch_size",
+        "4",
+        "--max_eval_samples",
+        "9",
     )
     output = result.stdout + result.stderr
     assert "\r" not in output and "\x1b[" not in output
@@ -491,7 +503,8 @@ def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file
 ):
     small = own_filesystem(size="64k")  # the run's JSON and CSV files fit; the model's weights do not
     argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", small, *FAST]
-    result = in_process(train, *argv, "--epochs", "2", "--save_model", check_args=train.check_args)
+    options = ["--epochs", "2", "--save_model", "--max_train_samples", "16"]  # a few examples: the log is checked
+    result = in_process(train, *argv, *options, check_args=train.check_args)
     (run_dir,) = run_dirs(small)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
