@@ -75,6 +75,7 @@ def save(run_dir: Path | None, state: dict, device: torch.device) -> None:
     if not distributed.is_main():
         return
     path = run_dir / STATE_FILE
+    remove_partial(run_dir)  # a state half-written when a kill came: gigabytes that nothing reads
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         torch.save(state | {"random": generators}, tmp)
@@ -105,3 +106,9 @@ def load(run_dir: Path, device: torch.device) -> dict:
 def remove(run_dir: Path | None) -> None:
     if run_dir is not None:
         (run_dir / STATE_FILE).unlink(missing_ok=True)
+        remove_partial(run_dir)
+
+
+def remove_partial(run_dir: Path) -> None:
+    for partial in run_dir.glob(f".{STATE_FILE}.*.tmp"):
+        partial.unlink(missing_ok=True)

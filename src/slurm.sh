@@ -10,7 +10,8 @@
 #
 #   --requeue              a preempted task (or one on a node that failed) goes back to the queue
 #   --signal B:USR1@120    two minutes before its time limit, a task stops its run and requeues itself
-# Either way the configuration starts again from the beginning (train.py cannot resume a run yet).
+# Either way the task's run continues after its last finished epoch: every Slurm task runs train.py with
+# --resume (sweep.sh), as a requeued task is the case it exists for.
 
 array_of_left() {  # the numbers of the configurations not done (sweep_dir/ended), as ranges: 1-3,7
     local n config model lr seed record ranges="" first=0 last=0

@@ -279,6 +279,8 @@ def describe_run(args: Args, device, precision: str, reason: str, model, label2i
         **recorded_args(args),
         "device_used": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+        "host": platform.node(),  # with CUDA_VISIBLE_DEVICES: which GPUs of which machine a sweep gave the run
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "precision_used": precision,
         "precision_reason": reason,
         "world_size": distributed.world_size(),

@@ -3,6 +3,7 @@ single-node cluster of this machine's CPUs, configured in a temporary folder), a
 BERT submitted as a job array and its summary as the dependent job. .ci/run installs Slurm; elsewhere
 the test is skipped when the binaries are absent."""
 
+import json
 import os
 import re
 import shutil
@@ -131,6 +132,10 @@ def test_a_sweep_submitted_to_slurm_gives_the_table_and_a_resubmission_runs_only
     assert bert_dir.name in table and "tfidf-char-linear" in table
     runs = run_dirs(out)
     assert len(runs) == 3  # two configurations and the baseline
+    for run in runs:  # every Slurm task trains with --resume, and a complete run keeps no state
+        config = json.loads((run / "config.json").read_text())
+        assert config.get("resume", True) is True and not (run / "resume.pt").exists()
+    assert sum("resume" in json.loads((run / "config.json").read_text()) for run in runs) == 2  # not the baseline
 
     # The same command again, after configuration 2's record is lost (as after a cancelled task): only it
     # is submitted, and train.py --skip_if_done finds its run complete.
