@@ -120,15 +120,17 @@ def recorded_args(args) -> dict:
 
 
 @contextmanager
-def interruption_reported(run_dir: Path | None):
+def interruption_reported(run_dir: Path | None, resumable: bool = False):
     """Ctrl-C inside: first one line naming the run folder left incomplete (it lacks COMPLETION_FILE,
-    so aggregate.py and --skip_if_done ignore it); the script's cli.dies_of_sigint then ends the
-    process without a traceback. run_dir None: say nothing (torchrun's processes other than rank 0)."""
+    so aggregate.py and --skip_if_done ignore it), and whether the same command continues it (train.py
+    --resume); the script's cli.dies_of_sigint then ends the process without a traceback. run_dir None:
+    say nothing (torchrun's processes other than rank 0)."""
     try:
         yield
     except KeyboardInterrupt:
         if run_dir is not None:
-            print(f"\ninterrupted: {run_dir} is incomplete (no {COMPLETION_FILE})", file=sys.stderr)
+            how = "; the same command continues it after its last finished epoch (--resume)" if resumable else ""
+            print(f"\ninterrupted: {run_dir} is incomplete (no {COMPLETION_FILE}){how}", file=sys.stderr)
         raise
 
 

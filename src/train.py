@@ -470,7 +470,7 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
     epochs = range(epoch + 1, args.epochs + 1) if not stopped else range(0)
     # purge_step: a resumed run drops the points a killed one logged after its last saved epoch
     board = SummaryWriter(run_dir / "tensorboard", purge_step=epoch + 1) if args.tensorboard and run_dir else None
-    with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
+    with interruption_reported(run_dir, args.resume):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
         for epoch in tqdm(epochs, desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
             loaders["train"].batch_sampler.set_epoch(epoch)
             start = time.perf_counter()
@@ -503,6 +503,7 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
                 training_state = {
                     "epoch": epoch,
                     "stopped": stopped,
+                    "precision": run["precision_used"],
                     "model": t.model.state_dict(),
                     "optimizer": t.optimizer.state_dict(),
                     "scheduler": t.scheduler.state_dict(),
@@ -612,6 +613,11 @@ def main(args: Args) -> None:
         resumed = args.resume and resume.find_resumable_run(runs_dir, args.model_name, planned_run(args))
         resumed = distributed.from_main(resumed or None)  # rank 0's finding: one folder for every process
         state = resume.load(resumed, device) if resumed else None
+        if state and state["precision"] != precision:  # --precision auto decided anew: the killed run's stays
+            precision = run["precision_used"] = state["precision"]
+            run["precision_reason"] = "the precision of the interrupted run this one continues"
+            training.autocast = autocast(device, precision)
+            training.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     except ValueError as e:
         sys.exit(f"train.py: error: {e}")
     processes = f", {run['world_size']} processes" if run["world_size"] > 1 else ""
