@@ -322,7 +322,8 @@ def ddp_steps_by_architecture(rank: int) -> None:
 
     args = train.Args(lr=1e-3)
     for model, search in ((tiny_luke(), True), (tiny_classifier("bert"), False)):
-        training, _ = train.build_training(model, args, torch.device("cpu"), "fp32", batches_per_epoch=2)
+        single_label = {"multi_label": False, "class_weight_values": None}  # what setup() adds to the run
+        training, _ = train.build_training(model, args, torch.device("cpu"), "fp32", single_label, batches_per_epoch=2)
         assert isinstance(training.train_model, DistributedDataParallel)
         assert training.train_model.find_unused_parameters is search, model.config.model_type  # only LUKE pays
         two_steps(training.train_model, training.optimizer)

@@ -175,7 +175,8 @@ def step_through(model, args, device, examples, batches: list[list[int]], pad_to
     micro-batches and the large batches run the same sequence length."""
     collate = Collator(pad_token_id, args.max_seq_len, multiple_of=args.max_seq_len)
     loader = DataLoader(examples, batch_sampler=batches, collate_fn=collate)
-    training, _ = train.build_training(model, args, device, "fp32", len(loader))
+    single_label = {"multi_label": False, "class_weight_values": None}  # what setup() adds to the run
+    training, _ = train.build_training(model, args, device, "fp32", single_label, len(loader))
     train.train_epoch(training, loader, args)
     return model.state_dict()
 
@@ -203,7 +204,8 @@ def test_accumulating_k_micro_batches_steps_as_one_batch_k_times_larger(
         epochs=1,
         log_every=1000,
     )
-    device, _, model, loaders, _ = train.setup(train.Args(grad_accum=k, **settings))
+    args = train.Args(grad_accum=k, **settings)
+    device, _, model, loaders, _ = train.setup(args, train.resolve_dataset(args))
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0  # train_epoch puts the model in training mode: dropout off by its rate
