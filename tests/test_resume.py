@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import resume
 import train
-from conftest import ROOT, run_dirs
+from conftest import ROOT, run_dirs, run_script
 from runs import COMPLETION_FILE
 
 SMALL = ["--max_seq_len", "32", "--batch_size", "8", "--lr", "3e-3", "--precision", "fp32", "--epochs", "4"]
@@ -55,17 +55,19 @@ def comparable_log(run_dir) -> list[list[str]]:
     return [[value for i, value in enumerate(line) if i not in timed] for line in lines]
 
 
-def test_a_killed_run_continues_to_the_result_of_an_uninterrupted_run(bert_dir, dataset_dir, tmp_path, capsys):
+def test_a_killed_run_continues_to_the_result_of_an_uninterrupted_run(bert_dir, dataset_dir, tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     kill_after_first_epoch([str(ROOT / "src" / "train.py"), *argv(bert_dir, dataset_dir, killed)], killed)
     (run_dir,) = run_dirs(killed)
     assert not (run_dir / COMPLETION_FILE).exists()
     assert 1 <= saved_epoch(run_dir) < 4  # killed between epochs, before the end
 
-    train.main(train.Args.from_args(argv(bert_dir, dataset_dir, killed)))  # the same command again
-    assert f"resuming {run_dir} after epoch" in capsys.readouterr().out
+    # Each run in a process of its own, as the killed one: in this process, earlier tests may have changed
+    # torch's global settings (threads, matmul precision), and the numbers with them.
+    again = run_script(ROOT / "src" / "train.py", *argv(bert_dir, dataset_dir, killed))  # the same command again
+    assert f"resuming {run_dir} after epoch" in again.stdout
     assert run_dirs(killed) == [run_dir]  # continued in its folder, not a new one
-    train.main(train.Args.from_args(argv(bert_dir, dataset_dir, whole)))  # never interrupted
+    run_script(ROOT / "src" / "train.py", *argv(bert_dir, dataset_dir, whole))  # never interrupted
     (uninterrupted,) = run_dirs(whole)
 
     for name in ("val-metrics.json", "test-metrics.json", "val-predictions.jsonl", "test-predictions.jsonl"):
