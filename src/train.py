@@ -468,8 +468,15 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
         if distributed.is_main():
             write_csv(run_dir / "log.csv", rows)  # without a row of an epoch the killed run did not finish
     epochs = range(epoch + 1, args.epochs + 1) if not stopped else range(0)
-    # purge_step: a resumed run drops the points a killed one logged after its last saved epoch
-    board = SummaryWriter(run_dir / "tensorboard", purge_step=epoch + 1) if args.tensorboard and run_dir else None
+    board = None
+    if args.tensorboard and run_dir:  # rank 0
+        # One event file, rewritten from the log's rows: a resumed run's curves are then exactly log.csv's.
+        # (Two files, the killed run's and this one's, are read in name order, which is only the order
+        # they were written in when their creation times differ by a second or more.)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+        board = SummaryWriter(run_dir / "tensorboard")
+        for row in rows:
+            add_curves(board, row)
     with interruption_reported(run_dir, args.resume):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
         for epoch in tqdm(epochs, desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
             loaders["train"].batch_sampler.set_epoch(epoch)
@@ -488,11 +495,8 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
                 row |= {"train_samples_per_s": train_examples / seconds, "train_tokens_per_s": train_tokens / seconds}
                 append_csv_row(run_dir / "log.csv", row)
                 rows.append(row)
-            if board is not None:  # --tensorboard: a point per epoch (a point per step would sync the GPU)
-                curves = {"loss/train": train_loss, "loss/val": val["loss"], "f1/val": val["f1"], "lr/max": max_lr}
-                for tag, value in curves.items():
-                    board.add_scalar(tag, value, epoch)
-                board.flush()
+                if board is not None:
+                    add_curves(board, row)
             scores = headline(val, "val", "acc")
             say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, {scores}, {seconds:.1f} s")
             # Early stopping watches the score that chooses the best epoch. The learning rate keeps the
@@ -536,6 +540,14 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
             write_json(run_dir / "test-metrics.json", epochs | test)  # last: the run is complete
             resume.remove(run_dir)  # a complete run needs no state to continue from
     return best_epoch, epoch, val, test
+
+
+def add_curves(board: SummaryWriter, row: dict) -> None:
+    """--tensorboard: an epoch's point on each curve (a point per step would sync the GPU every step)."""
+    curves = {"loss/train": "train_loss", "loss/val": "val_loss", "f1/val": "val_f1", "lr/max": "max_lr"}
+    for tag, column in curves.items():
+        board.add_scalar(tag, row[column], row["epoch"])
+    board.flush()
 
 
 def save_model(model, args: Args, run: dict, path: Path) -> None:

@@ -77,6 +77,8 @@ def test_a_killed_run_continues_to_the_result_of_an_uninterrupted_run(bert_dir, 
         assert not (folder / resume.STATE_FILE).exists()  # a complete run keeps no state
     assert len(json.loads((run_dir / "config.json").read_text())["resumed_at"]) == 1
     # --tensorboard: the curves as TensorBoard reads them are log.csv's, each epoch once, across the kill
+    # One event file, rewritten by the resumed run: two would be read in name order, not in time order
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     board = EventAccumulator(str(run_dir / "tensorboard"))
     board.Reload()
     log = list(csv.DictReader((run_dir / "log.csv").open()))
