@@ -26,19 +26,15 @@ import torch
 import torch.distributed as dist
 
 import distributed
-from runs import is_complete, model_dir_name, read_config, run_identity
+from runs import is_complete, runs_like
 
 STATE_FILE = "resume.pt"
 
 
 def find_resumable_run(runs_dir: Path, model_name: str, planned: dict) -> Path | None:
-    """The newest incomplete run of this model with a resume.pt and the identity of the run about to
-    start (planned: as runs.find_complete_run takes it); None if there is none."""
-    wanted = run_identity(planned, requested=True)
-    for state in sorted((runs_dir / model_dir_name(model_name)).glob(f"*/*/{STATE_FILE}"), reverse=True):
-        run_dir = state.parent
-        config = read_config(run_dir)
-        if config is not None and not is_complete(run_dir) and run_identity(config, requested=True) == wanted:
+    """The newest incomplete run of this identity (runs.runs_like) that has a resume.pt; None if none."""
+    for run_dir in reversed(runs_like(runs_dir, model_name, planned)):
+        if (run_dir / STATE_FILE).is_file() and not is_complete(run_dir):
             return run_dir
     return None
 

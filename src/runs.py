@@ -216,20 +216,29 @@ def read_run(run_dir: Path) -> dict:
     return files
 
 
-def find_complete_run(output_root: Path, model_name: str, planned: dict, holding: str | None = None) -> Path | None:
-    """A complete run of this model with the identity of a run about to start (and, if given, a file or
-    folder `holding`, e.g. its saved "model"). planned is what its config.json will hold as far as known
-    before the model loads: the arguments, "dataset_fingerprint" and "world_size" (or
-    "global_batch_size"); the values resolved later are compared by their arguments. A run of another
-    dataset, or one that predates fingerprints, is not this run."""
+def runs_like(output_root: Path, model_name: str, planned: dict) -> list[Path]:
+    """The run folders of this model, complete or not, oldest first, whose config.json has the identity
+    of a run about to start. planned is what its config.json will hold as far as known before the model
+    loads: the arguments, "dataset_fingerprint" and "world_size" (or "global_batch_size"); the values
+    resolved later are compared by their arguments. A run of another dataset, or one that predates
+    fingerprints, is not this run."""
     wanted = run_identity(planned, requested=True)
-    for config_path in sorted((output_root / model_dir_name(model_name)).glob("*/*/config.json")):
+    folders = sorted(path.parent for path in (output_root / model_dir_name(model_name)).glob("*/*/config.json"))
+    return [
+        run_dir
+        for run_dir in folders
+        if (config := read_config(run_dir)) is not None and run_identity(config, requested=True) == wanted
+    ]
+
+
+def find_complete_run(output_root: Path, model_name: str, planned: dict, holding: str | None = None) -> Path | None:
+    """A complete, readable run of this identity (runs_like), and, if given, with a file or folder
+    `holding` (e.g. its saved "model")."""
+    for run_dir in runs_like(output_root, model_name, planned):
         try:
-            config = read_run(config_path.parent)["config"]
+            read_run(run_dir)
         except ValueError:
             continue
-        if run_identity(config, requested=True) == wanted and (
-            holding is None or (config_path.parent / holding).exists()
-        ):
-            return config_path.parent
+        if holding is None or (run_dir / holding).exists():
+            return run_dir
     return None
