@@ -300,15 +300,19 @@ def split_counts(labels: Sequence[int], names: Sequence[str], codes: Sequence[in
     return counts
 
 
+def label_set_counts(label_sets: Sequence, names: Sequence[str]) -> tuple[Counter, dict]:
+    """Of some multi-label rows: the rows of each label (a row counts once for each of its labels), and,
+    for dataset.json, the rows in all and those without any label."""
+    counts = Counter(names[label] for labels in label_sets for label in labels)
+    return counts, {"rows": len(label_sets), "no_label": sum(not labels for labels in label_sets)}
+
+
 def multi_label_counts(label_sets: Sequence, names: Sequence[str], codes: Sequence[int]) -> tuple[dict, dict]:
-    """Per split: the rows of each label (a row counts once for each of its labels), and, for dataset.json,
-    its rows in all and those without any label."""
-    counts = {split: Counter() for split in SPLITS}
-    rows = {split: {"rows": 0, "no_label": 0} for split in SPLITS}
-    for labels, code in zip(label_sets, codes, strict=True):
-        counts[SPLITS[code]].update(names[label] for label in labels)
-        rows[SPLITS[code]]["rows"] += 1
-        rows[SPLITS[code]]["no_label"] += not labels
+    """label_set_counts per split, the rows' splits given by their codes."""
+    counts, rows = {}, {}
+    for code, split in enumerate(SPLITS):
+        in_split = [labels for labels, c in zip(label_sets, codes, strict=True) if c == code]
+        counts[split], rows[split] = label_set_counts(in_split, names)
     return counts, rows
 
 
@@ -584,12 +588,10 @@ def prepare_pre_split(args: Args, output_dir: Path) -> tuple[dict[str, Counter],
         id_hashes = array("q")
         scanned[split] = scan(path, args, clean, id_hashes)
         check_unique_ids([path], id_hashes)
-    counts, rows = {}, None
+    counts, rows = {}, ({} if args.multi_label else None)
     for split, (labels, names) in scanned.items():
         if args.multi_label:
-            split_code = bytes([SPLITS.index(split)]) * len(labels)
-            counts[split], rows_of_split = (c[split] for c in multi_label_counts(labels, names, split_code))
-            rows = (rows or {}) | {split: rows_of_split}
+            counts[split], rows[split] = label_set_counts(labels, names)
         else:
             counts[split] = Counter(names[label] for label in labels)
     for split in ("val", "test"):
