@@ -69,6 +69,19 @@ def run_dirs(output_root: Path) -> list[Path]:
     return sorted(p for p in output_root.glob("*/*/*/*") if p.is_dir())
 
 
+def tiny_sweep(bert_dir: Path, dataset_dir: Path, output_root: Path) -> dict:
+    """run.sh's variables for a real sweep that is quick: the tiny BERT, 2 seeds, 1 epoch on a few examples."""
+    return {
+        "MODELS": str(bert_dir),
+        "LRS": "2e-3",
+        "SEEDS": "1 2",
+        "PYTHON": sys.executable,
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(output_root),
+        "TRAIN_ARGS": "--epochs 1 --max_seq_len 32 --max_train_samples 24 --max_eval_samples 12",
+    }
+
+
 def run_script(*argv, cwd=ROOT, env=None, check=True) -> subprocess.CompletedProcess:
     """Run a pipeline stage as users do, in a fresh process."""
     environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

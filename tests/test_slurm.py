@@ -9,13 +9,11 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import ROOT, run_dirs, run_script
-from test_sweep_parallel import SMALL
+from conftest import ROOT, run_dirs, run_script, tiny_sweep
 
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
 
@@ -105,16 +103,8 @@ def test_a_sweep_submitted_to_slurm_gives_the_table_and_a_resubmission_runs_only
     slurm, tmp_path, dataset_dir, bert_dir
 ):
     out = tmp_path / "out"
-    env = slurm | {
-        "MODELS": str(bert_dir),
-        "LRS": "2e-3",
-        "SEEDS": "1 2",
-        "PYTHON": sys.executable,
-        "DATASET": str(dataset_dir),
-        "OUTPUT_ROOT": str(out),
-        "TRAIN_ARGS": SMALL,
-        "SBATCH_GRES": "none",  # no GPUs on this cluster: NPROC's --gres=gpu:1 is not added
-    }
+    # no GPUs on this cluster: SBATCH_GRES keeps NPROC's --gres=gpu:1 out
+    env = slurm | tiny_sweep(bert_dir, dataset_dir, out) | {"SBATCH_GRES": "none"}
     submitted = run_script(ROOT / "run.sh", "--slurm", env=env)
     print(submitted.stdout)
     array = re.search(r"submitted job array (\d+): configurations 1-2 of 2", submitted.stdout)[1]

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_dirs, run_script
+from conftest import ROOT, run_dirs, run_script, tiny_sweep
 from test_sweep import NOTHING_RUNS, fake_python
-
-SMALL = "--epochs 1 --max_seq_len 32 --max_train_samples 24 --max_eval_samples 12"
 
 
 def start(env: dict, *args: str) -> subprocess.Popen:
@@ -57,15 +55,7 @@ def wait_for(condition, seconds: float = 60) -> None:
 
 def test_two_sweeps_at_once_split_the_work_and_take_over_stale_claims(tmp_path, dataset_dir, bert_dir):
     out = tmp_path / "out"
-    env = {
-        "MODELS": str(bert_dir),
-        "LRS": "2e-3",
-        "SEEDS": "1 2",
-        "PYTHON": sys.executable,
-        "DATASET": str(dataset_dir),
-        "OUTPUT_ROOT": str(out),
-        "TRAIN_ARGS": SMALL,
-    }
+    env = tiny_sweep(bert_dir, dataset_dir, out)
     claims = out / "livedoor" / ".sweep" / "claims"
 
     # A sweep killed outright (kill -9, a machine that went down) leaves its two claims behind.
