@@ -172,12 +172,9 @@ def run_row(run_dir: Path) -> dict:
     check_predictions(run_dir, "test", config, test)
     dataset_dir = config.get("dataset_dir")
     multi_label = bool(config.get("multi_label", False))
-    identity = run_identity(config)
-    if not multi_label:  # a single-label run predicts the most probable label: no threshold changes its numbers
-        identity["threshold"] = None
     return {
         "dataset": Path(dataset_dir).name if dataset_dir else None,
-        **{COLUMNS.get(key, key): setting(value) for key, value in identity.items()},
+        **{COLUMNS.get(key, key): setting(value) for key, value in run_identity(config).items()},
         "best_epoch": val["best_epoch"],
         **{f"val_{key}": val[key] for key in summary_keys(multi_label)},
         **{f"test_{key}": test[key] for key in summary_keys(multi_label)},

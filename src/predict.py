@@ -182,7 +182,7 @@ def main(args: Args) -> None:
     except (ValueError, OSError) as e:
         sys.exit(f"predict.py: error: {e}")
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    threshold = (args.threshold or settings.get("threshold") or 0.5) if multi_label(model) else None
+    threshold = (args.threshold or settings["threshold"]) if multi_label(model) else None
     if args.threshold is not None and threshold is None:
         sys.exit(f"predict.py: error: --threshold is for multi-label models; {args.model_dir} predicts one label")
     with_text = [record for record in records if has_text(record, fields)]

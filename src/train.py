@@ -21,7 +21,6 @@ train_and_test, the epoch loop (evaluation: evaluation.py); main() at the bottom
 import cli
 from cli import first_line
 
-import json
 import math
 import os
 import platform
@@ -71,6 +70,7 @@ from runs import (
     find_complete_run,
     interruption_reported,
     provenance,
+    read_config,
     recorded_args,
     write_predictions,
 )
@@ -187,12 +187,15 @@ def check_args(args: Args) -> None:
 
 def resolve_dataset(args: Args) -> bool:
     """The dataset's folder and name (--dataset or --dataset_dir), and its text fields unless given;
-    whether it is multi-label."""
+    whether it is multi-label. A single-label run has no threshold (None, as config.json records it): it
+    predicts the most probable label."""
     args.resolve_dataset()
     args.text_fields = args.text_fields or dataset_text_fields(args.dataset_dir)
     multi_label = is_multi_label(args.dataset_dir)
-    if not multi_label and args.threshold != Args.threshold:
-        raise ValueError(f"--threshold is for multi-label datasets; {args.dataset_dir} has one label per text")
+    if not multi_label:
+        if args.threshold not in (Args.threshold, None):
+            raise ValueError(f"--threshold is for multi-label datasets; {args.dataset_dir} has one label per text")
+        args.threshold = None
     return multi_label
 
 
@@ -324,9 +327,12 @@ class Training:
     scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
     autocast: Callable  # a context manager for forward and loss: torch.autocast, or nullcontext for fp32
     device: torch.device
-    multi_label: bool  # a sigmoid and a binary cross-entropy per label, rather than a softmax over them
     class_weights: torch.Tensor | None  # --class_weights: per class (single-label) or per label's positives
     threshold: float | None  # multi-label: predicted at this probability or above; None for single-label
+
+    @property
+    def multi_label(self) -> bool:  # a sigmoid and a binary cross-entropy per label, not a softmax over them
+        return self.threshold is not None
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
@@ -393,7 +399,6 @@ def build_training(model, args: Args, device, precision: str, run: dict, batches
         torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
         autocast(device, precision),
         device,
-        run["multi_label"],
         weights,
         args.threshold if run["multi_label"] else None,
     )
@@ -467,7 +472,7 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
         rows, epoch, stopped = state["log"], state["epoch"], state["stopped"]
         if distributed.is_main():
             write_csv(run_dir / "log.csv", rows)  # without a row of an epoch the killed run did not finish
-    epochs = range(epoch + 1, args.epochs + 1) if not stopped else range(0)
+    remaining = range(epoch + 1, args.epochs + 1) if not stopped else range(0)
     board = None
     if args.tensorboard and run_dir:  # rank 0
         # One event file, rewritten from the log's rows: a resumed run's curves are then exactly log.csv's.
@@ -478,7 +483,7 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
         for row in rows:
             add_curves(board, row)
     with interruption_reported(run_dir, args.resume):  # Ctrl-C: one line naming the incomplete folder (rank 0's)
-        for epoch in tqdm(epochs, desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
+        for epoch in tqdm(remaining, desc="epochs", dynamic_ncols=True, disable=progress_bars_off()):
             loaders["train"].batch_sampler.set_epoch(epoch)
             start = time.perf_counter()
             train_loss, max_lr = train_epoch(t, loaders["train"], args)
@@ -571,7 +576,7 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
                 "batch_size": args.eval_batch_size,
                 "precision": run["precision_used"],
                 "truncation": asdict(truncation_of(args)),
-                "threshold": args.threshold if run["multi_label"] else None,  # multi-label: predicted at or above
+                "threshold": args.threshold,  # multi-label: predicted at or above; None: the most probable
             },
         )
         for file in [staging, *staging.iterdir()]:  # safetensors writes 0600
@@ -621,15 +626,13 @@ def main(args: Args) -> None:
         except ValueError as e:
             raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
         device, precision, model, loaders, run = setup(args, multi_label)
-        training, schedule = build_training(model, args, device, precision, run, len(loaders["train"]))
         resumed = args.resume and resume.find_resumable_run(runs_dir, args.model_name, planned_run(args))
         resumed = distributed.from_main(resumed or None)  # rank 0's finding: one folder for every process
         state = resume.load(resumed, device) if resumed else None
         if state and state["precision"] != precision:  # --precision auto decided anew: the killed run's stays
             precision = run["precision_used"] = state["precision"]
             run["precision_reason"] = "the precision of the interrupted run this one continues"
-            training.autocast = autocast(device, precision)
-            training.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        training, schedule = build_training(model, args, device, precision, run, len(loaders["train"]))
     except ValueError as e:
         sys.exit(f"train.py: error: {e}")
     processes = f", {run['world_size']} processes" if run["world_size"] > 1 else ""
@@ -640,7 +643,7 @@ def main(args: Args) -> None:
     try:
         if distributed.is_main() and resumed:
             run_dir = resumed
-            config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+            config = read_config(run_dir)  # resume.find_resumable_run has read it
             resumes = config.get("resumed_at", []) + [datetime.now().isoformat(timespec="seconds")]
             write_json(run_dir / "config.json", config | {"resumed_at": resumes})
             say(f"resuming {run_dir} after epoch {state['epoch']}")

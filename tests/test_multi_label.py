@@ -305,6 +305,7 @@ def test_balanced_class_weights_are_recorded_and_tell_runs_apart(
     assert counts["peachy"] == 1
     n, k = sum(counts.values()), len(counts)
     assert weighted["class_weight_values"] == pytest.approx({name: n / (k * c) for name, c in counts.items()})
+    assert all(config["threshold"] is None for config in configs)  # single-label: the most probable label
     # multi-label: each label's negatives per positive
     args = train.Args.from_args(["--dataset_dir", str(ml_dataset), "--class_weights", "balanced"])
     train.resolve_dataset(args)
