@@ -4,6 +4,7 @@
 #
 #   bash tests/run.sh                                  # the linter, the formatter's check, the whole suite
 #   bash tests/run.sh -q tests/test_sweep.py -k help   # pytest's own arguments, passed as they are
+#   bash tests/run.sh -n 0 tests/test_train.py         # in one process (a debugger, print output)
 #
 # It runs in the first environment that has the dependencies and pytest and ruff: $PYTHON if set (an
 # error if it lacks them), else the active virtualenv's, .venv/, Poetry's env, python3. If none has
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 source src/environment.sh
-find_environment tests/run.sh requirements-dev.txt torch transformers classopt pytest ruff
+find_environment tests/run.sh requirements-dev.txt torch transformers classopt pytest xdist ruff
 source .envrc
 
 # Through the environment's Python rather than whatever ruff and pytest come first on PATH. -P: the
@@ -20,4 +21,7 @@ source .envrc
 # what `import datasets` finds).
 "${python[@]}" -m ruff check .
 "${python[@]}" -m ruff format --check .
-"${python[@]}" -P -m pytest "$@"
+# -n auto: one test at a time per core (pytest-xdist), at most 8; worksteal: an idle worker takes tests
+# queued on a busy one, so a long test (the sweeps, torch.compile) does not leave a core idle at the end.
+# A later -n in "$@" wins.
+"${python[@]}" -P -m pytest -n auto --maxprocesses 8 --dist worksteal "$@"

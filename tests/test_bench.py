@@ -19,8 +19,8 @@ from conftest import ROOT
 @pytest.fixture
 def train_py_in_process(monkeypatch):
     """bench.py's train.py runs made in this process rather than one process each (a torch import fewer
-    per run), for the tests of what bench reports; test_a_late_failure_keeps_what_was_measured... and
-    test_a_failing_train_py_run_is_one_line_with_its_error start real train.py processes."""
+    per run), for the tests of what bench reports; test_a_failing_train_py_run_is_one_line_with_its_error
+    starts a real train.py process."""
 
     def run(command, env, **kwargs):
         assert command[:2] == [sys.executable, str(ROOT / "src" / "train.py")]
@@ -83,7 +83,7 @@ def test_bench_reports_every_section(bert_dir, tmp_path, monkeypatch, in_process
 
 
 def test_a_late_failure_keeps_what_was_measured_and_removes_the_working_folder(
-    bert_dir, tmp_path, monkeypatch, small_peak
+    bert_dir, tmp_path, monkeypatch, small_peak, train_py_in_process
 ):
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(the rest of the message)")

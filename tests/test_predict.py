@@ -238,12 +238,12 @@ def test_stdin_fills_the_field_the_user_chooses_and_says_which(saved_run, datase
     )
 
 
-def test_predict_names_an_unreadable_weights_file(saved_run, dataset_dir, tmp_path):
+def test_predict_names_an_unreadable_weights_file(saved_run, dataset_dir, tmp_path, in_process):
     copy = tmp_path / "model"
     shutil.copytree(saved_run / "model", copy)
     weights = copy / "model.safetensors"
     os.truncate(weights, weights.stat().st_size // 2)  # an interrupted copy
-    result = run_script("src/predict.py", copy, "--input", dataset_dir / "test.jsonl", check=False)
+    result = in_process(predict, copy, "--input", dataset_dir / "test.jsonl", check_args=predict.check_args)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     error = result.stderr.splitlines()[-1]  # after, on a machine without a GPU, the notice that the CPU is slow
     assert error.startswith(f"predict.py: error: {weights} is unreadable (")

@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
+from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, NOTHING_RUNS, ROOT, fake_python, run_dirs, run_script
 from dataset_files import dataset_fingerprint
 from runs import is_complete
-
-# For the tests that must stop before anything runs: with these, a run.sh that went on anyway would
-# fail at once instead of sweeping the default models.
-NOTHING_RUNS = {"PYTHON": "false", "MODELS": "none", "LRS": "1", "SEEDS": "1"}
 
 
 @pytest.fixture
@@ -49,13 +45,7 @@ def test_run_sh_goes_from_nothing_to_the_results_table(checkout, bert_dir):
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert any(bert_dir.name in row for row in rows) and any("tfidf-char-linear" in row for row in rows)
     assert "tfidf-char-linear" in first.stdout.split("=== Summary")[1]  # the table is printed at the end
-    runs = run_dirs(repo / "outputs")
-    assert len(runs) == 2
-
-    again = run_script(repo / "run.sh", cwd=repo.parent, env=env)  # resumes: nothing is run twice
-    (baseline_run,) = (repo / "outputs" / "livedoor" / "tfidf-char-linear").glob("*/*")
-    assert f"already complete, skipped: {baseline_run.resolve()}" in again.stdout.split("=== TF-IDF baseline")[1]
-    assert run_dirs(repo / "outputs") == runs
+    assert len(run_dirs(repo / "outputs")) == 2  # run again, it runs nothing twice: the test below
 
 
 def test_a_failing_download_stops_before_any_run(checkout):
@@ -192,7 +182,7 @@ def test_tests_run_sh_creates_the_dev_venv_then_lints_and_runs_pytest_with_its_a
     assert checks == [
         ".venv/bin/python -m ruff check .",
         ".venv/bin/python -m ruff format --check .",
-        ".venv/bin/python -P -m pytest -q tests/test_one.py",
+        ".venv/bin/python -P -m pytest -n auto --maxprocesses 8 --dist worksteal -q tests/test_one.py",
     ]
     assert "1 passed" in result.stdout
 
@@ -211,7 +201,8 @@ def test_ci_builds_its_own_venv_even_where_an_environment_has_the_dependencies(f
         "python3 -m venv .venv",
         ".venv/bin/python -m pip install --require-hashes -r requirements-dev.txt",
     ]
-    assert ".venv/bin/python -P -m pytest" in made and "1 passed" in result.stdout  # in .venv, not VIRTUAL_ENV
+    assert made[-1].startswith(".venv/bin/python -P -m pytest")  # in .venv, not VIRTUAL_ENV
+    assert "1 passed" in result.stdout
 
 
 def test_tests_run_sh_stops_at_a_lint_error(fresh_clone, tmp_path):
@@ -224,8 +215,8 @@ def test_tests_run_sh_stops_at_a_lint_error(fresh_clone, tmp_path):
 def test_sweep_continues_after_a_failure_resumes_and_does_the_baseline_once_per_dataset(
     bert_dir, dataset_dir, tmp_path
 ):
-    """One output folder through four sweeps (each run.sh starts Python several times): a failing run does
-    not stop the sweep; a second sweep skips what is complete, a third runs only the seed added; and the
+    """One output folder through three sweeps (each run.sh starts Python several times): a failing run does
+    not stop the sweep; a second sweep skips what is complete and runs only the seed added; and the
     baseline is done only on its own dataset, with the text fields given: a baseline of dataset A must not
     make dataset B's (A with one record fewer) look done."""
     out = tmp_path / "out"
@@ -246,14 +237,15 @@ def test_sweep_continues_after_a_failure_resumes_and_does_the_baseline_once_per_
     assert is_complete(run_dir)
     assert len(list(out.glob("*/tfidf-char-linear/*/*"))) == 1
 
-    env["MODELS"] = str(bert_dir)
+    env |= {"MODELS": str(bert_dir), "SEEDS": "1 2"}  # the finished seed is skipped; only the new one runs
     second = run_script(ROOT / "run.sh", env=env)
-    assert f"already complete, skipped: {run_dir}" in second.stdout
-    assert list((out / "livedoor" / bert_dir.name).glob("*/*")) == [run_dir]
-
-    env["SEEDS"] = "1 2"  # a new seed runs; the finished one is still skipped
-    run_script(ROOT / "run.sh", env=env)
-    assert len(list((out / "livedoor" / bert_dir.name).glob("*/*"))) == 2
+    assert f"[1/2] {bert_dir} lr=2e-3 seed=1" in second.stdout
+    assert f"already complete, skipped: {run_dir}" in second.stdout.split("[2/2]")[0]
+    assert "already complete" not in second.stdout.split("[2/2]")[1].split("=== TF-IDF baseline")[0]
+    runs = sorted((out / "livedoor" / bert_dir.name).glob("*/*"))
+    assert len(runs) == 2 and run_dir in runs
+    (baseline_run,) = out.glob("*/tfidf-char-linear/*/*")  # not run twice either
+    assert f"already complete, skipped: {baseline_run}" in second.stdout.split("=== TF-IDF baseline")[1]
 
     other = tmp_path / "other"  # dataset B: A with one record fewer
     shutil.copytree(dataset_dir, other)
@@ -267,16 +259,6 @@ def test_sweep_continues_after_a_failure_resumes_and_does_the_baseline_once_per_
     configs = [json.loads((run / "config.json").read_text()) for run in baselines]
     assert sorted(c["dataset_fingerprint"] for c in configs) == sorted(map(dataset_fingerprint, (dataset_dir, other)))
     assert all(c["text_fields"] == ["body", "title"] for c in configs)  # the order given, not the default's
-
-
-def fake_python(tmp_path: Path, train: str) -> Path:
-    """A PYTHON for run.sh whose src/train.py is the bash code given; anything else runs in this Python."""
-    script = tmp_path / "python"
-    script.write_text(
-        f'#!/usr/bin/env bash\nif [[ "$1" == src/train.py ]]; then\n{train}\nfi\nexec {sys.executable} "$@"\n'
-    )
-    script.chmod(0o755)
-    return script
 
 
 @pytest.mark.parametrize("train", ["kill -INT $$", "exit 130"])

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_dirs, run_script, tiny_sweep
-from test_sweep import NOTHING_RUNS, fake_python
+from conftest import NOTHING_RUNS, ROOT, fake_python, run_dirs, run_script, tiny_sweep
 
 
 def start(env: dict, *args: str) -> subprocess.Popen:
