@@ -46,6 +46,9 @@ claim_is_live() {  # FILE
     [[ -n "$task" && "$task" != - && "$task" == "$(_this_task)" ]] && return 1
     if [[ "$host" == "$(uname -n)" && "$pid" =~ ^[0-9]+$ ]]; then
         kill -0 "$pid" 2>/dev/null || ps -p "$pid" >/dev/null 2>&1 || return 1
+        # A process killed (-9) but not yet reaped by its new parent is a zombie: it answers both, and
+        # runs nothing. A sweep started in that moment would skip the configuration, and nobody train it.
+        [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* ]] && return 1
     fi
     return 0
 }

@@ -84,13 +84,29 @@ def run_dirs(output_root: Path) -> list[Path]:
     return sorted(p for p in output_root.glob("*/*/*/*") if p.is_dir())
 
 
-def tiny_sweep(bert_dir: Path, dataset_dir: Path, output_root: Path) -> dict:
+# run.sh first checks that its Python imports the dependencies (src/environment.sh), which costs each
+# run.sh the seconds of importing torch. This Python does import them (this session has), so the PYTHON
+# given to the sweeps of the tests answers that one command itself; everything else it runs in this
+# Python. The check has tests of its own (test_sweep.py's fresh_clone tests), with the real import.
+ANSWER_IMPORT_CHECK = 'if [[ "$*" == "-c import torch, transformers, classopt" ]]; then exit 0; fi\n'
+
+
+@pytest.fixture(scope="session")
+def sweep_python(tmp_path_factory) -> str:
+    """PYTHON for run.sh in the tests: this Python, but for the import check (ANSWER_IMPORT_CHECK)."""
+    script = tmp_path_factory.mktemp("python") / "python"
+    script.write_text(f'#!/usr/bin/env bash\n{ANSWER_IMPORT_CHECK}exec {sys.executable} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def tiny_sweep(bert_dir: Path, dataset_dir: Path, output_root: Path, python: str) -> dict:
     """run.sh's variables for a real sweep that is quick: the tiny BERT, 2 seeds, 1 epoch on a few examples."""
     return {
         "MODELS": str(bert_dir),
         "LRS": "2e-3",
         "SEEDS": "1 2",
-        "PYTHON": sys.executable,
+        "PYTHON": python,
         "DATASET": str(dataset_dir),
         "OUTPUT_ROOT": str(output_root),
         "TRAIN_ARGS": "--epochs 1 --max_seq_len 32 --max_train_samples 24 --max_eval_samples 12",
@@ -103,14 +119,11 @@ NOTHING_RUNS = {"PYTHON": "false", "MODELS": "none", "LRS": "1", "SEEDS": "1"}
 
 
 def fake_python(tmp_path: Path, train: str) -> Path:
-    """A PYTHON for run.sh whose src/train.py is the bash code given; anything else runs in this Python,
-    but for run.sh's check that it imports the dependencies (`-c "import ..."`): it does, and the check
-    would cost the seconds of importing torch in a test that is about something else."""
+    """A PYTHON for run.sh whose src/train.py is the bash code given; anything else runs in this Python
+    (but for the import check, as sweep_python)."""
     script = tmp_path / "python"
     script.write_text(
-        "#!/usr/bin/env bash\n"
-        'if [[ "$1" == -c ]]; then exit 0; fi\n'
-        f'if [[ "$1" == src/train.py ]]; then\n{train}\nfi\n'
+        f'#!/usr/bin/env bash\n{ANSWER_IMPORT_CHECK}if [[ "$1" == src/train.py ]]; then\n{train}\nfi\n'
         f'exec {sys.executable} "$@"\n'
     )
     script.chmod(0o755)

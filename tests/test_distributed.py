@@ -39,7 +39,9 @@ def torchrun(*argv, check=True):
     return run_script(*TORCHRUN, *argv, env={"OMP_NUM_THREADS": "1"}, check=check)
 
 
-def test_the_sweep_launches_a_ddp_run_that_completes_with_one_output_folder(bert_dir, odd_dataset, tmp_path):
+def test_the_sweep_launches_a_ddp_run_that_completes_with_one_output_folder(
+    bert_dir, odd_dataset, tmp_path, sweep_python
+):
     """run.sh with NPROC=2 runs train.py through torchrun (one launch checks both the sweep's launcher and
     the run it makes)."""
     env = {
@@ -47,7 +49,7 @@ def test_the_sweep_launches_a_ddp_run_that_completes_with_one_output_folder(bert
         "LRS": "3e-3",
         "SEEDS": "1",
         "NPROC": "2",
-        "PYTHON": sys.executable,
+        "PYTHON": sweep_python,
         "OMP_NUM_THREADS": "1",
         "TRAIN_ARGS": "--epochs 2 --max_seq_len 64 --batch_size 4 --eval_batch_size 4",
         "DATASET": str(odd_dataset),

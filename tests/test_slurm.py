@@ -100,11 +100,11 @@ def queue_empty(env: dict) -> bool:
 
 
 def test_a_sweep_submitted_to_slurm_gives_the_table_and_a_resubmission_runs_only_what_is_left(
-    slurm, tmp_path, dataset_dir, bert_dir
+    slurm, tmp_path, dataset_dir, bert_dir, sweep_python
 ):
     out = tmp_path / "out"
     # no GPUs on this cluster: SBATCH_GRES keeps NPROC's --gres=gpu:1 out
-    env = slurm | tiny_sweep(bert_dir, dataset_dir, out) | {"SBATCH_GRES": "none"}
+    env = slurm | tiny_sweep(bert_dir, dataset_dir, out, sweep_python) | {"SBATCH_GRES": "none"}
     submitted = run_script(ROOT / "run.sh", "--slurm", env=env)
     print(submitted.stdout)
     array = re.search(r"submitted job array (\d+): configurations 1-2 of 2", submitted.stdout)[1]

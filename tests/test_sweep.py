@@ -18,7 +18,7 @@ from runs import is_complete
 
 
 @pytest.fixture
-def checkout(tmp_path, corpus_archive) -> tuple[Path, dict]:
+def checkout(tmp_path, corpus_archive, sweep_python) -> tuple[Path, dict]:
     """A fresh copy of the repository (no data/, datasets/, outputs/) and the environment that makes
     its download.sh fetch the fixture corpus."""
     repo = tmp_path / "repo"
@@ -28,7 +28,7 @@ def checkout(tmp_path, corpus_archive) -> tuple[Path, dict]:
     env = {
         "LIVEDOOR_URL": f"file://{corpus_archive}",
         "LIVEDOOR_EXPECTED_ARTICLES": str(ARTICLES_PER_CATEGORY * len(CATEGORIES)),
-        "PYTHON": sys.executable,
+        "PYTHON": sweep_python,
         "LRS": "2e-3",
         "SEEDS": "1",
         "TRAIN_ARGS": "--epochs 1 --max_seq_len 32",
@@ -213,7 +213,7 @@ def test_tests_run_sh_stops_at_a_lint_error(fresh_clone, tmp_path):
 
 
 def test_sweep_continues_after_a_failure_resumes_and_does_the_baseline_once_per_dataset(
-    bert_dir, dataset_dir, tmp_path
+    bert_dir, dataset_dir, tmp_path, sweep_python
 ):
     """One output folder through three sweeps (each run.sh starts Python several times): a failing run does
     not stop the sweep; a second sweep skips what is complete and runs only the seed added; and the
@@ -228,7 +228,7 @@ def test_sweep_continues_after_a_failure_resumes_and_does_the_baseline_once_per_
         "TEXT_FIELDS": "body title",
         "DATASET": str(dataset_dir),
         "OUTPUT_ROOT": str(out),
-        "PYTHON": sys.executable,
+        "PYTHON": sweep_python,
     }
     first = run_script(ROOT / "run.sh", env=env, check=False)  # the missing model fails: exit status 1
     assert first.returncode == 1 and "failed: the TF-IDF baseline" not in first.stderr

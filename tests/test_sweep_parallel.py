@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOTHING_RUNS, ROOT, fake_python, run_dirs, run_script, tiny_sweep
+from conftest import ANSWER_IMPORT_CHECK, NOTHING_RUNS, ROOT, fake_python, run_dirs, run_script, tiny_sweep
 
 
 def start(env: dict, *args: str) -> subprocess.Popen:
@@ -52,9 +52,9 @@ def wait_for(condition, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_two_sweeps_at_once_split_the_work_and_take_over_stale_claims(tmp_path, dataset_dir, bert_dir):
+def test_two_sweeps_at_once_split_the_work_and_take_over_stale_claims(tmp_path, dataset_dir, bert_dir, sweep_python):
     out = tmp_path / "out"
-    env = tiny_sweep(bert_dir, dataset_dir, out)
+    env = tiny_sweep(bert_dir, dataset_dir, out, sweep_python)
     claims = out / "livedoor" / ".sweep" / "claims"
 
     # A sweep killed outright (kill -9, a machine that went down) leaves its two claims behind.
@@ -81,7 +81,8 @@ def test_two_sweeps_at_once_split_the_work_and_take_over_stale_claims(tmp_path, 
 
     runs = [r for r in run_dirs(out) if r.parent.parent.name == bert_dir.name]
     seeds = sorted(int(re.search(r'"seed": (\d+)', (r / "config.json").read_text())[1]) for r in runs)
-    assert seeds == [1, 2]  # every configuration trained exactly once, both stale claims taken over
+    # every configuration trained exactly once, both stale claims taken over
+    assert seeds == [1, 2], f"{gpus_out}{gpus_err}\n---\n{plain_out}{plain_err}"
     assert len(list((out / "livedoor" / "tfidf-char-linear").glob("*/*"))) == 1
     assert list(claims.glob("*")) == []
     started = re.findall(r"started on .*, CUDA_VISIBLE_DEVICES=(\S*) \(log: (\S+)\)", gpus_out)
@@ -99,6 +100,7 @@ def test_gpus_in_groups_of_nproc_and_the_failed_runs_listed(tmp_path, dataset_di
     python = tmp_path / "python"
     python.write_text(
         "#!/usr/bin/env bash\n"
+        f"{ANSWER_IMPORT_CHECK}"
         'case "$1 $2" in\n'
         '    "-m torch.distributed.run")\n'
         '        echo "torchrun $* on CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"; sleep 1\n'
@@ -191,3 +193,21 @@ def test_slurm_without_sbatch_is_one_line_and_status_2(tmp_path):
     result = subprocess.run([bin_dir / "bash", ROOT / "run.sh", "--slurm"], env=env, capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1
     assert result.stderr.startswith("run.sh: error: --slurm needs sbatch, which is not on PATH")
+
+
+def test_a_claim_of_a_killed_process_not_yet_reaped_is_stale(tmp_path):
+    """A sweep killed with -9 leaves its processes as zombies until their new parent reaps them, and a
+    zombie still answers `kill -0` and `ps -p`: a sweep started in that moment took the claim for live
+    and skipped its configuration, which then nobody trained."""
+    zombie = subprocess.Popen(["true"])  # exits at once; not waited for, so a zombie of this process
+    wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    try:
+        claims = {"zombie": zombie.pid, "alive": os.getpid()}
+        for name, pid in claims.items():
+            (tmp_path / name).write_text(f"{os.uname().nodename} {pid} 2026-11-30T00:00:00 -\n")
+        script = f"source src/sweep.sh; claim_timeout=600; for c in {' '.join(claims)}; do "
+        script += f'claim_is_live {tmp_path}/$c && echo "$c live" || echo "$c stale"; done'
+        result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+        assert result.stdout.split("\n")[:2] == ["zombie stale", "alive live"]
+    finally:
+        zombie.wait()
