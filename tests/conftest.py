@@ -184,7 +184,7 @@ def bert_dir(corpus_dir, tmp_path_factory) -> Path:
     return save_tiny_bert(out, subword_tokenizer_type="wordpiece")
 
 
-def save_tiny_bert(out: Path, subword_tokenizer_type: str) -> Path:
+def save_tiny_bert(out: Path, subword_tokenizer_type: str, layers: int = 2) -> Path:
     """A tiny BERT with a BertJapaneseTokenizer (MeCab words, then subwords) over out/vocab.txt."""
     from transformers import BertConfig, BertJapaneseTokenizer, BertModel
 
@@ -199,7 +199,7 @@ def save_tiny_bert(out: Path, subword_tokenizer_type: str) -> Path:
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
