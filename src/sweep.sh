@@ -48,7 +48,10 @@ claim_is_live() {  # FILE
         kill -0 "$pid" 2>/dev/null || ps -p "$pid" >/dev/null 2>&1 || return 1
         # A process killed (-9) but not yet reaped by its new parent is a zombie: it answers both, and
         # runs nothing. A sweep started in that moment would skip the configuration, and nobody train it.
-        [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* ]] && return 1
+        # Its state: from /proc (Linux; the field after the command's parenthesis), else from ps (macOS).
+        local state
+        state="$(cat "/proc/$pid/stat" 2>/dev/null)" && state="${state##*) }" || state="$(ps -o stat= -p "$pid" 2>/dev/null)"
+        [[ "$state" == Z* ]] && return 1
     fi
     return 0
 }

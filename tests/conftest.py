@@ -28,12 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# tests/run.sh runs one test per core, and most tests start Python processes that train tiny models:
-# torch's thread pool on top of that puts several busy threads on each core, and on such small matrices
-# they cost more than they save. Measured on 2 cores, the whole suite with 2 workers: 384 s with torch's
-# default threads, 284 s with one (serially, one worker: 436 s). The processes the tests start inherit it.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+# tests/run.sh runs one test per core (pytest-xdist), and most tests start Python processes that train
+# tiny models: torch's thread pool on top of that puts several busy threads on each core, and on such
+# small matrices they cost more than they save. Measured on 2 cores, the whole suite with 2 workers: 384 s
+# with torch's default threads, 284 s with one. The processes the tests start inherit it.
+if "PYTEST_XDIST_WORKER" in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 CATEGORIES = {  # real category names; each gets words of its own so that the task is learnable
     "dokujo-tsushin": ["結婚", "恋愛", "独女"],
     "it-life-hack": ["パソコン", "ソフト", "ネット"],

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 source src/environment.sh
-find_environment tests/run.sh requirements-dev.txt torch transformers classopt pytest xdist ruff
+find_environment tests/run.sh requirements-dev.txt torch transformers classopt pytest ruff
 source .envrc
 
 # Through the environment's Python rather than whatever ruff and pytest come first on PATH. -P: the
@@ -23,5 +23,12 @@ source .envrc
 "${python[@]}" -m ruff format --check .
 # -n auto: one test at a time per core (pytest-xdist), at most 8; worksteal: an idle worker takes tests
 # queued on a busy one, so a long test (the sweeps, torch.compile) does not leave a core idle at the end.
-# A later -n in "$@" wins.
-"${python[@]}" -P -m pytest -n auto --maxprocesses 8 --dist worksteal "$@"
+# A later -n in "$@" wins. An environment made before pytest-xdist joined the dev requirements runs them
+# in one process.
+parallel=(-n auto --maxprocesses 8 --dist worksteal)
+if ! "${python[@]}" -c "import xdist" >/dev/null 2>&1; then
+    echo "tests/run.sh: no pytest-xdist here: the tests run in one process" \
+        "(pip install -r requirements-dev.txt for one per core)"
+    parallel=()
+fi
+"${python[@]}" -P -m pytest ${parallel[@]+"${parallel[@]}"} "$@"

@@ -45,7 +45,13 @@ def test_run_sh_goes_from_nothing_to_the_results_table(checkout, bert_dir):
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert any(bert_dir.name in row for row in rows) and any("tfidf-char-linear" in row for row in rows)
     assert "tfidf-char-linear" in first.stdout.split("=== Summary")[1]  # the table is printed at the end
-    assert len(run_dirs(repo / "outputs")) == 2  # run again, it runs nothing twice: the test below
+    runs = run_dirs(repo / "outputs")
+    assert len(runs) == 2
+
+    again = run_script(repo / "run.sh", cwd=repo.parent, env=env)  # resumes: nothing is run twice
+    (baseline_run,) = (repo / "outputs" / "livedoor" / "tfidf-char-linear").glob("*/*")
+    assert f"already complete, skipped: {baseline_run.resolve()}" in again.stdout.split("=== TF-IDF baseline")[1]
+    assert run_dirs(repo / "outputs") == runs
 
 
 def test_a_failing_download_stops_before_any_run(checkout):
@@ -201,7 +207,7 @@ def test_ci_builds_its_own_venv_even_where_an_environment_has_the_dependencies(f
         "python3 -m venv .venv",
         ".venv/bin/python -m pip install --require-hashes -r requirements-dev.txt",
     ]
-    assert made[-1].startswith(".venv/bin/python -P -m pytest")  # in .venv, not VIRTUAL_ENV
+    assert made[-1] == ".venv/bin/python -P -m pytest -n auto --maxprocesses 8 --dist worksteal"  # .venv's
     assert "1 passed" in result.stdout
 
 

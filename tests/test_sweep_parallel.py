@@ -18,6 +18,7 @@ def start(env: dict, *args: str) -> subprocess.Popen:
     """run.sh in a session of its own, as from a terminal: Ctrl-C is a SIGINT to its process group."""
     environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false") | env
     environment.pop("PYTHONPATH", None)
+    environment.pop("OMP_NUM_THREADS", None)  # conftest's: WORKERS divides the cores itself when it is unset
     return subprocess.Popen(
         ["bash", ROOT / "run.sh", *args],
         env=environment,
@@ -45,6 +46,29 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def kill_session(session: int) -> None:
+    """kill -9 of every process of a session (a sweep started in one of its own), as a machine going down.
+    Listed and killed again until none is left: a process can start a child between a listing and the
+    kill (a train.py started then would outlive the sweep and finish its run). A process the sweep put in
+    a process group of its own (its workers) is still in its session."""
+    while True:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":  # state, ppid, pgrp, session; not a zombie
+                alive.append(int(stat.parent.name))
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # ended between the listing and the kill
+                pass
+
+
 def wait_for(condition, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -60,12 +84,9 @@ def test_two_sweeps_at_once_split_the_work_and_take_over_stale_claims(tmp_path, 
     # A sweep killed outright (kill -9, a machine that went down) leaves its two claims behind.
     killed = start(env | {"WORKERS": "2"})
     wait_for(lambda: len(list(claims.glob("*"))) == 2 or killed.poll() is not None)
-    for pid in [killed.pid, *descendants(killed.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:  # a child that ended between the listing and the kill
-            pass
-    killed.communicate()
+    kill_session(killed.pid)
+    killed_out, killed_err = killed.communicate()
+    assert len(list(claims.glob("*"))) == 2, killed_out + killed_err
     first, second = sorted(claims.glob("*"))
     assert first.read_text().split()[0] == os.uname().nodename  # host pid start: its process is gone now
     second.write_text("another-host 4242 2026-01-01T00:00:00 -\n")  # on another machine, silent for 2 hours
