@@ -16,7 +16,8 @@
 #   SBATCH_PARTITION=gpu bash run.sh --slurm   # submit it to Slurm: a job array, then the summary job
 #
 # Arguments: none (run the sweep here), or one of
-#   --status           print how many configurations are done, running, failed and left, and the time left
+#   --status           print how many configurations are done, running, failed and left, and the time left;
+#                      without the sweep's variables, of the sweep that runs or last ran in the output folder
 #   --slurm            submit the configurations not done yet as a Slurm job array (one per task, NPROC GPUs
 #                      each through --gres=gpu:NPROC unless SBATCH_GRES or SBATCH_GPUS* is set; sbatch's own
 #                      SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT, ... are honoured), and the
@@ -56,22 +57,51 @@
 # folder is skipped (train.py and baseline.py --skip_if_done), so an interrupted sweep continues
 # where it stopped. A failing run does not stop the sweep: the table covers the runs that completed,
 # the failed configurations are listed at the end, and the exit status is 1. Ctrl-C stops the whole
-# sweep (exit status 130), not just the run in progress, and every run of GPUS or WORKERS.
+# sweep (exit status 130), not just the run in progress, and every run of GPUS or WORKERS; so does a
+# SIGTERM to run.sh (kill, timeout, a container's stop; exit status 143).
 # Several sweeps on one output folder (on one machine, or on several sharing the folder) split the work:
 # each configuration is claimed before it starts (src/sweep.sh), and one claimed elsewhere is skipped.
 set -uo pipefail  # no -e: a failed run is recorded and the sweep goes on
 cd "$(dirname "${BASH_SOURCE[0]}")" || exit 1
 
-interrupted() {
+interrupted() {  # [SIGNAL]: INT (Ctrl-C, the default) or TERM
+    if [[ "${1:-INT}" == TERM ]]; then
+        echo "run.sh: stopped (SIGTERM): the sweep stops (complete runs are kept; run again to resume)" >&2
+        exit 143
+    fi
     echo "run.sh: interrupted: the sweep stops (complete runs are kept; run again to resume)" >&2
     exit 130
 }
-# Ctrl-C reaches run.sh too: bash runs this once the run in progress has ended, however it ended (a
-# launcher such as torchrun may exit 1 rather than die of SIGINT), instead of starting the next run.
-trap interrupted INT
+# Ctrl-C reaches run.sh and the run in progress (the terminal's process group); SIGTERM (kill, timeout, a
+# container's stop) reaches run.sh alone, which passes it on as the Ctrl-C the run knows how to end on.
+# Either way the run in progress ends first, however it ends (a launcher such as torchrun may exit 1
+# rather than die of SIGINT), and then the sweep stops instead of starting the next run.
+on_signal() {  # SIGNAL
+    [[ -z "${child:-}" ]] && interrupted "$1"  # between runs, or after a foreground command such as pip
+    signalled="$1"
+    [[ "$1" == TERM ]] && kill -INT "$child" 2>/dev/null
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
 stop_if_interrupted() {  # $1: a run's exit status; 130 = 128 + SIGINT, even when only the run got the signal
     (($1 == 130)) && interrupted
     return 0
+}
+run_child() {  # COMMAND...: its exit status, as if run in the foreground. It runs in the background, waited
+    # for, because bash runs a trap (on_signal's, for SIGTERM) only once a foreground command has ended;
+    # with SIGINT restored, which bash ignores in background commands, so that Ctrl-C still reaches it.
+    local status
+    signalled=""
+    (trap - INT; exec "$@") &
+    child=$!
+    wait "$child"
+    status=$?
+    # A trap ended the wait, not the command: the sweep stops once the command has ended. (Polled: a second
+    # wait for it hangs now and then in bash 5.2 when it ends during the trap.)
+    while [[ -n "$signalled" ]] && kill -0 "$child" 2>/dev/null; do sleep 0.2; done
+    child=""
+    [[ -n "$signalled" ]] && interrupted "$signalled"
+    return "$status"
 }
 
 DEFAULT_MODELS=(
@@ -223,7 +253,14 @@ runs_dir="$output_root/$dataset"
 sweep_dir="$runs_dir/.sweep"  # claims, logs and what ended, shared by every sweep on this output folder
 source src/sweep.sh
 if [[ "$action" == status ]]; then
-    sweep_status "${configurations[@]}"
+    # Without the sweep's own variables: the sweep running or last run in this output folder, as it recorded
+    # its plan, rather than the default study.
+    if [[ -z "${MODELS+s}${LRS+s}${SEEDS+s}${TRAIN_ARGS+s}${NPROC+s}${SAVE_MODEL+s}${TEXT_FIELDS+s}" \
+        && -f "$sweep_dir/plan" ]]; then
+        sweep_status <"$sweep_dir/plan"
+    else
+        sweep_plan | sweep_status
+    fi
     exit 0
 fi
 if [[ "$action" == configuration ]] && (($2 > total)); then
@@ -246,9 +283,9 @@ if [[ -z "$dataset_dir" && ! -f "datasets/$dataset/label2id.json" ]]; then
     fi
     echo "=== No datasets/livedoor/: downloading and preparing the livedoor news corpus"
     if [[ ! -d data/text ]]; then
-        bash src/download.sh || exit 1
+        run_child bash src/download.sh || exit 1
     fi
-    "${python[@]}" src/prepare.py || exit 1
+    run_child "${python[@]}" src/prepare.py || exit 1
 fi
 
 if ((nproc > 1)); then
@@ -257,6 +294,9 @@ else
     launch=("${python[@]}" src/train.py)
 fi
 mkdir -p "$sweep_dir/claims" "$sweep_dir/logs" "$sweep_dir/ended" || exit 1
+if [[ "$action" == sweep || "$action" == slurm ]]; then  # for --status, which may be given no variables
+    sweep_plan >"$sweep_dir/plan.$$" && mv -f "$sweep_dir/plan.$$" "$sweep_dir/plan"
+fi
 trap release EXIT  # a claim held when run.sh ends, however it ends
 
 failed_configurations() {  # the configurations whose last attempt failed, from sweep_dir/ended
@@ -276,7 +316,7 @@ summary() {  # FAILED...: the configurations that failed
     # output folder does not count.
     echo "=== TF-IDF baseline"
     if claim "$(baseline_key)"; then  # once, also when two sweeps end together
-        "${python[@]}" src/baseline.py --skip_if_done "${shared_args[@]}"
+        run_child "${python[@]}" src/baseline.py --skip_if_done "${shared_args[@]}"
         status=$?
         release
         stop_if_interrupted "$status"
@@ -288,8 +328,10 @@ summary() {  # FAILED...: the configurations that failed
     results_dir="${RESULTS_DIR:-$(dirname "$output_root")/results}"  # outputs/ -> results/, as aggregate.py's defaults
     results_dir="${results_dir#./}"
     echo "=== Summary"
-    "${python[@]}" src/aggregate.py "${dataset_args[@]}" --output_root "$output_root" --results_dir "$results_dir"
+    echo "$(uname -n) $BASHPID $(date +%Y-%m-%dT%H:%M:%S) -" >"$sweep_dir/summary"  # running, for --status
+    run_child "${python[@]}" src/aggregate.py "${dataset_args[@]}" --output_root "$output_root" --results_dir "$results_dir"
     status=$?
+    rm -f "$sweep_dir/summary"
     stop_if_interrupted "$status"
     ((status == 0)) || other_failures+=("the summary (src/aggregate.py)")
 
@@ -321,6 +363,7 @@ case "$action" in
         exit ;;
 esac
 
+find_complete_runs
 failed=()
 if ((${#slots[@]} == 0)); then  # one run after another, in the foreground, printing to the terminal
     for ((n = 1; n <= total; n++)); do
@@ -344,8 +387,7 @@ else
         trap '' INT TERM
         for pid in "${!slot_of[@]}"; do kill -"$1" -- -"$pid" 2>/dev/null; done
         wait
-        [[ "$1" == INT ]] && interrupted
-        exit 143
+        interrupted "$1"
     }
     trap 'stop_workers INT' INT
     trap 'stop_workers TERM' TERM
@@ -381,7 +423,7 @@ else
         set +m
     done
     while ((${#slot_of[@]} > 0)); do collect; done
-    trap interrupted INT
-    trap - TERM
+    trap 'on_signal INT' INT
+    trap 'on_signal TERM' TERM
 fi
 summary "${failed[@]}"

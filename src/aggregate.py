@@ -9,11 +9,19 @@
                                 macro-F1 across seeds, its test metrics as mean and std across seeds,
                                 their 95% bootstrap intervals, and the difference from the best row
         results.md              best.csv as Markdown tables in %, one section per dataset fingerprint
-        test_f1.png             test macro-F1 per row of best.csv, with the std across seeds as error bars
+        test_f1.png             test macro-F1 per row of best.csv, with its 95% bootstrap interval as error bars
         val_f1_per_epoch.png    validation macro-F1 per epoch of each row's chosen run
         confusion_matrix_<fingerprint>.png, per_class_<fingerprint>.csv
                                 the best row's chosen run (first 12 digits of the dataset's fingerprint);
                                 multi-label: per_class_<fingerprint>.csv only (per label)
+
+The set is written into a staging folder beside results/<dataset>/, which then takes its place: a kill
+or a full disk mid-write leaves the previous set, never a new best.csv beside an old results.md. Files
+of an older set are not carried over (a confusion matrix of a dataset no longer in the table); any other
+file in the folder is. A smoke test's row (train.py --max_train_samples, --max_eval_samples) says so.
+Names that users chose (labels, model and dataset names) are written as given, escaped for the format:
+a CSV cell that a spreadsheet would run as a formula gets a ' in front; in results.md, | [ ] and HTML are
+escaped.
 
 Runs count together only if they share a dataset (by fingerprint) and every setting that changes
 results (runs.IDENTITY): a run with more epochs, another max_seq_len or batch size is another row,
@@ -39,11 +47,18 @@ share a table; rows still rank, and learning rates are still chosen, by macro-F1
 
 import cli
 
+import contextlib
+import errno
+import fnmatch
+import html
 import itertools
 import json
 import math
+import os
 import re
+import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -59,7 +74,7 @@ import pandas as pd
 from classopt import classopt, config
 from matplotlib.ticker import MaxNLocator
 
-from files import write_text
+from files import as_a_new_file, remove_stale_staging, staging_folder, write_text
 from metrics import classification_metrics, multi_label_metrics, summary_keys
 from paths import ROOT
 from runs import IDENTITY, read_run, run_identity
@@ -162,6 +177,24 @@ PROBABILITIES = ', "probabilities": {'
 # classes (20 inches), and names its rows and columns up to NAMED_CLASSES.
 ANNOTATED_CLASSES = 30
 NAMED_CLASSES = 100
+# A smoke test's subsets (train.py --max_train_samples, --max_eval_samples), named in its row and under its table.
+SUBSETS = {"max_train_samples": "training example", "max_eval_samples": "val and test example"}
+SMOKE_TEST = "smoke test"
+
+# A spreadsheet runs a cell that starts with one of these as a formula, whatever the CSV's author meant
+# (OWASP, "CSV Injection"): a label or a model name such as =HYPERLINK(...) would. Such a cell of text
+# gets a ' in front, which spreadsheets show as text; a number such as -0.5 is no formula and stays.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+# What aggregate.py writes in results/<dataset>/ (and write_text's temporary names of them): the set that
+# each run replaces whole. Whatever else the folder holds (someone's notes) is carried into the new set.
+RESULT_FILES = (
+    *("all.csv", "best.csv", "results.md", "test_f1.png", "val_f1_per_epoch.png"),
+    *("confusion_matrix_*.png", "per_class_*.csv"),
+)
+OWN_FILES = (*RESULT_FILES, *(f".{name}.*.tmp" for name in RESULT_FILES))
+SWAP_ATTEMPTS = 3  # another aggregate.py may put its set in place between our two renames; then we retry
 
 
 def run_row(run_dir: Path) -> dict:
@@ -218,7 +251,9 @@ def check_predictions(run_dir: Path, split: str, config: dict, reported: dict) -
     # split lacks and no model predicted (the rule now leaves such a label out): its table row would mislead.
     remedy = "the files disagree (edited, cut short, or written by an older version): train it again"
     if lines != expected:
-        raise ValueError(f"{path}: {lines} lines, but config.json says {expected} {split} examples ({remedy})")
+        raise ValueError(
+            f"{path}: {plural(lines, 'line')}, but config.json says {plural(expected, f'{split} example')} ({remedy})"
+        )
     multi_label = bool(config.get("multi_label", False))
     if predictions.multi_label != multi_label:
         found = "lists of labels" if predictions.multi_label else "one label a line"
@@ -495,6 +530,41 @@ def cell(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def lr_text(lr) -> str:
+    """Every learning rate in one notation, 3e-05 beside 1e-03 (Python writes 3e-05 beside 0.001)."""
+    return "–" if pd.isna(lr) else np.format_float_scientific(lr, trim="-", exp_digits=2)
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def markdown_text(value) -> str:
+    """A user's text (a label, a model or dataset name) in results.md as it is, not as Markdown: < > & as
+    HTML entities (no HTML), | escaped (it would end a table cell), [ ] escaped (no link), a backslash
+    escaped first, a line break as a space (it would end a table row)."""
+    text = re.sub(r"([\\|\[\]])", r"\\\1", html.escape(cell(value), quote=False))
+    return " ".join(text.splitlines())
+
+
+def spreadsheet_cell(value):
+    """A CSV cell that a spreadsheet opens as text, never runs as a formula (FORMULA_START)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_text(table: pd.DataFrame) -> str:
+    """A table as CSV: its text cells safe to open in a spreadsheet, its learning rates as lr_text writes them."""
+    table = table.copy()
+    for column in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[column]):  # bool is numeric to pandas
+            table[column] = table[column].map(spreadsheet_cell)
+    if "lr" in table:
+        table["lr"] = [None if pd.isna(lr) else lr_text(lr) for lr in table["lr"]]
+    return table.to_csv(index=False)
+
+
 def is_local(model: str) -> bool:
     """A path, never a Hub id: it starts with "." or "/" (train.py records local models resolved; older
     runs may not), or names a folder of this checkout. Judged without the working directory, so that
@@ -507,10 +577,18 @@ def short_name(model: str) -> str:
     return Path(model).name if is_local(model) else model
 
 
-def model_cell(model: str) -> str:
+def model_cell(row: dict) -> str:
+    """The model's name (a Hub id links to its page), and whether the row is a smoke test."""
+    model = row["model"]
     if HUB_ID.match(model) and not is_local(model):
-        return f"[{model}](https://huggingface.co/{model})"
-    return short_name(model)
+        name = f"[{model}](https://huggingface.co/{model})"
+    else:
+        name = markdown_text(short_name(model))
+    return name + (f" ({SMOKE_TEST})" if is_smoke_test(row) else "")
+
+
+def is_smoke_test(row) -> bool:
+    return any(not pd.isna(row[column]) for column in SUBSETS)
 
 
 def percent(mean: float, std: float) -> str:
@@ -542,9 +620,10 @@ def parameters(count: int) -> str:
 
 def dataset_heading(section: pd.DataFrame) -> str:
     names = ", ".join(sorted({n for names in section["dataset"] for n in names.split(", ") if n})) or "dataset"
+    names = markdown_text(names)
     fingerprint = section["dataset_fingerprint"].iloc[0]
     subset = section["max_eval_samples"].iloc[0]
-    subset = "" if pd.isna(subset) else f", {int(subset)} val and test examples (--max_eval_samples)"
+    subset = "" if pd.isna(subset) else f", {plural(int(subset), SUBSETS['max_eval_samples'])} (--max_eval_samples)"
     if pd.isna(fingerprint):
         return f"## {names} (dataset fingerprint not recorded{subset})"
     return f"## {names} (dataset {fingerprint[:SHORT_FINGERPRINT]}{subset})"
@@ -571,7 +650,7 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
     for index, row in zip(section.index, section.to_dict("records"), strict=True):
         scores = [percent(row[f"test_{k}_mean"], row[f"test_{k}_std"]) for k in keys]
         scores += [interval(row[f"test_{k}_ci_low"], row[f"test_{k}_ci_high"]) for k in with_intervals]
-        cells = [model_cell(row["model"]), cell(row["lr"]), *(cell(row[c]) for c in shown)]
+        cells = [model_cell(row), lr_text(row["lr"]), *(markdown_text(row[c]) for c in shown)]
         lines.append(
             "| "
             + " | ".join(
@@ -580,16 +659,17 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
             + " |"
         )
     hidden = [c for c in SETTINGS if c not in shown and section[c].notna().any()]  # one value in every row
-    shared = [f"{c} {cell(section[c].dropna().iloc[0])}" for c in hidden]
+    shared = [f"{c} {markdown_text(section[c].dropna().iloc[0])}" for c in hidden]
     seeds = sorted(set(section["seeds"]))
     what = MULTI_LABEL_SCORES if multi_label else "macro precision, recall and F1"
     lines += [
         "",
-        f"Test scores in % ({what}), {'/'.join(map(str, seeds))} seed(s) per row: "
+        f"Test scores in % ({what}), {'/'.join(map(str, seeds))} seed{'' if seeds == [1] else 's'} per row: "
         "mean ± standard deviation across seeds, at the learning rate (LR) with the best mean validation macro-F1. "
         f"Settings of every row that records them: {', '.join(shared) or 'none'}.",
         "",
-        f"95% CI: percentile bootstrap over the test examples ({RESAMPLES:,} resamples; Efron & Tibshirani 1993); "
+        f"95% CI: percentile bootstrap over the test examples ({plural(RESAMPLES, 'resample')}; "
+        "Efron & Tibshirani 1993); "
         "a row of several seeds scores every seed on the same resample and averages them, so the interval is "
         "the test sample's uncertainty of the mean (the ± is the seeds' spread). F1 vs best: macro-F1 points "
         "minus the best row's (best mean test macro-F1), with the 95% interval of a paired bootstrap on the same "
@@ -610,18 +690,28 @@ MULTI_LABEL_SCORES = (
 
 
 def notes(section: pd.DataFrame) -> list[str]:
-    """A line per reason some rows lack an interval or a comparison, naming those rows."""
+    """A line per reason some rows lack an interval or a comparison, naming those rows, and a line per smoke test."""
     named = section[section["bootstrap_note"].fillna("") != ""]
     lines = [
-        f"{', '.join(short_name(m) for m in group['model'])}: {note}."
+        f"{', '.join(markdown_text(short_name(m)) for m in group['model'])}: {note}."
         for note, group in named.groupby("bootstrap_note", sort=False)
     ]
+    lines += [smoke_test_note(row) for row in section.to_dict("records") if is_smoke_test(row)]
     return ["", *lines] if lines else []  # a paragraph of its own
+
+
+def smoke_test_note(row: dict) -> str:
+    subsets = [f"{plural(int(row[c]), noun)} (--{c})" for c, noun in SUBSETS.items() if not pd.isna(row[c])]
+    return (
+        f"{markdown_text(short_name(row['model']))} ({SMOKE_TEST}): {', '.join(subsets)}; "
+        "the scores of a subset, not of the dataset."
+    )
 
 
 def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
     """The best row's per-class scores; multi-label: per label, and no confusion matrix (it says why)."""
-    run = f"{short_name(best_row['model'])}, lr {cell(best_row['lr'])}, seed {cell(best_row['chosen_seed'])}"
+    model = markdown_text(short_name(best_row["model"]))
+    run = f"{model}, lr {lr_text(best_row['lr'])}, seed {cell(best_row['chosen_seed'])}"
     kind = "Label" if best_row["multi_label"] else "Class"
     lines = [
         f"Per {kind.lower()} on test, in %: the best row's run with the best validation macro-F1 ({run}).",
@@ -631,7 +721,7 @@ def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
     ]
     for c in classes.to_dict("records"):
         scores = [class_score(c[key]) for key in ("precision", "recall", "f1")]
-        lines.append(f"| {c['class']} | {' | '.join(scores)} | {c['support']} |")
+        lines.append(f"| {markdown_text(c['class'])} | {' | '.join(scores)} | {c['support']} |")
     if classes["f1"].isna().any():
         lines += ["", ABSENT]
     if best_row["multi_label"]:
@@ -667,6 +757,10 @@ def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray | None, 
     return table, None if matrix is None else np.array(matrix), predictions.names
 
 
+# Names in plots are drawn with parse_math=False: matplotlib would read $...$ in a label or model name as a
+# formula (mathtext), and one such as "$5 \frac$" would fail the whole results.
+
+
 def confusion_figure(matrix: np.ndarray, names: tuple[str, ...], title: str) -> plt.Figure:
     """Counts, rows the true class and columns the predicted one: the diagonal is what is right. With
     many classes the counts (beyond ANNOTATED_CLASSES) and the names (beyond NAMED_CLASSES) are left
@@ -677,8 +771,8 @@ def confusion_figure(matrix: np.ndarray, names: tuple[str, ...], title: str) -> 
     ax.imshow(matrix, cmap="Blues")
     if len(names) <= NAMED_CLASSES:
         positions = range(len(names))
-        ax.set_xticks(positions, names, rotation=45, ha="right")
-        ax.set_yticks(positions, names)
+        ax.set_xticks(positions, names, rotation=45, ha="right", parse_math=False)
+        ax.set_yticks(positions, names, parse_math=False)
     if len(names) <= ANNOTATED_CLASSES:
         for (true, predicted), count in np.ndenumerate(matrix):
             dark = count > matrix.max() / 2
@@ -686,13 +780,13 @@ def confusion_figure(matrix: np.ndarray, names: tuple[str, ...], title: str) -> 
     by_id = "" if len(names) <= NAMED_CLASSES else " (id)"
     ax.set_xlabel(f"predicted class{by_id}")
     ax.set_ylabel(f"true class{by_id}")
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(title, fontsize="medium", parse_math=False)
     return fig
 
 
 def row_details(best: pd.DataFrame) -> list[list[str]]:
     """For plot labels: each row's dataset and settings, where rows differ in them (a setting a row
-    does not have, such as the baseline's epochs, is left out)."""
+    does not have, such as the baseline's epochs, is left out), and whether it is a smoke test."""
     differing = [c for c in ALWAYS_SHOWN if best[c].nunique() > 1] + varying_settings(best)
     several_datasets = best["dataset_fingerprint"].nunique(dropna=False) > 1
     details = []
@@ -700,7 +794,7 @@ def row_details(best: pd.DataFrame) -> list[list[str]]:
         shown = [f"{HEADERS.get(c, c).lower()} {cell(row[c])}" for c in differing if not pd.isna(row[c])]
         if several_datasets:
             shown.insert(0, f"{row['dataset']} {cell(row['dataset_fingerprint'])[:SHORT_FINGERPRINT]}")
-        details.append(shown)
+        details.append([*shown, SMOKE_TEST] if is_smoke_test(row) else shown)
     return details
 
 
@@ -709,14 +803,21 @@ def label(model: str, details: list[str]) -> str:
 
 
 def f1_figure(best: pd.DataFrame) -> plt.Figure:
+    """Each row's mean test macro-F1, with the 95% bootstrap interval of the table (a row without one has no
+    error bar; results.md says why). The bars start at 0: their lengths compare as the scores do."""
     labels = [label(model, details) for model, details in zip(best["model"], row_details(best), strict=True)]
     width = max(8, 5 + 0.08 * max(map(len, labels)))  # room for the longest label beside the bars
     fig, ax = plt.subplots(figsize=(width, 0.4 * len(best) + 1.2))
-    positions = range(len(best))[::-1]  # the best row on top
-    ax.barh(positions, best["test_f1_mean"] * 100, xerr=best["test_f1_std"].fillna(0) * 100, capsize=3)
-    ax.set_yticks(positions, labels)  # positions, not names: two rows of one model stay two bars
-    ax.set_xlabel("test macro-F1 (%)")
-    ax.set_xlim(max(0, best["test_f1_mean"].min() * 100 - 10), 100)
+    positions = np.arange(len(best))[::-1]  # the best row on top
+    mean, low, high = (best[f"test_f1_{key}"].to_numpy(dtype=float) * 100 for key in ("mean", "ci_low", "ci_high"))
+    ax.barh(positions, mean)
+    shown = ~np.isnan(low)
+    if shown.any():  # a percentile interval may, rarely, leave out the mean itself: no negative length
+        below, above = np.clip(mean - low, 0, None)[shown], np.clip(high - mean, 0, None)[shown]
+        ax.errorbar(mean[shown], positions[shown], xerr=[below, above], fmt="none", ecolor="black", capsize=3)
+    ax.set_yticks(positions, labels, parse_math=False)  # positions, not names: two rows of one model, two bars
+    ax.set_xlabel("test macro-F1 (%), mean over seeds; error bars: 95% bootstrap interval")
+    ax.set_xlim(0, 100)
     return fig
 
 
@@ -725,11 +826,13 @@ def val_f1_per_epoch_figure(best: pd.DataFrame) -> plt.Figure:
     for row, details in zip(best.itertuples(), row_details(best), strict=True):
         log = pd.read_csv(Path(row.chosen_run) / "log.csv")
         if "train_loss" in log:  # fine-tuned runs; the baseline's rows are values of C, not epochs
-            ax.plot(log["epoch"], log["val_f1"] * 100, marker=".", label=label(row.model, [*details, f"lr {row.lr:g}"]))
+            lr = f"lr {lr_text(row.lr)}"
+            ax.plot(log["epoch"], log["val_f1"] * 100, marker=".", label=label(row.model, [*details, lr]))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation macro-F1 (%)")
-    ax.legend(fontsize="small")
+    for text in ax.legend(fontsize="small").get_texts():
+        text.set_parse_math(False)
     return fig
 
 
@@ -743,7 +846,7 @@ def section_report(section: pd.DataFrame, results_dir: Path) -> str:
     """One dataset's table, with the best row's per-class CSV and confusion matrix written beside it."""
     best_row = section.loc[section["test_f1_mean"].idxmax()]
     classes, matrix, names = class_scores(best_row)
-    write_text(results_dir / section_file(best_row, "per_class", ".csv"), classes.to_csv(index=False))
+    write_text(results_dir / section_file(best_row, "per_class", ".csv"), csv_text(classes))
     if matrix is not None:
         title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
         save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
@@ -751,17 +854,74 @@ def section_report(section: pd.DataFrame, results_dir: Path) -> str:
 
 
 def write_results(runs: pd.DataFrame, best: pd.DataFrame, results_dir: Path) -> str:
-    """The tables and plots in results_dir; results.md's text is returned. Each table is written whole or
-    not at all (write_text): a full disk leaves the previous one, never half of one."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    write_text(results_dir / "all.csv", written(runs).to_csv(index=False))
-    write_text(results_dir / "best.csv", written(best.drop(columns="seed_runs")).to_csv(index=False))
-    save(f1_figure(best), results_dir / "test_f1.png")
-    save(val_f1_per_epoch_figure(best), results_dir / "val_f1_per_epoch.png")
-    sections = best.groupby(SECTION, dropna=False, sort=False)  # different test examples: never one table
-    report = "\n".join(section_report(section, results_dir) for _, section in sections)
-    write_text(results_dir / "results.md", report)
+    """The tables and plots, as a set that replaces results_dir whole (staged): a full disk or a kill
+    mid-write leaves the previous set, never a new best.csv beside an old results.md. results.md's text
+    is returned."""
+    with staged(results_dir) as folder:
+        write_text(folder / "all.csv", csv_text(written(runs)))
+        write_text(folder / "best.csv", csv_text(written(best.drop(columns="seed_runs"))))
+        save(f1_figure(best), folder / "test_f1.png")
+        save(val_f1_per_epoch_figure(best), folder / "val_f1_per_epoch.png")
+        sections = best.groupby(SECTION, dropna=False, sort=False)  # different test examples: never one table
+        report = "\n".join(section_report(section, folder) for _, section in sections)
+        write_text(folder / "results.md", report)
     return report
+
+
+@contextlib.contextmanager
+def staged(folder: Path) -> Iterator[Path]:
+    """A new folder to write a set into, which then replaces `folder` whole, or is removed if the writing
+    fails. It is made beside `folder` (the same disk: renaming moves nothing) as files.staging_folder
+    names it, after this process, with whatever `folder` holds beside a result set (OWN_FILES) copied in."""
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
+    if not folder.parent.exists():
+        folder.parent.mkdir(parents=True)
+    prefix = f".{folder.name}."
+    remove_stale_staging(folder.parent, prefix)  # a killed aggregate.py's (kill -9 skips the except below)
+    staging = staging_folder(folder.parent, prefix)
+    try:
+        as_a_new_file(staging)  # mkdtemp makes it private; the results are for colleagues to read
+        carry_over(folder, staging)
+        yield staging
+        replace_folder(folder, staging, prefix)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def carry_over(folder: Path, staging: Path) -> None:
+    """Copy into staging what folder holds that aggregate.py does not write (OWN_FILES): someone's notes
+    stay; an older set's files (a confusion matrix of a dataset no longer in the table) do not."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in OWN_FILES):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, staging / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, staging / entry.name, follow_symlinks=False)
+
+
+def replace_folder(folder: Path, staging: Path, prefix: str) -> None:
+    """Rename the old folder aside (onto an empty staging folder: a killed run's is removed as any other),
+    staging into its place, and remove the old one. POSIX renames a folder atomically but cannot swap two:
+    for a moment there is no folder, but never one with parts of two sets."""
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        aside = staging_folder(folder.parent, prefix)
+        with contextlib.suppress(FileNotFoundError):  # no set yet, or another aggregate.py's swap under way
+            folder.rename(aside)
+        try:
+            staging.rename(folder)
+            return
+        except OSError as e:  # ENOTEMPTY, EEXIST: another aggregate.py put its set in place meanwhile
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == SWAP_ATTEMPTS:
+                with contextlib.suppress(OSError):
+                    aside.rename(folder)  # the old set back where it was
+                raise
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def main(args: Args) -> None:
@@ -782,7 +942,7 @@ def main(args: Args) -> None:
         sys.exit(f"aggregate.py: error: cannot write the results to {results_dir} ({e.strerror or e}): {remedy}")
     print(report)
     datasets = best["dataset_fingerprint"].nunique(dropna=False)
-    print(f"{len(runs)} runs, {len(best)} rows, {datasets} dataset(s) -> {results_dir}")
+    print(f"{plural(len(runs), 'run')}, {plural(len(best), 'row')}, {plural(datasets, 'dataset')} -> {results_dir}")
 
 
 if __name__ == "__main__":

@@ -301,9 +301,9 @@ def step_flops(lengths: list[int], config, non_embedding_params: int, training: 
     return (dense + attention) * (3 if training else 1)
 
 
-def token_lengths(records: list[dict], tokenizer, model_config, max_seq_len: int) -> list[int]:
+def token_lengths(records: list[dict], tokenizer, model, max_seq_len: int) -> list[int]:
     """Each record's length in tokens as train.py tokenizes it for this model (capped where it caps)."""
-    max_seq_len = usable_seq_len(max_seq_len, model_config, tokenizer)
+    max_seq_len = usable_seq_len(max_seq_len, model, tokenizer)
     return [len(e["input_ids"]) for e in tokenize(records, tokenizer, TEXT_FIELDS, max_seq_len, segment_ids=True)]
 
 
@@ -334,8 +334,8 @@ def model_step(
         compile=compile,
     )
     first, steady = run["log"]
-    train_lengths = token_lengths(train_records, tokenizer, model.config, args.max_seq_len)
-    val_lengths = token_lengths(val_records, tokenizer, model.config, args.max_seq_len)
+    train_lengths = token_lengths(train_records, tokenizer, model, args.max_seq_len)
+    val_lengths = token_lengths(val_records, tokenizer, model, args.max_seq_len)
     # The FLOPs count the lengths computed here: they must be the ones train.py trained on.
     train_tokens = steady["train_tokens_per_s"] * steady["epoch_seconds"]
     if not math.isclose(train_tokens, sum(train_lengths), rel_tol=1e-3):
@@ -528,7 +528,7 @@ def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None
         else:
             tokenizer, model = fast, bert_base()
             model_dir = save_model(model, fast, workdir / "bert-base")
-        lengths = token_lengths(records, tokenizer, model.config, args.max_seq_len)
+        lengths = token_lengths(records, tokenizer, model, args.max_seq_len)
         report["model"] = args.model_name or "BERT-base shape, random weights"
         report["mean_tokens_per_example"] = sum(lengths) / len(lengths)
         if "pipeline_samples_per_s" in report:

@@ -14,9 +14,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from classopt import config
 
-from paths import ROOT
+def missing_dependency(kind, error, traceback) -> None:
+    """A script started by a Python without the dependencies (python3 outside .venv): one line on how to
+    get them, not a traceback through the imports. Any other uncaught error as Python reports it."""
+    ours = isinstance(error, ModuleNotFoundError) and (Path(__file__).parent / f"{error.name}.py").exists()
+    if not isinstance(error, ModuleNotFoundError) or ours:
+        sys.__excepthook__(kind, error, traceback)
+        return
+    print(
+        f"{Path(sys.argv[0]).name}: error: {error} in {sys.executable}: `bash run.sh` sets up .venv/ with the "
+        "dependencies (or see the README's Set-up); then run the script with .venv/bin/python",
+        file=sys.stderr,
+    )
+
+
+SCRIPT_STARTING = Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent  # a script of src/
+if SCRIPT_STARTING:
+    sys.excepthook = missing_dependency  # before the first dependency is imported, classopt just below
+
+from classopt import config  # noqa: E402 (after the hook above)
+
+from paths import ROOT  # noqa: E402
 
 
 def interrupted_while_starting(signum, frame) -> None:
@@ -29,7 +48,7 @@ def die_of_sigint() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-if Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent:  # a script of src/ is starting
+if SCRIPT_STARTING:
     signal.signal(signal.SIGINT, interrupted_while_starting)  # until main() runs inside dies_of_sigint
     # Output piped into `head` that stops reading: end quietly, as Unix tools do, rather than report a
     # broken pipe as an error of the run (or worse, remove a finished run folder over it).

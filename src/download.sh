@@ -92,6 +92,9 @@ mkdir -p "$DATA_DIR"
 if command -v flock >/dev/null 2>&1; then
     exec 9>"$DATA_DIR/.download.lock"
     flock 9
+    # Holding the lock, no other run is writing: a partial download or extraction here is a killed run's
+    # (kill -9 skips the traps that remove them) and would stay forever.
+    rm -rf -- "$ARCHIVE".part.* "$DATA_DIR"/.extract.*
 else
     echo "download.sh: warning: flock (util-linux) not found: do not start two downloads at once" >&2
 fi

@@ -5,7 +5,8 @@
 #       Sets the array `python` to the first Python that imports every MODULE: $PYTHON if set, else the
 #       active virtualenv's, .venv/, Poetry's environment, python3. A $PYTHON without them is an error:
 #       the user chose it, and we never install into someone's Python. When none of the others has them,
-#       .venv is created (or completed) from REQUIREMENTS, hash-checked, and used.
+#       .venv is created (or completed) from REQUIREMENTS, hash-checked, and used; on a machine without an
+#       NVIDIA driver it first says how to install torch's CPU build instead (README, Set-up).
 #   create_environment NAME REQUIREMENTS
 #       python3 -m venv .venv, then pip installs REQUIREMENTS into it with --require-hashes.
 #
@@ -41,6 +42,17 @@ create_environment() {
     .venv/bin/python -m pip install --require-hashes -r "$requirements" \
         || _environment_error "$name" "pip could not install $requirements into .venv (its message is above);" \
             "run again to complete it"
+}
+
+_cpu_route() {  # NAME: without an NVIDIA driver, how to skip torch's CUDA build (told: that route is not hash-locked)
+    [[ -e /proc/driver/nvidia ]] && return 0
+    command -v nvidia-smi >/dev/null 2>&1 && return 0
+    local version
+    version="$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' requirements.txt 2>/dev/null)"
+    echo "$1: no NVIDIA driver here: torch's CPU build avoids the CUDA build's 6.3 GB. To take it, stop this" \
+        "(Ctrl-C) and run: python3 -m venv .venv && .venv/bin/python -m pip install torch${version:+==$version}" \
+        "--index-url https://download.pytorch.org/whl/cpu && .venv/bin/python -m pip install -r requirements-cpu.txt" \
+        "(README, Set-up); then this command again"
 }
 
 find_environment() {
@@ -88,6 +100,7 @@ find_environment() {
         echo "$name: no environment with the dependencies: creating .venv from $requirements" \
             "(hash-checked; the CUDA build of torch is several GB)"
     fi
+    _cpu_route "$name"
     create_environment "$name" "$requirements"
     python=(.venv/bin/python)
     _environment_imports "$modules" "${python[@]}" \

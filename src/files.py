@@ -1,10 +1,13 @@
 """Writing files that readers never see half-written: to a temporary name, then renamed."""
 
 import csv
+import glob
 import io
 import json
 import os
 import secrets
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -75,3 +78,30 @@ def check_writable(folder: Path) -> None:
             os.fsync(f.fileno())
     except OSError as e:
         raise ValueError(f"{existing}: cannot write here ({e.strerror})") from None
+
+
+def staging_folder(parent: Path, prefix: str) -> Path:
+    """A new folder in `parent` to write into before a rename, named <prefix><host>.<pid>.<random>: whose
+    it is, so that remove_stale_staging can tell one left by a killed run from one still in use."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{socket.gethostname()}.{os.getpid()}.", dir=parent))
+
+
+def remove_stale_staging(parent: Path, prefix: str) -> None:
+    """Remove the staging_folder()s <parent>/<prefix>... whose process has ended on this host: kill -9 (or
+    the OOM killer, a power cut) runs no cleanup, and they would stay forever. A live process's, or another
+    host's (whose processes we cannot see), are left alone. The prefix may begin with */ levels."""
+    levels, _, name_prefix = prefix.rpartition("/")
+    for path in parent.glob(f"{levels}/{glob.escape(name_prefix)}*" if levels else f"{glob.escape(name_prefix)}*"):
+        host, _, pid = path.name.removeprefix(name_prefix).rpartition(".")[0].rpartition(".")
+        if host == socket.gethostname() and pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True

@@ -86,19 +86,21 @@ def tokenize(
     three or more, the rest are joined into the second segment. Truncation is ours (fit_pair, then
     keep_spans), the same for fast (Rust) and Python (MeCab) tokenizers: the tokenizers' own
     "only_second" raises for a title longer than the budget (fast) or returns an over-long sequence
-    (MeCab's Python tokenizer). segment_ids asks for token_type_ids, which models with segment
-    embeddings (BERT, ELECTRA) were pre-trained with. The attention mask is rebuilt per batch.
+    (MeCab's Python tokenizer). A record whose second text is "" is encoded as the tokenizer encodes it
+    (empty_second_dropped). segment_ids asks for token_type_ids, which models with segment embeddings
+    (BERT, ELECTRA) were pre-trained with. The attention mask is rebuilt per batch.
 
     An example per window (one per record unless truncation.windows > 1), in record order, each with
     "document", the index of its record in the split. A record the tokenizer fails on is named in a
     one-line ValueError."""
     pair = len(text_fields) > 1
-    budget = max_seq_len - tokenizer.num_special_tokens_to_add(pair=pair)
-    if budget < 2:
+    budgets = {p: max_seq_len - tokenizer.num_special_tokens_to_add(pair=p) for p in (False, True)}
+    if budgets[pair] < 2:
         raise ValueError(f"--max_seq_len {max_seq_len} leaves no room for text after the special tokens")
     steps = fast_tokenizer_steps(tokenizer, pair) if tokenizer.is_fast else python_tokenizer_steps(tokenizer)
-    encode = partial(encode_texts, steps, pair=pair, budget=budget, truncation=truncation)
-    examples, document = [], 0
+    alone = pair and empty_second_dropped(tokenizer)
+    encode = partial(encode_texts, steps, budgets=budgets, truncation=truncation, alone_if_empty=alone)
+    examples, document, checked = [], 0, set()
     for batch in tqdm(list(chunked(records, 256)), desc=f"tokenize {split}", leave=False, disable=None):
         texts = [[r[field] for r in batch] for field in text_fields]
         if len(texts) > 2:
@@ -107,8 +109,11 @@ def tokenize(
             encoded = encode(texts)
         except Exception as e:  # the Rust tokenizers raise bare Exceptions
             raise ValueError(tokenizer_failure(encode, batch, texts, split, e)) from None
-        if document == 0:
-            check_against_tokenizer(tokenizer, encode, [field[0] for field in texts], max_seq_len)
+        for i in range(len(batch)):
+            layout = tuple(field[i] == "" for field in texts)  # which texts are empty
+            if layout not in checked:
+                check_against_tokenizer(tokenizer, encode, [field[i] for field in texts], max_seq_len)
+                checked.add(layout)
         for record, windows in zip(batch, encoded, strict=True):
             for input_ids, token_type_ids in windows:
                 example = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
@@ -124,8 +129,9 @@ def tokenize(
 
 def check_against_tokenizer(tokenizer, encode, texts: list[str], max_seq_len: int) -> None:
     """The start of a record's texts, short enough not to be cut, must come out exactly as the tokenizer's
-    own `tokenizer(a, b)`: once per split, it stops a run whose special tokens we placed wrongly (as every
-    title once was), whatever the lengths of the real texts."""
+    own `tokenizer(a, b)`: for a split's first record with each layout of empty and non-empty texts, it
+    stops a run whose special tokens we placed wrongly (as every title once was, and a title without
+    body once was), whatever the lengths of the real texts."""
     for chars in (32, 16, 8, 4, 2, 1):
         short = [text[:chars] for text in texts]
         [[(input_ids, token_type_ids), *more]] = encode([[text] for text in short])
@@ -137,18 +143,33 @@ def check_against_tokenizer(tokenizer, encode, texts: list[str], max_seq_len: in
             return
 
 
-def encode_texts(steps, texts: list[list[str]], pair: bool, budget: int, truncation: Truncation) -> list[list]:
+def encode_texts(
+    steps, texts: list[list[str]], budgets: dict[bool, int], truncation: Truncation, alone_if_empty: bool = False
+) -> list[list]:
     """Per text (or pair), its windows as (input_ids, token_type_ids): each segment is tokenized
-    without special tokens, cut (windows_of), then given the model's special tokens and segment ids.
-    steps: (token_ids, add_special_tokens) of python_tokenizer_steps or fast_tokenizer_steps."""
+    without special tokens, cut (windows_of) to the budget of a single text or a pair (budgets[pair]),
+    then given the model's special tokens and segment ids. alone_if_empty: a pair whose second text is ""
+    is its first text alone. steps: (token_ids, add_special_tokens) of python_tokenizer_steps or
+    fast_tokenizer_steps."""
     token_ids, add_special_tokens = steps
     segments = [token_ids(field) for field in texts]
+    if len(segments) == 1:
+        segments.append([None] * len(segments[0]))
+    elif alone_if_empty:
+        segments[1] = [None if text == "" else ids for text, ids in zip(texts[1], segments[1], strict=True)]
     encoded = []
-    for first, *second in zip(*segments, strict=True):
-        second = second[0] if pair else None
-        windows = windows_of(len(first), None if second is None else len(second), budget, truncation)
+    for first, second in zip(*segments, strict=True):
+        lengths = (len(first), None if second is None else len(second))
+        windows = windows_of(*lengths, budgets[second is not None], truncation)
         encoded.append([add_special_tokens(cut(first, a), None if b is None else cut(second, b)) for a, b in windows])
     return encoded
+
+
+def empty_second_dropped(tokenizer) -> bool:
+    """Whether the tokenizer encodes a pair whose second text is "" as the first text alone. transformers'
+    fast tokenizers do (`if text_pair`), its Python ones (MeCab's) give a pair with an empty second segment
+    (`if text_pair is not None`): asked of the tokenizer, not inferred from its class."""
+    return tokenizer("a", "")["input_ids"] == tokenizer("a")["input_ids"]
 
 
 def python_tokenizer_steps(tokenizer):
@@ -175,14 +196,15 @@ def fast_tokenizer_steps(tokenizer, pair: bool):
     backend = copy.deepcopy(tokenizer.backend_tokenizer)  # a tokenizer.json may have been saved with
     backend.no_truncation()  # truncation or padding on: we cut ourselves, without changing the caller's
     backend.no_padding()
-    template = special_token_template(backend, pair, set(tokenizer.all_special_ids))
+    # a pair's template, and a single text's for records without a second text (empty_second_dropped)
+    templates = {p: special_token_template(backend, p, set(tokenizer.all_special_ids)) for p in {False, pair}}
 
     def token_ids(texts: list[str]) -> list[list[int]]:
         return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
 
     def add_special_tokens(first: list[int], second: list[int] | None) -> tuple[list[int], list[int]]:
         ids, type_ids = [], []
-        for token, segment, type_id in template:
+        for token, segment, type_id in templates[second is not None]:
             part = [token] if segment is None else (first, second)[segment]
             ids += part
             type_ids += [type_id] * len(part)

@@ -1,7 +1,8 @@
-"""Loading a Hugging Face encoder for sequence classification, and the limits it puts on its input."""
+"""Loading a Hugging Face encoder for sequence classification, and its limits: input length, precision."""
 
 from cli import first_line
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -9,11 +10,10 @@ import transformers
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from huggingface_hub.utils import logging as hub_logging
 from safetensors import SafetensorError
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-# Models whose position ids start after the padding index (RoBERTa's fairseq heritage): of their
-# max_position_embeddings (514), pad_token_id + 1 positions are unusable, leaving 512 tokens.
-PADDING_OFFSET_MODELS = {"roberta", "xlm-roberta", "camembert", "luke", "data2vec-text", "xmod", "roberta-prelayernorm"}
+from hardware import autocast
 
 
 def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = False):
@@ -30,9 +30,11 @@ def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = Fa
     if local.exists() and not (local / "config.json").is_file():
         raise ValueError(f"{model_name}: not a loadable model directory (no config.json in it)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_name)
+        check_is_a_sequence_classifier(AutoConfig.from_pretrained(model_name, trust_remote_code=False))
+        tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_name,
+            trust_remote_code=False,
             num_labels=len(label2id),
             label2id=label2id,
             id2label={i: name for name, i in label2id.items()},
@@ -48,11 +50,38 @@ def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = Fa
     except OSError as e:
         raise ValueError(f"{model_name}: {why_not_loaded(e, local.exists())}") from None
     except ValueError as e:
+        if needs_custom_code(e):
+            raise ValueError(f"{model_name}: {NO_CUSTOM_CODE}") from None
         raise ValueError(f"{model_name}: could not load its tokenizer or model: {first_line(e)}") from None
     if tokenizer.pad_token_id is None:
         raise ValueError(f"{model_name}: the tokenizer has no padding token")
     check_tokenizer_covers(model_name, tokenizer, model.config)
     return tokenizer, model
+
+
+def check_is_a_sequence_classifier(config) -> None:
+    """Before the tokenizer: a vision or speech model's folder would fail there, with a cut-off message
+    about tokenizer files that names neither the model's kind nor the remedy. (load_model prefixes the
+    model's name, as to every ValueError of loading.)"""
+    if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        raise ValueError(
+            f"its model_type {config.model_type!r} has no AutoModelForSequenceClassification in transformers "
+            "(not a text model): choose a text encoder such as BERT, RoBERTa or DeBERTa"
+        )
+
+
+# A model whose config.json maps its classes to Python files of its own (auto_map) would make transformers
+# stop mid-run to ask "Do you wish to run the custom code? [y/N]", and run that code on a "y". Every
+# loading call passes trust_remote_code=False, so transformers refuses it instead, and nothing of it runs.
+NO_CUSTOM_CODE = (
+    "it needs Python code of its own to load (auto_map in its config.json), which this pipeline never runs;"
+    " choose a model that transformers supports without custom code"
+)
+
+
+def needs_custom_code(error: ValueError) -> bool:
+    """Whether transformers refused a model for its own code (its message asks for trust_remote_code=True)."""
+    return "trust_remote_code" in str(error)
 
 
 def check_tokenizer_covers(model_name: str, tokenizer, model_config) -> None:
@@ -81,14 +110,88 @@ def why_not_loaded(error: OSError, is_local: bool) -> str:
     return f"could not be loaded: {first_line(error)}"
 
 
-def usable_seq_len(requested: int, model_config, tokenizer) -> int:
-    limits = [requested]
-    if getattr(model_config, "max_position_embeddings", None):
-        offset = model_config.pad_token_id + 1 if model_config.model_type in PADDING_OFFSET_MODELS else 0
-        limits.append(model_config.max_position_embeddings - offset)
+PROBE_LENGTH = 8  # tokens per input of run_probe
+
+
+def usable_seq_len(requested: int, model, tokenizer) -> int:
+    """--max_seq_len, capped by the positions the model numbers and by the tokenizer's model_max_length."""
+    limits = [requested, position_limit(model)]
     if tokenizer.model_max_length < 1_000_000:  # the tokenizer's "no limit" is a huge sentinel
         limits.append(tokenizer.model_max_length)
-    return min(limits)
+    return min(limit for limit in limits if limit)
+
+
+def position_limit(model) -> int | None:
+    """How many tokens the model's table of absolute positions numbers, seen at work rather than looked up
+    in a list of architectures: a forward pass of PROBE_LENGTH tokens shows the highest row that their
+    position ids reach. BERT numbers positions from row 0; RoBERTa, XLM-R, MPNet, Longformer and LUKE
+    number them after the padding index (fairseq's heritage), so that 512 of their 514 rows are usable.
+    A model without such a table (relative positions: DeBERTa v3; rotary: ModernBERT) runs at any length:
+    it is held to max_position_embeddings, the length it was pre-trained to."""
+    seen = {}
+
+    def record(table, inputs):  # a forward pre-hook: inputs[0] holds the position ids
+        seen["rows"], seen["highest_row"] = table.num_embeddings, int(inputs[0].max())
+        # The layers after the embeddings are not needed, and would cost a big model seconds on a CPU
+        # (Longformer pads every input to its attention window, 512 tokens).
+        raise PositionsSeen
+
+    hooks = [
+        module.register_forward_pre_hook(record)
+        for name, module in model.named_modules()
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding)
+    ]
+    try:
+        if hooks:
+            run_probe(model)
+    except PositionsSeen:
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not seen:  # relative or rotary positions only
+        return getattr(model.config, "max_position_embeddings", None)
+    first_row = seen["highest_row"] - (PROBE_LENGTH - 1)
+    return seen["rows"] - first_row
+
+
+class PositionsSeen(Exception):
+    """position_limit's probe has seen the position ids: the rest of the forward pass is skipped."""
+
+
+def precision_that_runs(model_name: str, model, device, precision: str, reason: str, requested: str) -> tuple:
+    """The precision and its reason as given if the model's forward pass runs under autocast in it. Some
+    architectures do not: DeBERTa v1 fills masked attention scores with float32's minimum, which neither
+    bf16 nor fp16 can hold ("value cannot be converted to type c10::BFloat16 without overflow"). Probed
+    on two short inputs before anything is written, rather than listed by name. A precision that --precision
+    auto chose falls back to fp32, which every model runs in; one that was asked for is a ValueError."""
+    if precision == "fp32":
+        return precision, reason
+    try:
+        run_probe(model, autocast(device, precision)())
+    except RuntimeError as e:
+        if requested == precision:
+            message = f"this architecture cannot run in --precision {precision} ({first_line(e)})"
+            raise ValueError(f"{model_name}: {message}; use --precision fp32") from None
+        return "fp32", f"{reason}, but this model fails in {precision} ({first_line(e)}): fp32"
+    return precision, reason
+
+
+def run_probe(model, context=None) -> None:
+    """A forward pass, without gradients or dropout, over two inputs of PROBE_LENGTH tokens, the second
+    one half padding: a few milliseconds that run every part of the model our inputs reach."""
+    pad = getattr(model.config, "pad_token_id", None)
+    token = 0 if pad != 0 else 1  # a real token: padding gets no position
+    ids = torch.full((2, PROBE_LENGTH), token, device=model.device)
+    mask = torch.ones_like(ids)
+    mask[1, PROBE_LENGTH // 2 :] = 0
+    ids[1, PROBE_LENGTH // 2 :] = token if pad is None else pad
+    training = model.training
+    try:
+        with torch.no_grad(), context or nullcontext():
+            model.eval()(input_ids=ids, attention_mask=mask)
+    finally:
+        model.train(training)
 
 
 # Architectures with parameters that our inputs (input_ids, attention_mask, token_type_ids) never reach,

@@ -5,14 +5,16 @@
     echo "今日の試合でゴールを決めた" | python src/predict.py outputs/.../model
 
 One output line per input, in input order (a record of the --input file, or a line of standard input),
-so that the nth output line is always the nth input's:
+so that the nth output line is always the nth input's, with the names of the run's prediction files
+(test-predictions.jsonl, whose "label" is the gold label):
 
-    {"id": <the input's "id", if it has one>, "label": <the most probable label>,
+    {"id": <the input's "id", else its number from 0>, "predicted": <the most probable label>,
      "probabilities": {<label>: <probability, 4 decimals>}}
-    {"id": ..., "label": null, "probabilities": null, "error": "empty text"}
+    {"id": ..., "predicted": null, "probabilities": null, "error": "empty text"}
 
-(a multi-label model: "label" is the list of labels whose probability, a sigmoid each, is the run's
---threshold or above, or --threshold's; possibly empty),
+(the number of the line of standard input or of the record of the file, as prepare.py numbers a table's
+rows; a multi-label model: "predicted" is the list of labels whose probability, a sigmoid each, is the
+run's --threshold or above, or --threshold's; possibly empty),
 
 the second for an input whose text fields are all empty once normalized (a blank line of standard
 input, a record of "" or spaces only): a model would still give it a label, made up from nothing.
@@ -43,6 +45,7 @@ from dataset_files import normalize
 from evaluation import predict
 from hardware import autocast, resolve_device
 from inputs import Collator, Truncation, eval_loader, tokenize
+from models import NO_CUSTOM_CODE, needs_custom_code
 from tables import read_table
 
 
@@ -135,14 +138,18 @@ def load_saved_model(model_dir: Path, device):
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # no loading bar in the output a user redirects
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)  # models.NO_CUSTOM_CODE
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, trust_remote_code=False, dtype=torch.float32
+        )
     except SafetensorError as e:  # a truncated or damaged weights file: an interrupted copy, a full disk
         weights = model_dir / "model.safetensors"
         where = weights if weights.is_file() else f"a .safetensors file of {model_dir}"
         remedy = "copy the model folder again, or save it again with train.py --save_model"
         raise ValueError(f"{where} is unreadable ({first_line(e)}): {remedy}") from None
     except (OSError, ValueError) as e:
+        if needs_custom_code(e):
+            raise ValueError(f"{model_dir}: {NO_CUSTOM_CODE}") from None
         raise ValueError(f"{model_dir}: could not load the saved model: {first_line(e)}") from None
     return tokenizer, model.to(device)
 
@@ -179,26 +186,34 @@ def main(args: Args) -> None:
         records = read_inputs(args.input, fields, settings["normalize"], line_field)
         device = resolve_device(args.device)
         tokenizer, model = load_saved_model(args.model_dir, device)
-    except (ValueError, OSError) as e:
+        threshold = (args.threshold or settings["threshold"]) if multi_label(model) else None
+        if args.threshold is not None and threshold is None:
+            raise ValueError(f"--threshold is for multi-label models; {args.model_dir} predicts one label")
+        with_text = [record for record in records if has_text(record, fields)]
+        rows = iter(probabilities(args, settings, with_text, fields, tokenizer, model, device).numpy())
+    except (ValueError, OSError) as e:  # a tokenizer's failure too: nothing is printed before all is predicted
         sys.exit(f"predict.py: error: {e}")
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    threshold = (args.threshold or settings["threshold"]) if multi_label(model) else None
-    if args.threshold is not None and threshold is None:
-        sys.exit(f"predict.py: error: --threshold is for multi-label models; {args.model_dir} predicts one label")
-    with_text = [record for record in records if has_text(record, fields)]
-    rows = iter(probabilities(args, settings, with_text, fields, tokenizer, model, device).numpy())
-    for record in records:
-        output = {"id": record["id"]} if "id" in record else {}
+    for number, record in enumerate(records):
+        output = {"id": record.get("id", number)}
         if has_text(record, fields):
-            row = next(rows)
-            if threshold is None:
-                output["label"] = names[int(row.argmax())]
-            else:  # every label at the threshold or above, in label id order; maybe none
-                output["label"] = [name for name, p in zip(names, row, strict=True) if p >= threshold]
-            output["probabilities"] = {name: round(float(p), 4) for name, p in zip(names, row, strict=True)}
+            output |= prediction(next(rows), names, threshold)
         else:
-            output |= {"label": None, "probabilities": None, "error": "empty text"}
+            output |= {"predicted": None, "probabilities": None, "error": "empty text"}
         print(json.dumps(output, ensure_ascii=False))
+
+
+def prediction(row, names: list[str], threshold: float | None) -> dict:
+    """A text's "predicted" and "probabilities", as train.py's prediction files write them (runs.write_predictions):
+    the most probable label, or (multi-label) every label at the threshold or above, in label id order; maybe none."""
+    if threshold is None:
+        predicted = names[int(row.argmax())]
+    else:
+        predicted = [name for name, p in zip(names, row, strict=True) if p >= threshold]
+    return {
+        "predicted": predicted,
+        "probabilities": {name: round(float(p), 4) for name, p in zip(names, row, strict=True)},
+    }
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ import json
 import random
 import shutil
 import sys
-import tempfile
 import unicodedata
 from array import array
 from collections import Counter
@@ -57,7 +56,7 @@ import numpy as np
 from classopt import classopt, config
 
 from dataset_files import SPLITS, as_written, dataset_fingerprint, normalize, write_jsonl, write_label2id
-from files import as_a_new_file
+from files import as_a_new_file, remove_stale_staging, staging_folder
 from paths import ROOT
 from splitting import assign, assign_multi_label
 from tables import read_table, reader_for
@@ -370,7 +369,8 @@ def staged(output_dir: Path) -> Iterator[Path]:
     never a partial one."""
     check_replaceable(output_dir)  # before anything is written
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    remove_stale_staging(output_dir.parent, f".{output_dir.name}.")  # a killed run's (kill -9 skips the except)
+    staging = staging_folder(output_dir.parent, f".{output_dir.name}.")
     as_a_new_file(staging)  # mkdtemp makes it 0700
     try:
         yield staging

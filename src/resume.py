@@ -9,15 +9,17 @@ kept in the run folder until the run is complete, and the folder a run started a
 
 The same command again, with --resume, finds the newest incomplete run folder of the same settings (the
 identity that --skip_if_done compares, runs.IDENTITY) that has a resume.pt, and continues after the
-epoch it records: nothing of the finished epochs is trained again. On a CPU the result equals that of
-a run never interrupted, bit for bit (tests/test_resume.py kills one with SIGKILL). PyTorch keeps no
-state beyond these; the data order needs none (inputs.length_grouped_batches draws it from the seed and
-the epoch).
+epoch it records: nothing of the finished epochs is trained again. Where there is none, but an interrupted
+run of other settings is, a new run starts with a notice naming that run and how it differs. On a CPU the
+result equals that of a run never interrupted, bit for bit (tests/test_resume.py kills one with SIGKILL).
+PyTorch keeps no state beyond these; the data order needs none (inputs.length_grouped_batches draws it
+from the seed and the epoch).
 """
 
 import os
 import pickle
 import random
+import re
 import secrets
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 import distributed
-from runs import is_complete, runs_like
+from runs import identity_differences, is_complete, model_dir_name, read_config, runs_like
 
 STATE_FILE = "resume.pt"
 
@@ -37,6 +39,28 @@ def find_resumable_run(runs_dir: Path, model_name: str, planned: dict) -> Path |
         if (run_dir / STATE_FILE).is_file() and not is_complete(run_dir):
             return run_dir
     return None
+
+
+def not_continued(runs_dir: Path, model_name: str, planned: dict) -> str | None:
+    """When no run of these settings is there to continue: a notice naming the newest interrupted run of this
+    model that --resume could continue with other settings, and the settings that differ; None if none."""
+    folders = sorted(path.parent for path in (runs_dir / model_dir_name(model_name)).glob(f"*/*/{STATE_FILE}"))
+    for run_dir in reversed(folders):
+        if not is_complete(run_dir) and (config := read_config(run_dir)) is not None:
+            differences = ", ".join(
+                f"{name} {shown(theirs)} (now {shown(ours)})"
+                for name, theirs, ours in identity_differences(config, planned)
+            )
+            return (
+                f"notice: --resume: {run_dir} is not continued, it was started with other settings: {differences}; "
+                "a new run starts (the same command with those settings continues that one)"
+            )
+    return None
+
+
+def shown(value) -> str:
+    """A setting as it is typed on the command line."""
+    return "none" if value is None else " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def random_state(device: torch.device) -> dict:
@@ -74,11 +98,26 @@ def save(run_dir: Path | None, state: dict, device: torch.device) -> None:
     remove_partial(run_dir)  # a state half-written when a kill came: gigabytes that nothing reads
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        torch.save(state | {"random": generators}, tmp)
+        write_state(state | {"random": generators}, tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_state(state: dict, path: Path) -> None:
+    """torch.save to a file that Python writes, so that a failed write (a full disk) is an OSError that says
+    why: given a path, torch's own writer raises a RuntimeError that does not ("unexpected pos 576 vs 534").
+    Given a file, the OSError comes out alone or, when torch's clean-up then fails, as the RuntimeError's
+    context. A RuntimeError without one still becomes an OSError naming the file: train.py reports it in a line."""
+    try:
+        with open(path, "wb") as f:
+            torch.save(state, f)
+    except RuntimeError as e:
+        if isinstance(e.__context__, OSError):
+            raise e.__context__ from None
+        why = re.sub(r"^\[enforce fail at [^]]*\][ .]*", "", str(e).strip().splitlines()[0])  # where in C++: no help
+        raise OSError(f"{STATE_FILE}: not written ({why})") from None
 
 
 def load(run_dir: Path, device: torch.device) -> dict:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from dataset_files import dataset_fingerprint
 from files import write_text
 from paths import ROOT
 
@@ -53,7 +54,7 @@ IDENTITY = (
     "max_grad_norm",
     "precision_used",
     "deterministic",
-    "max_train_samples",  # a smoke test on a subset: its numbers are not the full run's
+    "max_train_samples",  # a smoke test on a subset: its numbers are not the full run's (None: the whole split)
     "max_eval_samples",
     "class_weights",  # None, or "balanced": each class's loss weighed by its inverse frequency in train
     "threshold",  # multi-label: a label is predicted at this probability or above
@@ -231,6 +232,18 @@ def runs_like(output_root: Path, model_name: str, planned: dict) -> list[Path]:
     ]
 
 
+def identity_differences(config: dict, planned: dict) -> list[tuple[str, object, object]]:
+    """How a run's config.json differs from a run about to start (planned, as for runs_like): (setting, its
+    value, the planned value) for each identity key that differs, named as the option that sets it."""
+    theirs, ours = run_identity(config, requested=True), run_identity(planned, requested=True)
+    names = {"dataset_fingerprint": "dataset fingerprint", "global_batch_size": "global batch size"}
+    return [
+        (names.get(key, f"--{RESOLVED_FROM.get(key, key)}"), theirs[key], ours[key])
+        for key in IDENTITY
+        if theirs[key] != ours[key]
+    ]
+
+
 def find_complete_run(output_root: Path, model_name: str, planned: dict, holding: str | None = None) -> Path | None:
     """A complete, readable run of this identity (runs_like), and, if given, with a file or folder
     `holding` (e.g. its saved "model")."""
@@ -242,3 +255,34 @@ def find_complete_run(output_root: Path, model_name: str, planned: dict, holding
         if holding is None or (run_dir / holding).exists():
             return run_dir
     return None
+
+
+def complete_in_sweep(sweep_dir: Path, dataset_dir: Path, holding: str, keys: Sequence[str]) -> dict[str, Path]:
+    """The configurations of run.sh's sweep (by key) known to be complete without starting train.py and
+    torch for each: the run that the last attempt recorded (<sweep_dir>/ended/<key>: "exit=0 ... run=<folder>")
+    is still complete, of this very dataset, and holds `holding` if given (--save_model: "model"). The key
+    stands for every argument of the run; whatever is not found here is left to train.py --skip_if_done."""
+    try:
+        fingerprint, found = dataset_fingerprint(dataset_dir), {}
+    except (OSError, ValueError):  # no dataset there: train.py says so, once for every run
+        return {}
+    for key in keys:
+        try:
+            record = (sweep_dir / "ended" / key).read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if not record.startswith("exit=0 ") or " run=" not in record:
+            continue
+        run_dir = Path(record.partition(" run=")[2])
+        try:
+            config = read_run(run_dir)["config"]
+        except ValueError:
+            continue
+        if config.get("dataset_fingerprint") == fingerprint and (not holding or (run_dir / holding).exists()):
+            found[key] = run_dir
+    return found
+
+
+if __name__ == "__main__":  # run.sh: complete_in_sweep(SWEEP_DIR, DATASET_DIR, HOLDING, keys on stdin), "KEY RUN" lines
+    for key, run_dir in complete_in_sweep(*map(Path, sys.argv[1:3]), sys.argv[3], sys.stdin.read().split()).items():
+        print(key, run_dir)

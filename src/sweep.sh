@@ -8,7 +8,10 @@
 #                     folder: "host pid start slurm-task"; its time is refreshed every claim_timeout/5
 #                     seconds (60 at most) while the run lives
 #   logs/<key>.log    train.py's output when runs go to files (GPUS, WORKERS, Slurm), every attempt appended
-#   ended/<key>       the last attempt that ended: exit=N seconds=N trained=0|1 host=H ended=TIME
+#   ended/<key>       the last attempt that ended: exit=N seconds=N trained=0|1 host=H ended=TIME [run=RUN],
+#                     RUN the complete run folder, which find_complete_runs checks instead of starting train.py
+#   plan              the configurations of the sweep started last (sweep_plan), for run.sh --status
+#   summary           "host pid start -" while run.sh's summary (aggregate.py) runs, for run.sh --status
 #   slurm/            Slurm's output files of the jobs of run.sh --slurm
 #
 # Why our own claims: no well-kept tool hands out work items to independent processes on several
@@ -109,10 +112,15 @@ run_configuration() {  # N MODEL LR SEED MODE: the run's exit status (0 when ano
     # MODE: terminal (train.py prints as it always has), file (to its log), slurm (to its log, and
     # USR1 or TERM stop the run, which Slurm then requeues)
     local n="$1" model="$2" lr="$3" seed="$4" mode="$5" key log start status trained=1 size=0 before after
+    local finished run_dir=""  # the complete runs before; the run this one wrote or found complete
     local name="$model lr=$lr seed=$seed" runs_of_model="$runs_dir/${model//\//__}"
     [[ -d "$model" ]] && runs_of_model="$runs_dir/$(basename "$model")"
     key="$(configuration_key "$model" "$lr" "$seed")"
     log="$sweep_dir/logs/$key.log"
+    if [[ -n "${complete_run[$key]:-}" ]]; then  # found by find_complete_runs, without a train.py
+        echo "=== [$n/$total] $name: already complete, skipped: ${complete_run[$key]}"
+        return 0
+    fi
     if ! claim "$key"; then
         echo "=== [$n/$total] $name: running in another sweep ($holder); skipped here"
         return 0
@@ -127,10 +135,15 @@ run_configuration() {  # N MODEL LR SEED MODE: the run's exit status (0 when ano
     if [[ "$mode" == terminal ]]; then
         echo "=== [$n/$total] $name"
         before="$(find "$runs_of_model" -name config.json 2>/dev/null | wc -l)"
-        "${command[@]}"
+        finished="$(find "$runs_of_model" -name test-metrics.json 2>/dev/null | sort)"
+        run_child "${command[@]}"  # run.sh's: a SIGTERM to run.sh stops it
         status=$?
         after="$(find "$runs_of_model" -name config.json 2>/dev/null | wc -l)"
         ((after > before)) || trained=0
+        if ((status == 0 && trained)); then  # the one run completed meanwhile, if only one (another sweep's?)
+            run_dir="$(comm -13 <(echo "$finished") <(find "$runs_of_model" -name test-metrics.json | sort))"
+            if [[ -n "$run_dir" && "$run_dir" != *$'\n'* ]]; then run_dir="$(dirname "$run_dir")"; else run_dir=""; fi
+        fi
     else
         local where="CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset}"
         echo "=== [$n/$total] $name: started on $(uname -n), $where (log: $log)"
@@ -157,17 +170,33 @@ run_configuration() {  # N MODEL LR SEED MODE: the run's exit status (0 when ano
         fi
         echo "=== run.sh: exit status $status after $(($(date +%s) - start)) s" >>"$log"
         tail -c +"$((size + 1))" "$log" | grep -q "already complete, skipped" && trained=0
+        # train.py's last line names the run: "best epoch ... -> RUN" or "already complete, skipped: RUN"
+        run_dir="$(tail -c +"$((size + 1))" "$log" \
+            | sed -n 's/^already complete, skipped: //p; s/^best epoch .* -> //p' | tail -n 1)"
     fi
     release
     if ((status != 130 && status != 143)); then  # an interrupted run is left to do, not ended
         local ended="$sweep_dir/ended/$key"
         echo "exit=$status seconds=$(($(date +%s) - start)) trained=$trained host=$(uname -n)" \
-            "ended=$(date +%Y-%m-%dT%H:%M:%S)" >"$ended.$BASHPID" && mv -f "$ended.$BASHPID" "$ended"
+            "ended=$(date +%Y-%m-%dT%H:%M:%S)${run_dir:+ run=$run_dir}" >"$ended.$BASHPID" \
+            && mv -f "$ended.$BASHPID" "$ended"
     fi
-    if [[ "$mode" != terminal ]] && ((status == 0)); then
+    if [[ "$mode" != terminal ]] && ((status == 0 && trained)); then
         echo "=== [$n/$total] $name: done in $(duration $(($(date +%s) - start)))"
+    elif [[ "$mode" != terminal ]] && ((status == 0)); then  # train.py found it complete (its log says where)
+        echo "=== [$n/$total] $name: already complete, skipped: ${run_dir:-see $log}"
     fi
     return $status
+}
+
+declare -A complete_run=()  # KEY -> a complete run of that configuration (find_complete_runs)
+find_complete_runs() {  # sets complete_run: the configurations whose run recorded in ended/ is still complete,
+    # found by one Python without torch for them all (src/runs.py) rather than a train.py --skip_if_done each
+    local key run dataset_path="${dataset_dir:-datasets/$dataset}" holding=""
+    ((${#save_model[@]} > 0)) && holding=model
+    while read -r key run; do
+        complete_run[$key]="$run"
+    done < <(sweep_plan | cut -d " " -f 1 | "${python[@]}" src/runs.py "$sweep_dir" "$dataset_path" "$holding")
 }
 
 duration() {  # SECONDS -> 1h02m, 3m05s, 12s
@@ -177,12 +206,21 @@ duration() {  # SECONDS -> 1h02m, 3m05s, 12s
     else printf '%ds\n' "$s"; fi
 }
 
-sweep_status() {  # the configurations "MODEL LR SEED", one per argument: done, running, failed, left, time left
-    local config model lr seed key newest done=0 running=0 failed=0 left=0 trained=0 seconds=0
-    local running_lines=() failed_lines=() exit_status run_seconds was_trained host pid start word
-    for config in "$@"; do
+sweep_plan() {  # what --status reads: the baseline's key, then "KEY MODEL LR SEED" for each configuration
+    local config model lr seed
+    echo "baseline $(baseline_key)"
+    for config in "${configurations[@]}"; do
         read -r model lr seed <<<"$config"
-        key="$(configuration_key "$model" "$lr" "$seed")"
+        echo "$(configuration_key "$model" "$lr" "$seed") $config"
+    done
+}
+
+sweep_status() {  # a sweep_plan on stdin: done, running, failed, left, time left; the baseline and summary if running
+    local key model lr seed newest count=0 done=0 running=0 failed=0 left=0 trained=0 seconds=0 baseline=""
+    local running_lines=() failed_lines=() exit_status run_seconds was_trained host pid start word
+    while read -r key model lr seed; do
+        [[ "$key" == baseline ]] && baseline="$model" && continue
+        count=$((count + 1))
         newest="$(newest_claim "$key")"
         if ((newest > 0)) && claim_is_live "$sweep_dir/claims/$key.$newest"; then
             running=$((running + 1))
@@ -210,8 +248,17 @@ sweep_status() {  # the configurations "MODEL LR SEED", one per argument: done, 
             left=$((left + 1))
         fi
     done
-    echo "$# configurations in $sweep_dir: $done done, $running running, $failed failed, $left left"
-    ((running > 0)) && printf '  running: %s\n' "${running_lines[@]}"
+    newest="$(newest_claim "$baseline")"
+    if [[ -n "$baseline" ]] && ((newest > 0)) && claim_is_live "$sweep_dir/claims/$baseline.$newest"; then
+        read -r host pid start _ <"$sweep_dir/claims/$baseline.$newest"
+        running_lines+=("the TF-IDF baseline (src/baseline.py) on $host (pid $pid) since $start")
+    fi
+    if [[ -f "$sweep_dir/summary" ]] && claim_is_live "$sweep_dir/summary"; then  # written by run.sh's summary
+        read -r host pid start _ <"$sweep_dir/summary"
+        running_lines+=("the summary (src/aggregate.py) on $host (pid $pid) since $start")
+    fi
+    echo "$count configurations in $sweep_dir: $done done, $running running, $failed failed, $left left"
+    ((${#running_lines[@]} > 0)) && printf '  running: %s\n' "${running_lines[@]}"
     ((failed > 0)) && printf '  failed:  %s\n' "${failed_lines[@]}"
     if ((left + running == 0)); then
         return 0

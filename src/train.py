@@ -59,11 +59,19 @@ from dataset_files import (
     load_split,
 )
 from evaluation import evaluate, first_windows
-from files import append_csv_row, as_a_new_file, check_writable, write_csv, write_json
+from files import (
+    append_csv_row,
+    as_a_new_file,
+    check_writable,
+    remove_stale_staging,
+    staging_folder,
+    write_csv,
+    write_json,
+)
 from hardware import autocast, make_deterministic, resolve_device, resolve_precision
 from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
 from metrics import summary_keys
-from models import load_model, needs_unused_parameter_search, usable_seq_len
+from models import load_model, needs_unused_parameter_search, precision_that_runs, usable_seq_len
 from runs import (
     COMPLETION_FILE,
     create_run_dir,
@@ -210,7 +218,7 @@ def setup(args: Args, multi_label: bool):
     transformers.set_seed(args.seed)  # before the model is built: the new classifier head is random
     tokenizer, model = load_model(args.model_name, label2id, multi_label)
     torch.manual_seed(args.seed + distributed.rank())  # dropout: a different mask on each rank
-    max_seq_len = usable_seq_len(args.max_seq_len, model.config, tokenizer)
+    max_seq_len = usable_seq_len(args.max_seq_len, model, tokenizer)
     loaders = make_loaders(args, tokenizer, model.config, label2id, max_seq_len, device)
     if args.gradient_checkpointing:
         if not model.supports_gradient_checkpointing:
@@ -219,9 +227,11 @@ def setup(args: Args, multi_label: bool):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     train_labels = np.array([example["label"] for example in first_windows(loaders["train"].dataset)])
     weights = class_weights(args, train_labels, label_names(label2id), multi_label)
+    model = model.to(device)  # its precision is probed where it will train
+    precision, reason = precision_that_runs(args.model_name, model, device, precision, reason, args.precision)
     run = describe_run(args, device, precision, reason, model, label2id, max_seq_len, loaders)
     run |= {"multi_label": multi_label, "class_weight_values": weights}
-    return device, precision, model.to(device), loaders, run
+    return device, precision, model, loaders, run
 
 
 def truncation_of(args: Args) -> Truncation:
@@ -256,6 +266,29 @@ def subset(records: list[dict], size: int | None) -> list[dict]:
     order = list(range(len(records)))
     random.Random(0).shuffle(order)
     return [records[i] for i in sorted(order[:size])]
+
+
+def resolve_subsets(args: Args) -> dict:
+    """--max_train_samples and --max_eval_samples as the run uses them: None where the subset would be the whole
+    split (of val and of test, both), for that is the run made without the option: one identity, one row of
+    results, and --skip_if_done finds either for the other. Returns the values asked for, for config.json."""
+    requested = {"max_train_samples_requested": args.max_train_samples}
+    requested["max_eval_samples_requested"] = args.max_eval_samples
+    for option, splits in (("max_train_samples", ["train"]), ("max_eval_samples", ["val", "test"])):
+        size = getattr(args, option)
+        if size is not None and all(size >= split_size(args.dataset_dir, split) for split in splits):
+            setattr(args, option, None)
+    return requested
+
+
+def split_size(dataset_dir: Path, split: str) -> float:
+    """The records of a split (its non-blank lines, as load_split reads them); infinite if it cannot be read
+    now, which load_split then reports."""
+    try:
+        with open(dataset_dir / f"{split}.jsonl", encoding="utf-8-sig") as f:
+            return sum(1 for line in f if line.strip())
+    except (OSError, UnicodeDecodeError):
+        return math.inf
 
 
 def class_weights(args: Args, labels: np.ndarray, names: list[str], multi_label: bool) -> dict[str, float] | None:
@@ -413,6 +446,7 @@ def train_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
     loss_sum = torch.zeros((), device=t.device)  # summed on the device: no GPU sync per step
     max_lr = 0.0
     steps = tqdm(loader, desc="train", leave=False, dynamic_ncols=True, disable=progress_bars_off())
+    last_line = time.monotonic()
     for i, batch in enumerate(steps):
         group_start = i - i % args.grad_accum
         group = sizes[group_start : group_start + args.grad_accum]  # the micro-batches of this optimizer step
@@ -450,6 +484,9 @@ def train_epoch(t: Training, loader, args: Args) -> tuple[float, float]:
             t.optimizer.zero_grad(set_to_none=True)
         if (i + 1) % args.log_every == 0:
             steps.set_postfix(loss=f"{loss_sum.item() / sum(sizes[: i + 1]):.4f}")
+        if steps.disable and time.monotonic() - last_line >= PROGRESS_SECONDS:  # no bar: output to a file
+            say(f"  train step {i + 1} of {len(sizes)}, loss {loss_sum.item() / sum(sizes[: i + 1]):.4f}")
+            last_line = time.monotonic()
     totals = distributed.total(torch.stack([loss_sum, torch.tensor(float(sum(sizes)), device=t.device)]))
     return (totals[0] / totals[1]).item(), max_lr
 
@@ -560,12 +597,11 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
     Face model folder that AutoModelForSequenceClassification and pipeline() load; and predict.json,
     how this run prepared its texts, so that predict.py, given the folder alone, does the same.
     Written under a temporary name and renamed when whole."""
-    staging = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    remove_stale_staging(path.parents[3], f"*/*/*/.{path.name}.")  # those of killed runs, in any run folder
+    staging = staging_folder(path.parent, f".{path.name}.")
     try:
         model.save_pretrained(staging)
-        AutoTokenizer.from_pretrained(args.model_name).save_pretrained(staging)  # the tokenizer train.py loaded
+        AutoTokenizer.from_pretrained(args.model_name, trust_remote_code=False).save_pretrained(staging)  # as loaded
         normalize = dataset_manifest(args.dataset_dir).get("normalize", True)  # as prepare.py did: NFKC, strip
         write_json(
             staging / "predict.json",
@@ -604,10 +640,27 @@ def say(message: str) -> None:
         tqdm.write(message)
 
 
+# Without a progress bar (output to a file: a sweep's log, nohup), a line this often during an epoch, so
+# that a long epoch shows it is moving. Each one syncs the GPU for its loss.
+PROGRESS_SECONDS = 30
+
+
 def progress_bars_off() -> bool | None:
     """None lets tqdm decide: bars on a terminal, none when the output goes to a file (a sweep log,
     nohup, CI), where they would be escape sequences and blank lines. Only rank 0 shows them."""
     return None if distributed.is_main() else True
+
+
+def compile_failed(model_name: str, error: Exception, run_dir: Path | None, resumed) -> str:
+    """--compile: torch.compile compiles at the first batch of training (and of evaluation), and fails
+    there for some architectures (Longformer: inductor's "Invalid NaN comparison", after minutes). One line
+    naming the model; the run folder is removed if it holds no finished epoch, or else named as incomplete."""
+    cause = getattr(error, "inner_exception", None) or error  # the backend's own error, which dynamo wraps
+    line = f"{model_name}: torch.compile failed ({type(cause).__name__}: {first_line(cause)}); run without --compile"
+    if run_dir and not resumed and not (run_dir / "log.csv").exists():
+        shutil.rmtree(run_dir)  # its config.json alone: nothing was trained
+        return line
+    return line + (f"; {run_dir} is incomplete (no {COMPLETION_FILE})" if run_dir else "")
 
 
 def main(args: Args) -> None:
@@ -616,6 +669,7 @@ def main(args: Args) -> None:
         if Path(args.model_name).is_dir():  # one local model, however it was spelled: one name in the results
             args.model_name = str(Path(args.model_name).resolve())
         multi_label = resolve_dataset(args)
+        requested = resolve_subsets(args)  # before --skip_if_done compares them
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
         holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one
         if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args), holding)):
@@ -626,9 +680,13 @@ def main(args: Args) -> None:
         except ValueError as e:
             raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
         device, precision, model, loaders, run = setup(args, multi_label)
+        run |= requested
         resumed = args.resume and resume.find_resumable_run(runs_dir, args.model_name, planned_run(args))
         resumed = distributed.from_main(resumed or None)  # rank 0's finding: one folder for every process
         state = resume.load(resumed, device) if resumed else None
+        if args.resume and not resumed and distributed.is_main():  # an interrupted run of other settings?
+            if notice := resume.not_continued(runs_dir, args.model_name, planned_run(args)):
+                print(notice, file=sys.stderr)
         if state and state["precision"] != precision:  # --precision auto decided anew: the killed run's stays
             precision = run["precision_used"] = state["precision"]
             run["precision_reason"] = "the precision of the interrupted run this one continues"
@@ -656,6 +714,10 @@ def main(args: Args) -> None:
         reason = getattr(e, "strerror", None) or first_line(e)  # safetensors has errors of its own
         incomplete = f"; the run is incomplete (no {COMPLETION_FILE})" if run_dir else ""
         sys.exit(f"train.py: error: {run_dir or runs_dir}: {reason}{incomplete}")
+    except RuntimeError as e:  # torch._dynamo's errors are RuntimeErrors; without --compile, not imported
+        if not (args.compile and isinstance(e, torch._dynamo.exc.TorchDynamoException)):
+            raise
+        sys.exit(f"train.py: error: {compile_failed(args.model_name, e, run_dir, resumed)}")
     stopped = f" (stopped early after epoch {epochs_run} of {args.epochs})" if epochs_run < args.epochs else ""
     say(f"best epoch {best_epoch}{stopped}: val F1 {val['f1']:.4f}, {headline(test, 'test')} -> {run_dir}")
     distributed.finish()

@@ -199,7 +199,7 @@ def test_predict_gives_label_lists_as_the_run_did(ml_run, ml_dataset, in_process
     result = in_process(predict, ml_run / "model", "--input", ml_dataset / "test.jsonl", check_args=predict.check_args)
     predicted = [json.loads(line) for line in result.stdout.splitlines()]
     expected = [json.loads(line) for line in (ml_run / "test-predictions.jsonl").read_text().splitlines()]
-    assert [(p["id"], p["label"], p["probabilities"]) for p in predicted] == [
+    assert [(p["id"], p["predicted"], p["probabilities"]) for p in predicted] == [
         (e["id"], e["predicted"], e["probabilities"]) for e in expected
     ]
     # a lower threshold predicts every label it did, and those between the two thresholds
@@ -214,10 +214,10 @@ def test_predict_gives_label_lists_as_the_run_did(ml_run, ml_dataset, in_process
     )
     for line, at_half in zip(lower.stdout.splitlines(), predicted, strict=True):
         line = json.loads(line)
-        assert line["label"] == [n for n, p in line["probabilities"].items() if p >= 0.05] or any(
+        assert line["predicted"] == [n for n, p in line["probabilities"].items() if p >= 0.05] or any(
             abs(p - 0.05) < 1e-4 for p in line["probabilities"].values()
         )
-        assert set(at_half["label"]) <= set(line["label"])
+        assert set(at_half["predicted"]) <= set(line["predicted"])
 
 
 def test_threshold_for_a_single_label_dataset_is_one_line(bert_dir, dataset_dir, tmp_path, in_process):

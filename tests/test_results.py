@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import ErrorbarContainer
 from sklearn.metrics import accuracy_score, f1_score
 
 import aggregate
@@ -355,6 +356,83 @@ def test_runs_on_other_test_examples_are_never_paired(tmp_path):
     assert best.loc["org/other", ["f1_vs_best", "f1_vs_best_low", "differs_from_best"]].isna().all()
     table = (tmp_path / "results" / DATASET / "results.md").read_text()
     assert any("org/other" in line and "other test examples" in line for line in table.splitlines())
+
+
+def saved_figures(monkeypatch) -> list:
+    """The figures aggregate.py saves, in order, for a test to look at; closed as usual once saved."""
+    figures, save = [], aggregate.save
+
+    def save_and_keep(fig, path):
+        figures.append(fig)
+        save(fig, path)
+
+    monkeypatch.setattr(aggregate, "save", save_and_keep)
+    return figures
+
+
+def test_a_smoke_run_is_marked_in_its_row_and_its_bar(tmp_path, monkeypatch):
+    """train.py --max_train_samples or --max_eval_samples: numbers of a subset, said in the row itself."""
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.90, "00-00-00.000000")
+    make_run(tmp_path, "org/small", 3e-5, 1, 0.9, 0.95, "00-00-00.000000", max_train_samples=100)
+    make_run(tmp_path, "org/tiny", 3e-5, 1, 0.9, 0.90, "00-00-00.000000", max_eval_samples=EXAMPLES)
+    figures = saved_figures(monkeypatch)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    table = (tmp_path / "results" / DATASET / "results.md").read_text()
+    rows = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| [org/")}
+    assert rows.keys() == {
+        "| [org/bert](https://huggingface.co/org/bert)",
+        "| [org/small](https://huggingface.co/org/small) (smoke test)",
+        "| [org/tiny](https://huggingface.co/org/tiny) (smoke test)",
+    }
+    assert "org/small (smoke test): 100 training examples (--max_train_samples)" in table
+    bars = [label.get_text() for label in figures[0].axes[0].get_yticklabels()]
+    assert sorted(bars) == ["org/bert", "org/small (smoke test)", "org/tiny (smoke test)"]
+
+
+def test_the_f1_plot_shows_the_tables_intervals_on_an_axis_from_zero(tmp_path, monkeypatch):
+    """With one seed too (no spread across seeds): the error bars are the 95% bootstrap intervals."""
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.90, "00-00-00.000000")
+    make_run(tmp_path, "org/other", 3e-5, 1, 0.9, 0.85, "00-00-00.000000")
+    figures = saved_figures(monkeypatch)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    best = pd.read_csv(tmp_path / "results" / DATASET / "best.csv")
+    (axes,) = figures[0].axes
+    assert axes.get_xlim()[0] == 0  # bars from zero: their lengths compare as the scores do
+    (errorbars,) = [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
+    (segments,) = errorbars.lines[2]
+    drawn = sorted((y, x0, x1) for (x0, y), (x1, _) in segments.get_segments())
+    expected = [
+        (y, low * 100, high * 100)
+        for y, low, high in zip([1, 0], best["test_f1_ci_low"], best["test_f1_ci_high"], strict=True)  # best on top
+    ]
+    assert np.array(drawn) == pytest.approx(np.array(sorted(expected)))
+    assert all(high > low for _, low, high in drawn)
+
+
+def test_learning_rates_are_written_alike_and_counts_in_the_singular_or_plural(tmp_path, monkeypatch, capsys):
+    make_run(tmp_path, "org/bert", 3e-5, 1, 0.9, 0.90, "00-00-00.000000")
+    make_run(tmp_path, "org/other", 1e-3, 1, 0.9, 0.85, "00-00-00.000000")
+    figures = saved_figures(monkeypatch)
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    results = tmp_path / "results" / DATASET
+    table = (results / "results.md").read_text()
+    assert "| [org/bert](https://huggingface.co/org/bert) | 3e-05 |" in table
+    assert "| [org/other](https://huggingface.co/org/other) | 1e-03 |" in table
+    assert "(org/bert, lr 3e-05, seed 1)" in table
+    for name in ("all.csv", "best.csv"):
+        with open(results / name, newline="") as f:
+            assert sorted(row["lr"] for row in csv.DictReader(f)) == ["1e-03", "3e-05"], name
+    legend = sorted(text.get_text() for text in figures[1].axes[0].get_legend().get_texts())
+    assert legend == ["org/bert (lr 3e-05)", "org/other (lr 1e-03)"]
+    assert "1 seed per row" in table
+    assert capsys.readouterr().out.endswith(f"2 runs, 2 rows, 1 dataset -> {results}\n")
+
+    make_run(tmp_path, "org/bert", 3e-5, 2, 0.9, 0.90, "00-00-01.000000")
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    assert "1/2 seeds per row" in (results / "results.md").read_text()
+    make_run(tmp_path / "one", "org/bert", 3e-5, 1, 0.9, 0.90, "00-00-00.000000")
+    aggregate.main(aggregate.Args(output_root=tmp_path / "one", results_dir=tmp_path / "one-results"))
+    assert capsys.readouterr().out.endswith(f"1 run, 1 row, 1 dataset -> {tmp_path / 'one-results' / DATASET}\n")
 
 
 def test_aggregate_output_does_not_depend_on_the_working_directory(tmp_path):

@@ -150,12 +150,19 @@ def test_results_that_cannot_be_written_are_a_one_line_error(tmp_path, in_proces
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux), where every write fails")
-def test_a_full_disk_is_a_one_line_error_and_leaves_no_half_table(tmp_path):
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_half_table(tmp_path, monkeypatch):
     make_run(tmp_path / "outputs", "org/bert", 3e-5, 1, 0.9, 0.9, "00-00-00.000000")
     results = tmp_path / "results" / DATASET
     results.mkdir(parents=True)
     (results / "results.md").write_text("the previous results\n")
-    (results / "test_f1.png").symlink_to("/dev/full")  # writing the plot fails as on a full disk: ENOSPC
+    full = tmp_path / "full.png"
+    full.symlink_to("/dev/full")
+    save = aggregate.save
+
+    def save_on_a_full_disk(fig, path):  # writing the plot fails as on a full disk: ENOSPC
+        save(fig, full if path.name == "test_f1.png" else path)
+
+    monkeypatch.setattr(aggregate, "save", save_on_a_full_disk)
     with pytest.raises(SystemExit) as error:
         aggregate.main(aggregate.Args(output_root=tmp_path / "outputs", results_dir=results.parent))
     assert error.value.code == (
@@ -163,7 +170,9 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_no_half_table(tmp_path):
         "give --results_dir a folder you may write to, on a disk with room"
     )
     assert (results / "results.md").read_text() == "the previous results\n"
-    assert sorted(p.name for p in results.iterdir()) == ["all.csv", "best.csv", "results.md", "test_f1.png"]
+    # the previous set as it was, not a new all.csv and best.csv beside it; no staging folder left
+    assert sorted(p.name for p in results.iterdir()) == ["results.md"]
+    assert sorted(p.name for p in results.parent.iterdir()) == [DATASET]
 
 
 def test_a_confusion_matrix_of_many_classes_leaves_out_what_would_not_be_legible():

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,3 +127,82 @@ def test_an_unreadable_state_is_one_line(bert_dir, dataset_dir, tmp_path, in_pro
     (error,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert result.returncode == 1 and error.startswith("train.py: error:")
     assert f"{run_dir / resume.STATE_FILE}: unreadable" in result.stderr and "delete it" in result.stderr
+
+
+def test_a_disk_that_fills_while_saving_the_state_is_one_line(own_filesystem, bert_dir, dataset_dir, in_process):
+    """torch.save's own file writer reports a full disk as a RuntimeError ("unexpected pos ...", or
+    "PytorchStreamWriter failed writing file ...") that names no cause: the user gets the cause, in one line."""
+    small = own_filesystem(size="64k")  # config.json and log.csv fit; the weights in resume.pt do not
+    result = in_process(train, *argv(bert_dir, dataset_dir, small)[:-1], "--epochs", "1", check_args=train.check_args)
+    (run_dir,) = run_dirs(small)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]  # after the notice that no GPU was found
+    assert line == f"train.py: error: {run_dir}: No space left on device; the run is incomplete (no {COMPLETION_FILE})"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "log.csv"]  # no resume.pt, whole or partial
+
+
+def test_a_state_write_that_fails_leaves_the_previous_state_whole(tmp_path, monkeypatch):
+    """torch's file writer failing as it does without an OSError to pass on (its message of torch 2.x): an
+    OSError that train.py reports in one line, no partial file, and the previous epoch's state as it was."""
+    cpu = torch.device("cpu")
+    resume.save(tmp_path, {"epoch": 1}, cpu)
+    before = (tmp_path / resume.STATE_FILE).read_bytes()
+
+    def save_on_a_full_disk(obj, f, *args, **kwargs):
+        half = b"PK\x03\x04 half a state"
+        Path(f).write_bytes(half) if isinstance(f, str | os.PathLike) else f.write(half)
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+            "data/0: file write failed\nframe #0: c10::ThrowEnforceNotMet(...)"
+        )
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    with pytest.raises(
+        OSError,
+        match=r"^resume\.pt: not written \(PytorchStreamWriter failed writing file data/0: file write failed\)$",
+    ):
+        resume.save(tmp_path, {"epoch": 2}, cpu)
+    assert [p.name for p in tmp_path.iterdir()] == [resume.STATE_FILE]
+    assert (tmp_path / resume.STATE_FILE).read_bytes() == before
+
+
+def test_other_settings_name_the_run_not_continued_and_how_it_differs(tmp_path):
+    runs_dir = tmp_path / "livedoor"
+    planned = {"model_name": "m", "lr": 3e-5, "seed": 1, "dataset_fingerprint": "f", "world_size": 1, "batch_size": 16}
+    planned |= {"text_fields": ["title", "body"], "max_seq_len": 512, "precision": "auto"}
+
+    def run_folder(time_name: str, config: dict, complete=False, state=True):
+        folder = runs_dir / "m" / "2026-11-30" / time_name
+        folder.mkdir(parents=True)
+        resolved = {"global_batch_size": config["batch_size"], "max_seq_len_used": 510, "precision_used": "bf16"}
+        (folder / "config.json").write_text(json.dumps(config | resolved))
+        (folder / resume.STATE_FILE).write_bytes(b"state") if state else None
+        (folder / COMPLETION_FILE).write_text("{}") if complete else None
+        return folder
+
+    assert resume.not_continued(runs_dir, "m", planned) is None  # nothing there
+    run_folder("09-00-00.000000", planned | {"seed": 2})
+    other = run_folder("10-00-00.000000", planned | {"lr": 5e-5, "text_fields": ["body"], "batch_size": 8})
+    run_folder("11-00-00.000000", planned | {"lr": 1e-5}, complete=True)  # done: nothing to continue
+    run_folder("12-00-00.000000", planned | {"lr": 1e-5}, state=False)  # killed before its first epoch ended
+    notice = resume.not_continued(runs_dir, "m", planned)
+    assert notice.startswith(f"notice: --resume: {other} is not continued, it was started with other settings: ")
+    assert "--lr 5e-05 (now 3e-05)" in notice and "--text_fields body (now title body)" in notice
+    assert "global batch size 8 (now 16)" in notice and "seed" not in notice and "max_seq_len" not in notice
+    assert notice.endswith("; a new run starts (the same command with those settings continues that one)")
+    assert "\n" not in notice
+
+
+def test_a_resume_with_other_settings_says_which_run_it_does_not_continue(bert_dir, dataset_dir, tmp_path, in_process):
+    options = [*argv(bert_dir, dataset_dir, tmp_path), "--epochs", "1"]
+    train.main(train.Args.from_args(options))
+    (interrupted,) = run_dirs(tmp_path)
+    (interrupted / COMPLETION_FILE).unlink()  # as if killed after its first epoch
+    (interrupted / resume.STATE_FILE).write_bytes(b"its state")
+    result = in_process(train, *options, "--lr", "1e-3", check_args=train.check_args)
+    assert result.returncode == 0
+    (notice,) = [line for line in result.stderr.splitlines() if "--resume" in line]
+    assert notice.startswith(f"notice: --resume: {interrupted} is not continued") and "--lr 0.003 (now 0.001)" in notice
+    fresh = [run_dir for run_dir in run_dirs(tmp_path) if run_dir != interrupted]
+    assert len(fresh) == 1 and (fresh[0] / COMPLETION_FILE).is_file()  # the new run, complete
+    assert (interrupted / resume.STATE_FILE).read_bytes() == b"its state"  # the other one left as it was

@@ -12,6 +12,7 @@ import pytest
 
 import files
 import runs
+from conftest import run_dirs
 from dataset_files import dataset_fingerprint
 from files import write_json
 from runs import find_complete_run, git_state, run_identity
@@ -219,3 +220,38 @@ def test_git_state_outside_a_checkout(tmp_path):
 
 def test_provenance_records_the_git_state():
     assert {"git_commit", "git_dirty", "git_diff_sha256", "versions", "start_time"} <= set(runs.provenance())
+
+
+def test_max_samples_at_or_above_a_splits_size_is_the_whole_split(bert_dir, dataset_dir, tmp_path, in_process):
+    """--max_train_samples 10**9 trains on the whole split: it is the run without the option, one identity (one
+    row of results), and --skip_if_done finds either for the other; config.json keeps the value asked for."""
+    import train
+
+    paths = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", tmp_path]
+    small = ["--max_seq_len", "32", "--epochs", "1", "--precision", "fp32"]
+    whole = ["--max_train_samples", 10**9, "--max_eval_samples", 18]  # val and test: 18 examples each
+    assert in_process(train, *paths, *small, *whole, check_args=train.check_args).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["num_examples"] == {"train": 144, "val": 18, "test": 18}
+    assert (config["max_train_samples"], config["max_eval_samples"]) == (None, None)  # as without the options
+    assert (config["max_train_samples_requested"], config["max_eval_samples_requested"]) == (10**9, 18)
+    assert run_identity(config) == run_identity(config | {"max_train_samples": None, "max_eval_samples": None})
+    for options in ([], whole):  # a later run without the options, and one with them again
+        result = in_process(train, *paths, *small, *options, "--skip_if_done", check_args=train.check_args)
+        assert result.returncode == 0 and f"already complete, skipped: {run_dir}" in result.stdout
+
+
+def test_max_samples_below_a_splits_size_is_a_subset(tmp_path):
+    """--max_eval_samples subsets val and test alike: it is the whole of them only if neither is larger."""
+    from types import SimpleNamespace
+
+    import train
+
+    dataset = write_dataset(tmp_path / "d")  # train 2, val 1, test 1
+    (dataset / "test.jsonl").write_text('{"text": "d", "label": 1}\n\n{"text": "e", "label": 0}\n')  # 2, a blank line
+    for asked, used in [((2, 2), (None, None)), ((1, 1), (1, 1)), ((3, 2), (None, None)), ((None, None), (None, None))]:
+        args = SimpleNamespace(dataset_dir=dataset, max_train_samples=asked[0], max_eval_samples=asked[1])
+        requested = train.resolve_subsets(args)
+        assert (args.max_train_samples, args.max_eval_samples) == used, asked
+        assert requested == {"max_train_samples_requested": asked[0], "max_eval_samples_requested": asked[1]}

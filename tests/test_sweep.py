@@ -147,6 +147,27 @@ def test_an_explicit_python_without_the_dependencies_gets_one_line_and_nothing_i
     assert calls(log) == [] and not (repo / ".venv").exists()  # never installs into the Python it was given
 
 
+NVIDIA_DRIVER = bool(shutil.which("nvidia-smi", path="/usr/bin:/bin")) or Path("/proc/driver/nvidia").exists()
+
+
+@pytest.mark.parametrize("driver", [False, True], ids=["no-nvidia-driver", "nvidia-driver"])
+def test_creating_the_venv_without_an_nvidia_driver_says_how_to_skip_the_cuda_build(fresh_clone, tmp_path, driver):
+    repo, env, log = fresh_clone
+    shutil.copy(ROOT / "requirements.txt", repo / "requirements.txt")
+    if driver:
+        (tmp_path / "bin" / "nvidia-smi").write_text("#!/usr/bin/env bash\n")
+        (tmp_path / "bin" / "nvidia-smi").chmod(0o755)
+    elif NVIDIA_DRIVER:
+        pytest.skip("this machine has an NVIDIA driver")
+    result = run_script(repo / "run.sh", cwd=tmp_path, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    locked = re.search(r"^torch==([^ ;]+)", (ROOT / "requirements.txt").read_text(), re.MULTILINE)[1]
+    cpu_route = f"pip install torch=={locked} --index-url https://download.pytorch.org/whl/cpu"
+    assert (cpu_route in result.stdout and "requirements-cpu.txt" in result.stdout) == (not driver)
+    # Told, not done: the locked, hash-checked install goes ahead (as in CI, on runners without a GPU).
+    assert ".venv/bin/python -m pip install --require-hashes -r requirements.txt" in calls(log)
+
+
 @pytest.mark.parametrize("interrupted", [False, True], ids=["fresh-clone", "half-made-venv"])
 def test_run_sh_creates_the_venv_when_no_environment_has_the_dependencies_then_runs_the_study(
     fresh_clone, tmp_path, interrupted
@@ -244,8 +265,15 @@ def test_sweep_continues_after_a_failure_resumes_and_does_the_baseline_once_per_
     assert len(list(out.glob("*/tfidf-char-linear/*/*"))) == 1
 
     env |= {"MODELS": str(bert_dir), "SEEDS": "1 2"}  # the finished seed is skipped; only the new one runs
-    second = run_script(ROOT / "run.sh", env=env)
-    assert f"[1/2] {bert_dir} lr=2e-3 seed=1" in second.stdout
+    started = tmp_path / "started.log"  # every Python the second sweep starts
+    logging = tmp_path / "logging-python"
+    logging.write_text(f'#!/usr/bin/env bash\necho "$*" >>{started}\nexec {sweep_python} "$@"\n')
+    logging.chmod(0o755)
+    second = run_script(ROOT / "run.sh", env=env | {"PYTHON": str(logging)})
+    assert f"[1/2] {bert_dir} lr=2e-3 seed=1: already complete, skipped: {run_dir}" in second.stdout
+    assert "already complete, skipped" not in second.stdout.split("[2/2]")[1].split("=== TF-IDF baseline")[0]
+    trains = [line for line in started.read_text().splitlines() if line.startswith("src/train.py ")]
+    assert len(trains) == 1 and "--seed 2 " in trains[0]  # no Python with torch for the complete one
     assert f"already complete, skipped: {run_dir}" in second.stdout.split("[2/2]")[0]
     assert "already complete" not in second.stdout.split("[2/2]")[1].split("=== TF-IDF baseline")[0]
     runs = sorted((out / "livedoor" / bert_dir.name).glob("*/*"))

@@ -232,3 +232,78 @@ def test_a_claim_of_a_killed_process_not_yet_reaped_is_stale(tmp_path):
         assert result.stdout.split("\n")[:2] == ["zombie stale", "alive live"]
     finally:
         zombie.wait()
+
+
+def session_processes(session: int) -> list[str]:
+    """The command lines of the live processes of a session (not zombies)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(command)
+    return found
+
+
+def test_sigterm_stops_the_sweep_and_its_runs(tmp_path, dataset_dir, bert_dir, sweep_python):
+    """kill <run.sh's pid> (a container stop, timeout) stops its run as Ctrl-C does: none trains on alone.
+    (With WORKERS or GPUS, run.sh stops its workers' process groups itself.)"""
+    env = tiny_sweep(bert_dir, dataset_dir, tmp_path / "out", sweep_python)
+    process = start(env)
+    try:
+        wait_for(lambda: any("src/train.py" in c for c in session_processes(process.pid)) or process.poll() is not None)
+        process.send_signal(signal.SIGTERM)  # to run.sh alone
+        stdout, stderr = process.communicate(timeout=30)
+        wait_for(lambda: not session_processes(process.pid), seconds=10)
+    finally:
+        kill_session(process.pid)
+    assert process.returncode == 143, stderr
+    assert "=== TF-IDF baseline" not in stdout and "run.sh: stopped" in stderr
+    assert list((tmp_path / "out" / "livedoor" / ".sweep" / "claims").iterdir()) == []
+    again = run_script(ROOT / "run.sh", env=env | {"WORKERS": "1"})  # continues: both runs, baseline, summary
+    assert "All 2 runs and the baseline complete" in again.stdout
+    # Runs that went to a log are found complete by what the sweep recorded, without a train.py each.
+    third = run_script(ROOT / "run.sh", env=env)
+    assert third.stdout.count(": already complete, skipped: ") == 2, third.stdout
+
+
+def test_status_without_the_variables_follows_the_sweep_of_that_folder_through_its_phases(tmp_path, dataset_dir):
+    """--status with only the output folder's variables: the sweep running there (not the default study),
+    its configurations, then its baseline and its summary while they run."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    python = tmp_path / "python"
+    python.write_text(  # "first" trains at once; every other phase waits for the test's go
+        f"#!/usr/bin/env bash\n{ANSWER_IMPORT_CHECK}"
+        'case "$*" in\n'
+        '    "src/train.py "*"--model_name first "*) exit 0 ;;\n'
+        "    src/train.py*) phase=train ;;\n"
+        "    src/baseline.py*) phase=baseline ;;\n"
+        "    src/aggregate.py*) phase=summary ;;\n"
+        f'    *) exec {sys.executable} "$@" ;;\n'
+        "esac\n"
+        f"touch {gate}/$phase; until [[ -e {gate}/$phase.go ]]; do sleep 0.05; done\n"
+    )
+    python.chmod(0o755)
+    folder = {"DATASET": str(dataset_dir), "OUTPUT_ROOT": str(tmp_path / "out")}
+    process = start(folder | {"MODELS": "first second", "LRS": "1e-3", "SEEDS": "1", "PYTHON": str(python)})
+    try:
+        statuses = []
+        for phase in ("train", "baseline", "summary"):
+            wait_for(lambda phase=phase: (gate / phase).exists() or process.poll() is not None)
+            statuses.append(run_script(ROOT / "run.sh", "--status", env=folder).stdout)
+            (gate / f"{phase}.go").touch()
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        kill_session(process.pid)
+    assert process.returncode == 0, stderr
+    sweep_dir = tmp_path / "out" / "livedoor" / ".sweep"
+    assert statuses[0].startswith(f"2 configurations in {sweep_dir}: 1 done, 1 running, 0 failed, 0 left\n")
+    assert "  running: second lr=1e-3 seed=1: on " in statuses[0]
+    assert "  running: the TF-IDF baseline (src/baseline.py) on " in statuses[1]
+    assert "  running: the summary (src/aggregate.py) on " in statuses[2]
+    status = run_script(ROOT / "run.sh", "--status", env=folder).stdout
+    assert status == f"2 configurations in {sweep_dir}: 2 done, 0 running, 0 failed, 0 left\n"

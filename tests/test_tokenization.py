@@ -8,11 +8,20 @@ BPE and the MeCab BertJapaneseTokenizers come from conftest). A tokenizer built 
 with AutoTokenizer, as a user's model is.
 """
 
+import io
+import json
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
 import pytest
+import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
 from conftest import corpus_sentences
+from dataset_files import read_jsonl, write_jsonl
 from inputs import Collator, Truncation, tokenize
 
 # The pair from the report: with tokenizers 0.23 the title became a single special token.
@@ -252,3 +261,128 @@ def test_special_tokens_placed_wrongly_stop_the_run(family, monkeypatch):
     for max_seq_len in (512, 16):  # also when no text fits whole: the guard checks a short start of one
         with pytest.raises(ValueError, match="special tokens are not where we put them"):
             ours(family, records, ["title", "body"], max_seq_len)
+
+
+# Records with empty fields (issue 28): transformers' fast tokenizers encode (title, "") as the title alone,
+# its Python (MeCab) ones as a pair with an empty second segment; each tokenizer's own way is the oracle.
+EMPTY_FIELDS = [(TITLE, ""), ("", TITLE), ("", ""), (TITLE, " ")]
+
+
+def test_empty_fields_are_the_tokenizers_own(family):
+    """Each record first in its split (the guard in tokenize() reads a split's first record), and all in one."""
+    records = [{"title": a, "body": b, "label": 0} for a, b in EMPTY_FIELDS + PAIRS]
+    expected = [family(a, b, return_token_type_ids=True) for a, b in EMPTY_FIELDS + PAIRS]
+    expected = [(e["input_ids"], e["token_type_ids"]) for e in expected]
+    for record, own in zip(records, expected, strict=True):
+        [example] = ours(family, [record], ["title", "body"])
+        assert as_lists(example) == own, record
+    assert [as_lists(example) for example in ours(family, records, ["title", "body"])] == expected
+    [example] = ours(family, [{"body": "", "label": 0}], ["body"])
+    own = family("", return_token_type_ids=True)
+    assert as_lists(example) == (own["input_ids"], own["token_type_ids"])
+
+
+def test_a_long_title_without_body_is_cut_as_the_tokenizer_cuts_it(family):
+    [example] = ours(family, [{"title": BODY, "body": "", "label": 0}], ["title", "body"], MAX_SEQ_LEN)
+    expected = family(BODY, "", truncation=True, max_length=MAX_SEQ_LEN, return_token_type_ids=True)
+    assert len(expected["input_ids"]) == MAX_SEQ_LEN
+    assert as_lists(example) == (expected["input_ids"], expected["token_type_ids"])
+
+
+def classifier_folder(tokenizer, out: Path) -> Path:
+    """A model folder as train.py --save_model writes it, for a title + body model with this tokenizer
+    (random weights: predict.py must give the model's own probabilities, whatever they are)."""
+    tokenizer.save_pretrained(out)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label={0: "a", 1: "b", 2: "c"},
+        label2id={"a": 0, "b": 1, "c": 2},
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(out)
+    settings = {"text_fields": ["title", "body"], "max_seq_len": 64, "normalize": True, "batch_size": 2}
+    settings |= {"precision": "fp32", "truncation": asdict(Truncation()), "threshold": None}
+    (out / "predict.json").write_text(json.dumps(settings))
+    return out
+
+
+def test_predict_gives_the_models_own_probabilities_for_empty_fields(family, tmp_path, monkeypatch, capsys):
+    """The README's `echo ... | predict.py <title + body model>`, and a file whose first record has no body:
+    each text's probabilities are the model's on the tokenizer's own `tokenizer(title, body)`."""
+    import predict
+
+    model_dir = classifier_folder(family, tmp_path / "model")
+    rows = [(TITLE, ""), ("", TITLE), *PAIRS, ("", "")]
+    path = tmp_path / "new.jsonl"
+    path.write_text("".join(json.dumps({"title": a, "body": b}, ensure_ascii=False) + "\n" for a, b in rows))
+    model = BertForSequenceClassification.from_pretrained(model_dir).eval()
+    for stdin, texts, options in (
+        ("今日の試合でゴールを決めた\n", [("今日の試合でゴールを決めた", "")], {}),
+        ("", rows, {"input": path}),
+    ):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        predict.main(predict.Args(model_dir=model_dir, **options))
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(lines) == len(texts)
+        for line, (a, b) in zip(lines, texts, strict=True):
+            if not a and not b:
+                assert line["probabilities"] is None and line["error"] == "empty text"
+                continue
+            with torch.inference_mode():
+                logits = model(**family(a, b, return_tensors="pt", return_token_type_ids=True)).logits
+            expected = dict(zip("abc", logits.softmax(dim=-1)[0].tolist(), strict=True))
+            assert line["probabilities"] == pytest.approx(expected, abs=2e-4), (a, b)
+
+
+def test_train_encodes_a_split_whose_first_record_has_no_body_as_the_tokenizer_does(
+    roberta_dir, dataset_dir, tmp_path, monkeypatch
+):
+    """A byte-level BPE (fast) tokenizer encodes (title, "") as the title alone; train.py's examples follow it."""
+    import inputs
+    import train
+
+    data, samples = tmp_path / "data", {"train": 16, "val": 8, "test": 8}
+    shutil.copytree(dataset_dir, data)
+    for split, size in samples.items():  # the first record that --max_*_samples keeps loses its body
+        records = read_jsonl(data / f"{split}.jsonl")
+        first = records.index(train.subset(records, size)[0])
+        write_jsonl(data / f"{split}.jsonl", records[:first] + [records[first] | {"body": ""}] + records[first + 1 :])
+    first = {}
+
+    def tokenize_and_keep_the_first(records, tokenizer, fields, max_seq_len, segment_ids, split, truncation):
+        examples = inputs.tokenize(records, tokenizer, fields, max_seq_len, segment_ids, split, truncation)
+        first[split] = tokenizer(records[0]["title"], records[0]["body"])["input_ids"], examples[0]["input_ids"]
+        return examples
+
+    monkeypatch.setattr(train, "tokenize", tokenize_and_keep_the_first)
+    argv = ["--model_name", roberta_dir, "--dataset_dir", data, "--output_root", tmp_path / "out", "--epochs", "1"]
+    argv += ["--max_train_samples", 16, "--max_eval_samples", 8, "--max_seq_len", 64, "--precision", "fp32"]
+    train.main(train.Args.from_args(list(map(str, argv))))
+    assert set(first) == {"train", "val", "test"}
+    for own, example in first.values():
+        assert example.tolist() == own
+
+
+def test_predict_reports_a_tokenizer_failure_in_one_line(roberta_dir, tmp_path, monkeypatch, in_process):
+    """The guard in tokenize() stops predict.py as it stops train.py: one line, no traceback, no output."""
+    import inputs
+    import predict
+
+    tokenizer = AutoTokenizer.from_pretrained(roberta_dir)
+    model_dir = classifier_folder(tokenizer, tmp_path / "model")
+    wrong = [(tokenizer.cls_token_id, None, 0), (0, 1, 0), (tokenizer.sep_token_id, None, 0)]  # no title
+    monkeypatch.setattr(inputs, "special_token_template", lambda *args: wrong)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{TITLE}\n"))
+    result = in_process(predict, model_dir, "--stdin_field", "body", check_args=predict.check_args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"predict.py: error: {model_dir}: its tokenizer's special tokens are not where we put them;"
+        " please report this model at the project's issues"
+    )

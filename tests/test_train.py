@@ -221,12 +221,13 @@ def test_eval_loss_is_the_exact_mean_over_examples():
 
 
 def test_max_seq_len_is_capped_by_the_model(bert_dir, roberta_dir):
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     for model_dir, limit in ((bert_dir, 128), (roberta_dir, 128)):  # RoBERTa: 130 positions - (pad id 1 + 1)
-        config, tokenizer = AutoConfig.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
-        assert usable_seq_len(512, config, tokenizer) == limit
-        assert usable_seq_len(64, config, tokenizer) == 64
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        assert usable_seq_len(512, model, tokenizer) == limit
+        assert usable_seq_len(64, model, tokenizer) == 64
 
 
 @pytest.mark.parametrize(
@@ -324,14 +325,6 @@ def test_training_steps_do_not_sync_with_the_device_except_to_log(bert_dir, data
     assert len(loaders["train"]) == 18 and len(ours) == 18 // 5 + 1
 
 
-@pytest.mark.parametrize("speedup, expected", [(3.0, "bf16"), (1.0, "fp32")])
-def test_cpu_precision_auto_follows_the_measured_bf16_speedup(monkeypatch, speedup, expected):
-    monkeypatch.setattr(hardware, "cpu_bf16_speedup", lambda: speedup)
-    precision, reason = hardware.resolve_precision("auto", torch.device("cpu"))
-    assert precision == expected and f"{speedup:.1f}x" in reason
-    assert hardware.resolve_precision("fp32", torch.device("cpu"))[0] == "fp32"
-
-
 def test_forced_fp32_is_recorded(bert_run):
     # bert_run forced fp32; an auto run records the measured decision and its reason
     config = read_json(bert_run / "config.json")
@@ -347,8 +340,8 @@ def auto_run(bert_dir, dataset_dir, tmp_path_factory):
 
 def test_auto_precision_run_records_its_reason(auto_run):
     config = read_json(auto_run / "config.json")
-    assert config["precision"] == "auto" and config["precision_used"] in ("bf16", "fp32")
-    assert "faster than fp32" in config["precision_reason"] or "as fast as fp32" in config["precision_reason"]
+    assert config["precision"] == "auto"  # the decision from what this CPU reports (tests/test_hardware.py)
+    assert (config["precision_used"], config["precision_reason"]) == hardware.cpu_precision(hardware.cpu_features())
 
 
 def test_load_errors_tell_the_name_from_the_network():
@@ -477,13 +470,6 @@ def test_a_mistyped_option_is_one_line(in_process):
         result = in_process(train, *argv, check_args=train.check_args)
         errors = result.stderr.splitlines()
         assert result.returncode != 0 and len(errors) == 1 and errors[0].startswith("train.py: error:"), argv
-
-
-def test_cpu_precision_decision_is_the_median_of_several_timings(monkeypatch):
-    """One trial disturbed by load (here the third: bf16 at a tenth of its speed) must not flip it."""
-    timings = iter([4.0, 2.0, 4.0, 2.0, 0.4, 2.0, 4.0, 2.0, 4.0, 2.0])  # bf16, fp32 FLOP/s, interleaved
-    monkeypatch.setattr(hardware, "matmul_flops", lambda *args: next(timings))
-    assert hardware.cpu_bf16_speedup() == 2.0
 
 
 def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem, tmp_path, dataset_dir, in_process):
