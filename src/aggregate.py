@@ -14,6 +14,9 @@
         confusion_matrix_<fingerprint>.png, per_class_<fingerprint>.csv
                                 the best row's chosen run (first 12 digits of the dataset's fingerprint);
                                 multi-label: per_class_<fingerprint>.csv only (per label)
+        reliability_<fingerprint>.png
+                                a reliability diagram per row's chosen run: test probabilities before and
+                                after temperature scaling (calibration.py)
 
 The set is written into a staging folder beside results/<dataset>/, which then takes its place: a kill
 or a full disk mid-write leaves the previous set, never a new best.csv beside an old results.md. Files
@@ -37,6 +40,12 @@ How sure the numbers are (significance.py), from each run's test-predictions.jso
 bootstrap interval over the test examples per row (Efron & Tibshirani 1993), and per row the paired
 bootstrap of its macro-F1 difference from the best row of its dataset on the same resampled examples
 (Koehn 2004), pairing examples by id.
+
+Calibration (calibration.py): each row's expected calibration error (ECE) on test, recomputed from its
+runs' test-predictions.jsonl (a run whose metrics file says another is skipped, as above), with its 95%
+bootstrap interval over the same resamples, and the ECE of the model's own probabilities before the
+temperature scaling that train.py fits on val (test-metrics.json's "uncalibrated"; the baseline has its
+own temperature, fitted on train, and no "before").
 
 Multi-label runs (config.json's "multi_label": a list of labels per text) get their own columns:
 subset accuracy, Hamming loss, micro-, samples- and macro-averaged scores, intervals for subset
@@ -74,6 +83,7 @@ import pandas as pd
 from classopt import classopt, config
 from matplotlib.ticker import MaxNLocator
 
+import calibration
 from files import as_a_new_file, remove_stale_staging, staging_folder, write_text
 from metrics import classification_metrics, multi_label_metrics, summary_keys
 from paths import ROOT
@@ -81,6 +91,7 @@ from runs import IDENTITY, read_run, run_identity
 from significance import (
     accuracy,
     bootstrap_ci,
+    bootstrap_ece,
     macro_f1,
     micro_f1,
     multi_label_macro_f1,
@@ -147,10 +158,15 @@ def bootstrapped(multi_label: bool) -> dict:
     return MULTI_LABEL_BOOTSTRAPPED if multi_label else BOOTSTRAPPED
 
 
+# Test ECE recomputed from the prediction files (the probabilities as scaled), and before scaling, as its metrics
+# file reports it (train.py's runs); in all.csv, and best.csv as mean and std, after the scores.
+CALIBRATION_KEYS = ("ece", "ece_uncalibrated")
+
+
 def significance_columns(multi_label: bool) -> list[str]:
     """best.csv's, after the scores."""
     return [
-        *(f"test_{key}_ci_{end}" for key in bootstrapped(multi_label) for end in ("low", "high")),
+        *(f"test_{key}_ci_{end}" for key in [*bootstrapped(multi_label), "ece"] for end in ("low", "high")),
         *("f1_vs_best", "f1_vs_best_low", "f1_vs_best_high", "differs_from_best", "bootstrap_note"),
     ]
 
@@ -191,7 +207,7 @@ NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # each run replaces whole. Whatever else the folder holds (someone's notes) is carried into the new set.
 RESULT_FILES = (
     *("all.csv", "best.csv", "results.md", "test_f1.png", "val_f1_per_epoch.png"),
-    *("confusion_matrix_*.png", "per_class_*.csv"),
+    *("confusion_matrix_*.png", "per_class_*.csv", "reliability_*.png"),
 )
 OWN_FILES = (*RESULT_FILES, *(f".{name}.*.tmp" for name in RESULT_FILES))
 SWAP_ATTEMPTS = 3  # another aggregate.py may put its set in place between our two renames; then we retry
@@ -211,6 +227,9 @@ def run_row(run_dir: Path) -> dict:
         "best_epoch": val["best_epoch"],
         **{f"val_{key}": val[key] for key in summary_keys(multi_label)},
         **{f"test_{key}": test[key] for key in summary_keys(multi_label)},
+        "test_ece": checked_ece(run_dir, test),
+        "test_ece_uncalibrated": test.get("uncalibrated", {}).get("ece", math.nan),  # none: the baseline, older runs
+        "temperature": config.get("temperature", math.nan),
         "num_parameters": config["num_parameters"],
         "train_seconds": float(log["epoch_seconds"].sum()),
         "run_dir": str(run_dir),
@@ -267,6 +286,19 @@ def check_predictions(run_dir: Path, split: str, config: dict, reported: dict) -
             )
 
 
+def checked_ece(run_dir: Path, reported: dict) -> float:
+    """The test ECE recomputed from test-predictions.jsonl; ValueError naming the file if test-metrics.json
+    says another (the reliability diagram and the interval come from the file). A run that predates
+    calibration has none to compare with."""
+    ece = float(calibration.errors(*read_confidences(str(run_dir)))[0].mean())
+    if "ece" in reported and not abs(ece - float(reported["ece"])) <= TOLERANCE:
+        path = run_dir / "test-predictions.jsonl"
+        remedy = "the files disagree (edited, or written by an older version): train it again"
+        theirs = float(reported["ece"])
+        raise ValueError(f"{path}: ECE {ece:.6f} from its lines, but test-metrics.json says {theirs:.6f} ({remedy})")
+    return ece
+
+
 def collect_runs(output_root: Path) -> pd.DataFrame:
     rows = []
     for run_dir in sorted(p for p in output_root.glob("*/*/*") if p.is_dir()):
@@ -316,7 +348,7 @@ def choose_lr(runs: pd.DataFrame) -> pd.DataFrame:
         row = {"dataset": ", ".join(sorted(group["dataset"].dropna().unique()))}
         row |= {column: chosen[column].iloc[0] for column in ROW_COLUMNS}
         row |= {"lr": lr, "seeds": len(chosen), "val_f1_mean": mean_val_f1.max()}
-        for key in summary_keys(multi_label):
+        for key in (*summary_keys(multi_label), *CALIBRATION_KEYS):
             row[f"test_{key}_mean"] = chosen[f"test_{key}"].mean()
             row[f"test_{key}_std"] = chosen[f"test_{key}"].std(ddof=1) if len(chosen) > 1 else math.nan
         row["num_parameters"] = chosen["num_parameters"].iloc[0]
@@ -395,6 +427,21 @@ def read_prediction_file(path: Path) -> Predictions:
     return Predictions(ids, names, gold, predicted)
 
 
+@cache  # read to check the run's ECE, then for its row's interval and diagram
+def read_confidences(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """calibration.confidence_and_outcome of a run's test-predictions.jsonl (read_predictions has checked its
+    lines): the predicted label's probability and whether it is right (multi-label: every label's, and
+    whether the text has it); ValueError naming the file if unreadable."""
+    predictions, path = read_predictions(run_dir), Path(run_dir) / "test-predictions.jsonl"
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line)["probabilities"] for line in f if line.strip()]
+        probabilities = np.array([[row[name] for name in predictions.names] for row in rows], dtype=np.float64)
+    except (OSError, ValueError, LookupError, TypeError) as e:
+        raise ValueError(f"{path}: unreadable ({e!r})") from None
+    return calibration.confidence_and_outcome(probabilities, predictions.predicted[0], predictions.gold)
+
+
 def without_probabilities(line: str) -> dict:
     """A prediction line's id, label and predicted, parsing the line only up to its probabilities where it
     is laid out as write_predictions writes it (ending in "}}": a line cut short is parsed whole, and is
@@ -463,6 +510,13 @@ def intervals(predictions: Predictions) -> dict:
     return columns
 
 
+def ece_interval(run_dirs: tuple[str, ...]) -> dict:
+    """The 95% bootstrap interval of the test ECE, averaged over seeds per resample, as intervals()."""
+    seeds = [read_confidences(run_dir) for run_dir in run_dirs]
+    low, high = bootstrap_ece([c for c, _ in seeds], [o for _, o in seeds], RESAMPLES, BOOTSTRAP_SEED)
+    return {"test_ece_ci_low": low, "test_ece_ci_high": high}
+
+
 def versus_best(row: Predictions, best: Predictions | None) -> dict:
     """The row's macro-F1 minus the best row's on the same test examples, by paired bootstrap."""
     if best is None:
@@ -492,7 +546,7 @@ def section_significance(section: pd.DataFrame) -> pd.DataFrame:
     for index in section.index:
         row = {}
         if index in predictions:
-            row |= intervals(predictions[index])
+            row |= intervals(predictions[index]) | ece_interval(section.loc[index, "seed_runs"])
         if index in predictions and index != best_index:
             try:
                 row |= versus_best(predictions[index], predictions.get(best_index))
@@ -643,21 +697,18 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
         *(SCORE_HEADERS[k] for k in keys),
         *(f"{SCORE_HEADERS[k]} 95% CI" for k in with_intervals),
         "F1 vs best",
+        *("ECE", "ECE 95% CI", "ECE unscaled"),
     ]
-    rule = "|---" * (2 + len(shown)) + "|--:" * (2 + len(keys) + len(with_intervals)) + "|"  # scores right-aligned
+    rule = "|---" * (2 + len(shown)) + "|--:" * (5 + len(keys) + len(with_intervals)) + "|"  # scores right-aligned
     lines = [dataset_heading(section), "", "| " + " | ".join(header) + " |", rule]
     best_index = section["test_f1_mean"].idxmax()
     for index, row in zip(section.index, section.to_dict("records"), strict=True):
         scores = [percent(row[f"test_{k}_mean"], row[f"test_{k}_std"]) for k in keys]
         scores += [interval(row[f"test_{k}_ci_low"], row[f"test_{k}_ci_high"]) for k in with_intervals]
+        scores.append(versus_best_cell(row, index == best_index))
+        scores += calibration_cells(row)
         cells = [model_cell(row), lr_text(row["lr"]), *(markdown_text(row[c]) for c in shown)]
-        lines.append(
-            "| "
-            + " | ".join(
-                [*cells, parameters(row["num_parameters"]), *scores, versus_best_cell(row, index == best_index)]
-            )
-            + " |"
-        )
+        lines.append("| " + " | ".join([*cells, parameters(row["num_parameters"]), *scores]) + " |")
     hidden = [c for c in SETTINGS if c not in shown and section[c].notna().any()]  # one value in every row
     shared = [f"{c} {markdown_text(section[c].dropna().iloc[0])}" for c in hidden]
     seeds = sorted(set(section["seeds"]))
@@ -675,6 +726,14 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
         "minus the best row's (best mean test macro-F1), with the 95% interval of a paired bootstrap on the same "
         "resampled examples, matched by id (Koehn 2004); ≈ best: the interval includes 0, the two are not "
         "distinguishable on this test set.",
+        "",
+        "ECE: expected calibration error of the test probabilities in % (15 equal-width bins of confidence; lower "
+        "is better; docs/statistics.md), as the prediction files give them: temperature-scaled with the T that "
+        "train.py fitted on val (the baseline: its own probabilities, an SVM's scaled with a T fitted on train), "
+        "mean ± std across seeds, with its 95% bootstrap interval; ECE unscaled: the model's own probabilities. "
+        "On a few hundred test texts ECE is biased upwards (a bin of few texts has a noisy accuracy).",
+        "",
+        f"![Reliability diagrams]({reliability_file(section.iloc[0])})",
         *notes(section),
     ]
     if classes is not None:
@@ -706,6 +765,16 @@ def smoke_test_note(row: dict) -> str:
         f"{markdown_text(short_name(row['model']))} ({SMOKE_TEST}): {', '.join(subsets)}; "
         "the scores of a subset, not of the dataset."
     )
+
+
+def calibration_cells(row: dict) -> list[str]:
+    """ECE in % (mean ± std across seeds), its interval, and the ECE before scaling ("–" where none)."""
+    unscaled = row["test_ece_uncalibrated_mean"]
+    return [
+        percent(row["test_ece_mean"], row["test_ece_std"]),
+        interval(row["test_ece_ci_low"], row["test_ece_ci_high"]),
+        "–" if pd.isna(unscaled) else percent(unscaled, row["test_ece_uncalibrated_std"]),
+    ]
 
 
 def per_class_table(best_row: pd.Series, classes: pd.DataFrame) -> list[str]:
@@ -746,6 +815,10 @@ def confusion_file(row) -> str:
     return section_file(row, "confusion_matrix", ".png")
 
 
+def reliability_file(row) -> str:
+    return section_file(row, "reliability", ".png")
+
+
 def class_scores(best_row: pd.Series) -> tuple[pd.DataFrame, np.ndarray | None, tuple[str, ...]]:
     """Per-class (multi-label: per-label) precision, recall, F1 and support, the confusion matrix (None
     for multi-label) and the class names of the best row's chosen run (the seed with the best
@@ -781,6 +854,35 @@ def confusion_figure(matrix: np.ndarray, names: tuple[str, ...], title: str) -> 
     ax.set_xlabel(f"predicted class{by_id}")
     ax.set_ylabel(f"true class{by_id}")
     ax.set_title(title, fontsize="medium", parse_math=False)
+    return fig
+
+
+def reliability_figure(section: pd.DataFrame) -> plt.Figure:
+    """A reliability diagram per row's chosen run (the seed with the best validation macro-F1): the accuracy of
+    each bin of test confidences against its mean confidence, after temperature scaling (from the prediction
+    file) and before (the run's test-metrics.json; train.py's runs). The diagonal is perfect calibration;
+    points below it are over-confident. Multi-label: every label's probabilities pooled."""
+    columns = min(3, len(section))
+    rows = math.ceil(len(section) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    for ax, row in zip(axes.flat, section.to_dict("records"), strict=False):
+        after = calibration.reliability(*read_confidences(row["chosen_run"]))
+        metrics = json.loads((Path(row["chosen_run"]) / "test-metrics.json").read_text(encoding="utf-8"))
+        before = metrics.get("uncalibrated", {}).get("reliability")
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        shown = "prediction file, after scaling" if before else "prediction file"  # the baseline's: its own
+        curves = [(shown, after, "tab:blue")] + ([("before scaling", before, "tab:orange")] if before else [])
+        for name, bins, color in curves:
+            points = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"], strict=True) if c is not None]
+            ax.plot(*zip(*points, strict=True), marker="o", color=color, label=name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{short_name(row['model'])}, seed {cell(row['chosen_seed'])}", fontsize="small", parse_math=False)
+        ax.set_xlabel("confidence (mean of a bin)" + (", labels pooled" if row["multi_label"] else ""))
+        ax.set_ylabel("accuracy in the bin")
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(section) :]:
+        ax.set_visible(False)
     return fig
 
 
@@ -850,6 +952,7 @@ def section_report(section: pd.DataFrame, results_dir: Path) -> str:
     if matrix is not None:
         title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
         save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
+    save(reliability_figure(section), results_dir / reliability_file(best_row))
     return markdown_table(section, classes)
 
 
@@ -930,6 +1033,7 @@ def main(args: Args) -> None:
     args.resolve_dataset()
     output_root, results_dir = (args.output_root / args.dataset).resolve(), (args.results_dir / args.dataset).resolve()
     read_predictions.cache_clear()  # the files may have changed since an earlier call in this process
+    read_confidences.cache_clear()
     try:
         runs = collect_runs(output_root)
     except ValueError as e:

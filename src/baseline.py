@@ -14,10 +14,13 @@ refitted on train + val, as the fine-tuned models are: the same data for every r
 
 Probabilities (prediction files, the loss): LogisticRegression's own. A linear SVM has only decision
 scores; they become probabilities by temperature scaling (Guo et al., 2017, "On Calibration of Modern
-Neural Networks"): softmax(scores / T), with one T that minimises the log-loss of 5-fold cross-validated
-scores on train, so that neither val nor test is seen. One T for every class keeps the SVM's own
-prediction as the most probable label, which per-class sigmoids (Platt scaling, CalibratedClassifierCV)
-need not do. config.json records the classifier, C and T ("temperature", null for logistic regression).
+Neural Networks"; calibration.fit_temperature, as train.py's): softmax(scores / T), with one T that
+minimises the log-loss of 5-fold cross-validated scores on train, so that neither val nor test is seen
+(train.py fits its T on val's logits: an encoder's train logits are those it was fitted to, and the
+baseline's val chooses C). One T for every class keeps the SVM's own prediction as the most probable
+label, which per-class sigmoids (Platt scaling, CalibratedClassifierCV) need not do. config.json records
+the classifier, C and T ("temperature", null for logistic regression); the metrics files report the
+calibration of these probabilities as train.py's do (ECE, MCE, NLL).
 
 A multi-label dataset (dataset.json's "multi_label": a list of labels per text, possibly empty): one
 logistic regression per label on the same features (one-vs-rest), each label's probability its own,
@@ -48,8 +51,7 @@ import warnings
 import numpy as np
 import sklearn
 from classopt import classopt, config
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -57,6 +59,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 
+import calibration
+from calibration import fit_temperature
 from dataset_files import (
     dataset_fingerprint,
     dataset_text_fields,
@@ -67,14 +71,21 @@ from dataset_files import (
 )
 from files import write_csv, write_json
 from metrics import classification_metrics, multi_label_metrics, summary_keys
-from runs import create_run_dir, find_complete_run, interruption_reported, provenance, recorded_args, write_predictions
+from runs import (
+    as_written,
+    create_run_dir,
+    find_complete_run,
+    interruption_reported,
+    provenance,
+    recorded_args,
+    write_predictions,
+)
 
 MODEL_NAME = "tfidf-char-linear"
 CLASSIFIERS = ("LinearSVC", "LogisticRegression")  # in the order a tie on val macro-F1 goes by
 MULTI_LABEL_CLASSIFIERS = ("OneVsRestLogisticRegression",)
 THRESHOLD = 0.5  # multi-label: a label is predicted at this probability or above (train.py's default)
 CV_FOLDS = 5  # for the SVM's temperature; fewer when a class of train has fewer examples
-TEMPERATURES = (0.01, 100.0)  # the range searched: SVM scores are about +-1, so T < 1 sharpens them
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -146,13 +157,8 @@ class TemperatureScaledSVM:
         scores = np.zeros((len(labels), len(self.classes_)))
         for rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(features, labels):
             scores[held_out] = decision_scores(self.svm().fit(features[rows], labels[rows]), features[held_out])
-        targets = np.searchsorted(self.classes_, labels)
-
-        def loss(log_t: float) -> float:
-            return -log_softmax(scores / np.exp(log_t), axis=1)[np.arange(len(labels)), targets].mean()
-
-        # The log-loss is convex in 1/T, so one minimum in log T: a bounded scalar search finds it.
-        return float(np.exp(minimize_scalar(loss, bounds=np.log(TEMPERATURES), method="bounded").x))
+        # train.py's temperature scaling (calibration.py), on scores held out of train instead of val's logits
+        return fit_temperature(scores, np.searchsorted(self.classes_, labels), multi_label=False)
 
     def predict_proba(self, features) -> np.ndarray:
         return softmax(decision_scores(self.fitted, features) / self.temperature, axis=1)
@@ -194,12 +200,17 @@ def probabilities(classifier, features, num_labels: int) -> np.ndarray:
 
 def evaluate(classifier, features, labels, names: list[str]) -> tuple[dict, np.ndarray]:
     """The metrics, and the probabilities they come from (for the predictions file). Multi-label (labels
-    a 0/1 matrix): the labels of probability THRESHOLD or above are predicted."""
+    a 0/1 matrix): the labels of probability THRESHOLD or above are predicted. Their calibration as train.py
+    reports it (calibration.py), on the probabilities as the prediction file writes them; the NLL is the loss."""
     p = probabilities(classifier, features, len(names))
     if labels.ndim == 2:
-        return {"loss": binary_log_loss(labels, p)} | multi_label_metrics(labels, p >= THRESHOLD, names), p
-    metrics = classification_metrics(labels, p.argmax(axis=1), names)
-    return {"loss": log_loss(labels, p, labels=range(len(names)))} | metrics, p
+        predicted = p >= THRESHOLD
+        metrics = {"loss": binary_log_loss(labels, p)} | multi_label_metrics(labels, predicted, names)
+    else:
+        predicted = p.argmax(axis=1)
+        loss = log_loss(labels, p, labels=range(len(names)))
+        metrics = {"loss": loss} | classification_metrics(labels, predicted, names)
+    return metrics | calibration.report(as_written(p), predicted, labels, names) | {"nll": metrics["loss"]}, p
 
 
 def binary_log_loss(labels: np.ndarray, p: np.ndarray) -> float:

@@ -48,7 +48,7 @@ _cpu_route() {  # NAME: without an NVIDIA driver, how to skip torch's CUDA build
     [[ -e /proc/driver/nvidia ]] && return 0
     command -v nvidia-smi >/dev/null 2>&1 && return 0
     local version
-    version="$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' requirements.txt 2>/dev/null)"
+    version="$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' requirements.txt 2>/dev/null)" || version=""
     echo "$1: no NVIDIA driver here: torch's CPU build avoids the CUDA build's 6.3 GB. To take it, stop this" \
         "(Ctrl-C) and run: python3 -m venv .venv && .venv/bin/python -m pip install torch${version:+==$version}" \
         "--index-url https://download.pytorch.org/whl/cpu && .venv/bin/python -m pip install -r requirements-cpu.txt" \

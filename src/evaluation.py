@@ -7,9 +7,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import calibration
 import distributed
+from calibration import nll
 from inputs import to_device
 from metrics import classification_metrics, multi_label_metrics
+from runs import as_written
 
 
 def average_windows(logits: torch.Tensor, documents: Sequence[int]) -> torch.Tensor:
@@ -48,18 +51,45 @@ def predict(model, loader, autocast, device, num_labels: int) -> torch.Tensor:
 
 
 def evaluate(model, loader, autocast, device, names: list[str], threshold: float | None = None):
-    """Metrics over a whole split, one prediction per document, and its probabilities in dataset
-    order. The loss is the exact mean over documents, not the last batch's or a mean of batch means.
-    Single-label (threshold None): a softmax over the labels, the most probable predicted. Multi-label: a
-    sigmoid per label, each label predicted at a probability of threshold or above; the loss is the
-    binary cross-entropy averaged over labels, then documents (as transformers' BCEWithLogitsLoss)."""
-    logits = predict(model, loader, autocast, device, len(names))
-    documents = first_windows(loader.dataset)
+    """Metrics over a whole split, one prediction per document, and its probabilities in dataset order
+    (split_metrics)."""
+    return split_metrics(predict(model, loader, autocast, device, len(names)), loader.dataset, names, threshold)
+
+
+def gold_labels(examples: Sequence[dict]) -> np.ndarray:
+    """A label id per document (multi-label: a 0/1 row each), in dataset order."""
+    return np.stack([example["label"] for example in first_windows(examples)])
+
+
+def split_metrics(logits: torch.Tensor, examples, names: list[str], threshold: float | None, temperature=None):
+    """The metrics of a split's logits, and its probabilities. The loss is the exact mean over documents,
+    not the last batch's or a mean of batch means. Single-label (threshold None): a softmax over the labels,
+    the most probable predicted. Multi-label: a sigmoid per label, each label predicted at a probability of
+    threshold or above; the loss is the binary cross-entropy averaged over labels, then documents (as
+    transformers' BCEWithLogitsLoss). With a temperature (the run's last evaluation), the probabilities are
+    those of logits / temperature, in float64, the predictions made from them (single-label: the same; a
+    label at 0.5: the same), and the metrics hold their calibration and that of the logits as they are
+    ("uncalibrated"), so that users see what the scaling bought (calibration.py)."""
+    labels = torch.from_numpy(gold_labels(examples))
+    scaled = logits if temperature is None else logits.double() / temperature
+    probabilities = scaled.sigmoid() if threshold is not None else scaled.softmax(dim=-1)
     if threshold is None:
-        labels = torch.tensor([example["label"] for example in documents])
-        metrics = classification_metrics(labels.tolist(), logits.argmax(dim=-1).tolist(), names)
-        return {"loss": F.cross_entropy(logits, labels).item()} | metrics, logits.softmax(dim=-1)
-    labels = torch.from_numpy(np.stack([example["label"] for example in documents]))
-    probabilities = logits.sigmoid()
-    metrics = multi_label_metrics(labels.numpy(), (probabilities >= threshold).numpy(), names)
-    return {"loss": F.binary_cross_entropy_with_logits(logits, labels).item()} | metrics, probabilities
+        predicted = probabilities.argmax(dim=-1)
+        metrics = classification_metrics(labels.tolist(), predicted.tolist(), names)
+        metrics = {"loss": F.cross_entropy(logits, labels).item()} | metrics
+    else:
+        predicted = probabilities >= threshold
+        metrics = multi_label_metrics(labels.numpy(), predicted.numpy(), names)
+        metrics = {"loss": F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype)).item()} | metrics
+    if temperature is None:
+        return metrics, probabilities
+    uncalibrated = logits.double().sigmoid() if threshold is not None else logits.double().softmax(dim=-1)
+    multi_label = threshold is not None
+    before = calibration_of(uncalibrated, predicted, labels, names) | {"nll": nll(logits, labels, multi_label)}
+    after = calibration_of(probabilities, predicted, labels, names) | {"nll": nll(scaled, labels, multi_label)}
+    return metrics | after | {"temperature": temperature, "uncalibrated": before}, probabilities
+
+
+def calibration_of(probabilities: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor, names) -> dict:
+    """calibration.report of the probabilities as the prediction files write them."""
+    return calibration.report(as_written(probabilities.numpy()), predicted.numpy(), labels.numpy(), names)

@@ -16,6 +16,11 @@ so that the nth output line is always the nth input's, with the names of the run
 rows; a multi-label model: "predicted" is the list of labels whose probability, a sigmoid each, is the
 run's --threshold or above, or --threshold's; possibly empty),
 
+The probabilities are calibrated, as in the run's prediction files: softmax (sigmoid) of the logits divided
+by the temperature that train.py fitted on the validation split (predict.json's "temperature"; see
+calibration.py), which never changes the most probable label. --uncalibrated gives the model's own
+probabilities instead (a model saved without a temperature has only those).
+
 the second for an input whose text fields are all empty once normalized (a blank line of standard
 input, a record of "" or spaces only): a model would still give it a label, made up from nothing.
 
@@ -46,6 +51,7 @@ from evaluation import predict
 from hardware import autocast, resolve_device
 from inputs import Collator, Truncation, eval_loader, tokenize
 from models import NO_CUSTOM_CODE, needs_custom_code
+from runs import as_written
 from tables import read_table
 
 
@@ -61,6 +67,9 @@ class Args:
     device: str = config(default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU")
     precision: str = config(default=None, choices=["bf16", "fp16", "fp32"], help="default: the run's precision")
     threshold: float = config(default=None, help="multi-label: a label is predicted at this probability or above")
+    uncalibrated: bool = config(
+        default=False, help="the model's own probabilities, not those scaled by the run's fitted temperature"
+    )
 
 
 def check_args(args: Args) -> None:
@@ -168,6 +177,9 @@ def probabilities(args: Args, settings: dict, records: list[dict], fields: list[
     loader = eval_loader(examples, args.batch_size or settings["batch_size"], collate, device.type == "cuda")
     precision = args.precision or settings["precision"]
     logits = predict(model, loader, autocast(device, precision), device, model.config.num_labels)
+    # In float64, as train.py computed its prediction files' probabilities (evaluation.split_metrics).
+    temperature = settings.get("temperature") if not args.uncalibrated else None  # None: an older model's, or raw
+    logits = logits.double() / (temperature or 1.0)
     return logits.sigmoid() if multi_label(model) else logits.softmax(dim=-1)
 
 
@@ -210,10 +222,7 @@ def prediction(row, names: list[str], threshold: float | None) -> dict:
         predicted = names[int(row.argmax())]
     else:
         predicted = [name for name, p in zip(names, row, strict=True) if p >= threshold]
-    return {
-        "predicted": predicted,
-        "probabilities": {name: round(float(p), 4) for name, p in zip(names, row, strict=True)},
-    }
+    return {"predicted": predicted, "probabilities": dict(zip(names, as_written(row).tolist(), strict=True))}
 
 
 if __name__ == "__main__":

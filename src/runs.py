@@ -5,7 +5,8 @@ finished run from one that crashed or is still going.
         config.json        written first: arguments and what was resolved from them
         log.csv            a row per epoch, appended as training goes
         val-metrics.json   the best epoch's weights on the validation split
-        val-predictions.jsonl, test-predictions.jsonl   a line per example (write_predictions)
+        val-predictions.jsonl, test-predictions.jsonl   a line per example (write_predictions); train.py's
+                           probabilities are temperature-scaled (calibration.py; config.json's "temperature")
         model/             only with train.py --save_model: the best epoch's weights and tokenizer
         test-metrics.json  written last: a run is complete exactly when this file exists
 
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from dataset_files import dataset_fingerprint
 from files import write_text
@@ -90,16 +93,25 @@ def create_run_dir(output_root: Path, model_name: str) -> Path:
             continue
 
 
+PROBABILITY_DECIMALS = 4  # a prediction file's probabilities; more digits would say more than a model knows
+
+
+def as_written(probabilities) -> np.ndarray:
+    """Probabilities as a prediction file holds them (float64, rounded), so that what is computed from them
+    (the ECE of the metrics files) is what the file's lines give again, to the last bit."""
+    return np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS)
+
+
 def write_predictions(
     path: Path, ids: Sequence, labels: Sequence, probabilities, names: Sequence[str], threshold: float | None = None
 ) -> None:
     """<split>-predictions.jsonl: a line per example, in dataset order: its id, the gold label, the
     predicted label (the most probable, taken before rounding) and every label's probability rounded to
-    4 decimals. Multi-label (a threshold given; labels are multi-hot rows): "label" and "predicted" are
+    4 decimals (as_written). Multi-label (a threshold given; labels are multi-hot rows): "label" and "predicted" are
     lists of names, in label id order, the predicted ones those of probability >= threshold (before
     rounding). Metrics recomputed from "label" and "predicted" equal the reported ones."""
     lines = []
-    for example_id, label, row in zip(ids, labels, probabilities, strict=True):
+    for example_id, label, row, shown in zip(ids, labels, probabilities, as_written(probabilities), strict=True):
         if threshold is None:
             gold, predicted = names[label], names[int(row.argmax())]
         else:
@@ -109,7 +121,7 @@ def write_predictions(
             "id": example_id,
             "label": gold,
             "predicted": predicted,
-            "probabilities": {name: round(float(p), 4) for name, p in zip(names, row, strict=True)},
+            "probabilities": dict(zip(names, shown.tolist(), strict=True)),
         }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     write_text(path, "".join(lines))

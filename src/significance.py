@@ -28,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
+import calibration
+
 # metric(draws, y_true, y_pred, num_labels): a score per row of draws (rows x n indices of the examples
 # drawn; a row of arange(n) scores the examples as they are).
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
@@ -173,6 +175,29 @@ def paired_bootstrap(
         [difference(draws) for draws in resample_blocks(y_true.shape[0], resamples, seed, num_labels)]
     )
     return Difference(float(as_is), *percentile_interval(differences, level))
+
+
+def bootstrap_ece(
+    confidence_per_seed: Sequence[np.ndarray],
+    outcome_per_seed: Sequence[np.ndarray],
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """The percentile interval of the expected calibration error (calibration.errors; multi-label: averaged
+    over labels) over resamples of the texts, every seed's on the same resample and averaged, as bootstrap_ci
+    does. Each seed's confidences and outcomes are a row per text and a column per label (calibration's
+    confidence_and_outcome). A resample is scored by how often it draws each text, so the bins are counted
+    once per resample, never from a drawn copy of the texts."""
+    texts, labels = confidence_per_seed[0].shape
+    scores = []
+    for draws in resample_blocks(texts, resamples, seed, labels * calibration.BINS):
+        rows = len(draws)
+        counts = np.bincount((draws + (np.arange(rows) * texts)[:, None]).ravel(), minlength=rows * texts)
+        counts = counts.reshape(rows, texts).astype(np.float64)
+        seeds = zip(confidence_per_seed, outcome_per_seed, strict=True)
+        scores.append(np.mean([calibration.errors(c, o, counts)[0].mean(axis=1) for c, o in seeds], axis=0))
+    return percentile_interval(np.concatenate(scores), level)
 
 
 def per_seed(predictions, y_true) -> np.ndarray:

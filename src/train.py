@@ -49,6 +49,7 @@ from transformers import AutoTokenizer
 
 import distributed
 import resume
+from calibration import fit_temperature
 from dataset_files import (
     dataset_fingerprint,
     dataset_manifest,
@@ -58,7 +59,7 @@ from dataset_files import (
     load_label2id,
     load_split,
 )
-from evaluation import evaluate, first_windows
+from evaluation import evaluate, first_windows, gold_labels, predict, split_metrics
 from files import (
     append_csv_row,
     as_a_new_file,
@@ -567,10 +568,11 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
         if board is not None:
             board.close()
         t.model.load_state_dict(best_state)
-        val, val_probabilities = evaluate(t.eval_model, loaders["val"], t.autocast, t.device, names, t.threshold)
-        test, test_probabilities = evaluate(t.eval_model, loaders["test"], t.autocast, t.device, names, t.threshold)
+        val, test, probabilities = calibrated_evaluation(t, loaders, names)
+        val_probabilities, test_probabilities = probabilities
         epochs = {"best_epoch": best_epoch, "epochs_run": epoch}
         if distributed.is_main():
+            write_json(run_dir / "config.json", read_config(run_dir) | {"temperature": val["temperature"]})
             write_json(run_dir / "val-metrics.json", epochs | val)
             for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
                 examples = first_windows(loaders[split].dataset)  # a line per document
@@ -578,10 +580,26 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
                 path = run_dir / f"{split}-predictions.jsonl"
                 write_predictions(path, ids, labels, probabilities.numpy(), names, t.threshold)
             if args.save_model:
-                save_model(t.model, args, run, run_dir / "model")
+                save_model(t.model, args, run, run_dir / "model", val["temperature"])
             write_json(run_dir / "test-metrics.json", epochs | test)  # last: the run is complete
             resume.remove(run_dir)  # a complete run needs no state to continue from
     return best_epoch, epoch, val, test
+
+
+def calibrated_evaluation(t: Training, loaders, names: list) -> tuple[dict, dict, tuple]:
+    """The best epoch's val and test metrics, and their probabilities, temperature-scaled (calibration.py):
+    one T fitted on the val logits (every rank fits the same T on the same gathered logits), never on test."""
+    evaluated = ("val", "test")
+    logits = {split: predict(t.eval_model, loaders[split], t.autocast, t.device, len(names)) for split in evaluated}
+    temperature = fit_temperature(logits["val"], gold_labels(loaders["val"].dataset), t.multi_label)
+    val, val_probabilities = split_metrics(logits["val"], loaders["val"].dataset, names, t.threshold, temperature)
+    test, test_probabilities = split_metrics(logits["test"], loaders["test"].dataset, names, t.threshold, temperature)
+    before, after = test["uncalibrated"], test
+    say(
+        f"temperature {temperature:.3f} (fitted on val): test ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
+        f"test NLL {before['nll']:.4f} -> {after['nll']:.4f}"
+    )
+    return val, test, (val_probabilities, test_probabilities)
 
 
 def add_curves(board: SummaryWriter, row: dict) -> None:
@@ -592,7 +610,7 @@ def add_curves(board: SummaryWriter, row: dict) -> None:
     board.flush()
 
 
-def save_model(model, args: Args, run: dict, path: Path) -> None:
+def save_model(model, args: Args, run: dict, path: Path, temperature: float) -> None:
     """The best epoch's weights (safetensors), config (with id2label) and tokenizer: a plain Hugging
     Face model folder that AutoModelForSequenceClassification and pipeline() load; and predict.json,
     how this run prepared its texts, so that predict.py, given the folder alone, does the same.
@@ -613,6 +631,7 @@ def save_model(model, args: Args, run: dict, path: Path) -> None:
                 "precision": run["precision_used"],
                 "truncation": asdict(truncation_of(args)),
                 "threshold": args.threshold,  # multi-label: predicted at or above; None: the most probable
+                "temperature": temperature,  # the probabilities are softmax (sigmoid) of logits / temperature
             },
         )
         for file in [staging, *staging.iterdir()]:  # safetensors writes 0600

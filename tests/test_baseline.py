@@ -21,6 +21,7 @@ import files
 import runs
 from conftest import run_dirs, run_script
 from dataset_files import read_jsonl
+from test_calibration import ece_by_the_formula
 
 C_VALUES = [0.1, 1.0, 10.0, 100.0]
 CANDIDATES = [(name, c) for name in ("LinearSVC", "LogisticRegression") for c in C_VALUES]  # the order ties go by
@@ -135,6 +136,17 @@ def test_the_probabilities_are_logistic_regressions_or_the_svm_scores_at_a_tempe
         return -log_softmax(scores / t, axis=1)[np.arange(len(scores)), y["train"]].mean()
 
     assert cross_validated_loss(temperature) <= min(cross_validated_loss(temperature * f) for f in (0.9, 1.1))
+
+
+def test_the_baseline_reports_the_calibration_of_its_probabilities_as_train_py_does(chosen):
+    run_dir, _ = chosen
+    for split in ("val", "test"):
+        lines = read_jsonl(run_dir / f"{split}-predictions.jsonl")
+        metrics = json.loads((run_dir / f"{split}-metrics.json").read_text())
+        confidence = [line["probabilities"][line["predicted"]] for line in lines]
+        ece, mce = ece_by_the_formula(confidence, [line["label"] == line["predicted"] for line in lines])
+        assert (metrics["ece"], metrics["mce"]) == pytest.approx((ece, mce), abs=1e-12)
+        assert metrics["nll"] == metrics["loss"] and sum(metrics["reliability"]["count"]) == len(lines)
 
 
 def test_a_class_with_a_single_train_example_leaves_the_svm_scores_unscaled(tmp_path):

@@ -18,6 +18,7 @@ import train
 from conftest import run_dirs, run_script, write_corpus
 from dataset_files import SPLITS, label_names, load_label2id, read_jsonl
 from evaluation import first_windows
+from test_calibration import ece_by_the_formula
 
 FAST = ["--max_seq_len", "64", "--batch_size", "8"]
 
@@ -172,6 +173,21 @@ def test_metrics_recomputed_from_the_prediction_lists_with_scikit_learn_equal_th
     # It learned (no label predicted: F1 0; every label: about 0.29), and the lists are not trivial
     assert metrics["f1"] > 0.35 and any(len(p["predicted"]) > 1 for p in lines) and predicted.sum() < predicted.size
     assert set(metrics["per_class"]) == set(names) and metrics["best_epoch"] >= 1 and metrics["epochs_run"] == 6
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_each_labels_ece_recomputed_from_the_prediction_file_equals_the_reported(ml_run, ml_dataset, split):
+    names = label_names(load_label2id(ml_dataset))
+    lines = [json.loads(line) for line in (ml_run / f"{split}-predictions.jsonl").read_text().splitlines()]
+    metrics = json.loads((ml_run / f"{split}-metrics.json").read_text())
+    per_label = []
+    for name in names:  # each label's probability, right when the text has the label (the paper's formula)
+        ece, mce = ece_by_the_formula([p["probabilities"][name] for p in lines], [name in p["label"] for p in lines])
+        assert metrics["per_label"][name] == pytest.approx({"ece": ece, "mce": mce}, abs=1e-12)
+        per_label.append(ece)
+    assert metrics["ece"] == pytest.approx(np.mean(per_label), abs=1e-12)
+    config = json.loads((ml_run / "config.json").read_text())
+    assert metrics["temperature"] == config["temperature"] and "ece" in metrics["uncalibrated"]
 
 
 def test_the_run_records_multi_label_and_logs_its_scores(ml_run):

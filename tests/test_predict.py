@@ -6,8 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, pipeline
 
@@ -15,6 +20,7 @@ import predict
 import train
 from conftest import ROOT, run_dirs, run_script
 from dataset_files import read_jsonl
+from test_calibration import ece_by_the_formula
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +94,62 @@ def test_predict_reproduces_the_runs_test_predictions(saved_run, dataset_dir, in
     keys = ("id", "predicted", "probabilities")  # the prediction files' names; "label" there is the gold label
     assert all(set(p) == set(keys) for p in predicted)
     assert [{key: p[key] for key in keys} for p in predicted] == [{key: e[key] for key in keys} for e in expected]
+
+
+def calibration_from_lines(lines: list[dict]) -> tuple[float, float]:
+    """ECE and MCE of a prediction file's (or predict.py's) lines, by the paper's formula (test_calibration)."""
+    confidence = [line["probabilities"][line["predicted"]] for line in lines]
+    return ece_by_the_formula(confidence, [line["label"] == line["predicted"] for line in lines])
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_ece_and_mce_recomputed_from_the_predictions_equal_the_reported_ones(saved_run, split):
+    metrics = json.loads((saved_run / f"{split}-metrics.json").read_text())
+    ece, mce = calibration_from_lines(read_lines(saved_run / f"{split}-predictions.jsonl"))
+    assert (metrics["ece"], metrics["mce"]) == pytest.approx((ece, mce), abs=1e-12)
+    assert sum(metrics["reliability"]["count"]) == len(read_lines(saved_run / f"{split}-predictions.jsonl"))
+    before = metrics["uncalibrated"]
+    assert {"ece", "mce", "nll", "reliability"} <= set(before)
+    if split == "val":  # T minimises the val NLL, and T = 1 was among the temperatures it chose from
+        assert metrics["nll"] <= before["nll"] + 1e-9
+
+
+def test_the_temperature_is_fitted_on_val_logits_and_recorded_where_predictions_are_made(saved_run, dataset_dir):
+    config = json.loads((saved_run / "config.json").read_text())
+    settings = json.loads((saved_run / "model" / "predict.json").read_text())
+    metrics = [json.loads((saved_run / f"{split}-metrics.json").read_text()) for split in ("val", "test")]
+    temperature = config["temperature"]
+    assert settings["temperature"] == temperature and all(m["temperature"] == temperature for m in metrics)
+    # An independent fit on the val split's logits, as predict.py computes them without the temperature
+    model_dir, cpu = saved_run / "model", torch.device("cpu")
+    options = SimpleNamespace(input=dataset_dir / "val.jsonl", batch_size=None, precision=None, uncalibrated=True)
+    records = predict.read_inputs(options.input, settings["text_fields"], settings["normalize"], None)
+    tokenizer, model = predict.load_saved_model(model_dir, cpu)
+    raw = predict.probabilities(options, settings, records, settings["text_fields"], tokenizer, model, cpu)
+    logits = np.log(raw.double().numpy())  # softmax(log p) = p: logits up to a constant per text
+    labels = np.array([r["label"] for r in records])  # prepare.py writes label ids
+
+    def nll(t):
+        return -log_softmax(logits / t, axis=1)[np.arange(len(labels)), labels].mean()
+
+    assert temperature == pytest.approx(minimize_scalar(nll, bounds=(0.01, 100), method="bounded").x, abs=1e-3)
+    assert metrics[0]["nll"] == pytest.approx(nll(temperature), abs=1e-4)  # the val NLL it minimised
+
+
+def test_predict_gives_the_uncalibrated_probabilities_on_request(saved_run, dataset_dir, in_process):
+    def predicted(*options) -> list[dict]:
+        result = in_process(predict, saved_run / "model", "--input", dataset_dir / "test.jsonl", *options)
+        assert result.returncode == 0, result.stderr
+        labels = [r["category"] for r in read_jsonl(dataset_dir / "test.jsonl")]  # the label's name
+        lines = zip(result.stdout.splitlines(), labels, strict=True)
+        return [json.loads(line) | {"label": label} for line, label in lines]
+
+    calibrated, raw = predicted(), predicted("--uncalibrated")
+    assert [p["predicted"] for p in raw] == [p["predicted"] for p in calibrated]  # scaling changes no prediction
+    assert raw != calibrated
+    metrics = json.loads((saved_run / "test-metrics.json").read_text())
+    ece, mce = calibration_from_lines(raw)  # the run's "uncalibrated" ECE is that of the model's own probabilities
+    assert (metrics["uncalibrated"]["ece"], metrics["uncalibrated"]["mce"]) == pytest.approx((ece, mce), abs=1e-12)
 
 
 def test_predict_reads_one_text_per_line_from_stdin(saved_run, dataset_dir, tmp_path, in_process):

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import train
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
 
 # A stage run in a process of its own, stopped inside its staging folder: STOP=kill dies there of
@@ -97,6 +98,6 @@ def test_train_removes_the_model_staging_folder_of_a_killed_run(bert_dir, datase
     argv += ["--epochs", "1", "--max_seq_len", "32", "--max_train_samples", "16", "--max_eval_samples", "8"]
     stopped_in_staging(tmp_path, "train", "as_a_new_file", "kill", *argv)  # while writing <run>/model
     assert list(tmp_path.glob("*/*/*/*/.model*"))
-    run_script(ROOT / "src" / "train.py", *argv)
+    train.main(train.Args.from_args(list(map(str, argv))))  # the next run, in this process
     assert not list(tmp_path.glob("*/*/*/*/.model*"))
     assert len([run for run in run_dirs(tmp_path) if (run / "model").is_dir()]) == 1
