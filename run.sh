@@ -264,7 +264,7 @@ if [[ "$action" == status ]]; then
     exit 0
 fi
 if [[ "$action" == configuration ]] && (($2 > total)); then
-    usage_error "--configuration $2: there are $total configurations"
+    usage_error "--configuration $2: the sweep has $total configuration$( ((total == 1)) || echo s)"
 fi
 
 # The Python with the dependencies (sets `python`): $PYTHON, or whichever environment the user set up, or

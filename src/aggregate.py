@@ -67,6 +67,7 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -84,7 +85,7 @@ from classopt import classopt, config
 from matplotlib.ticker import MaxNLocator
 
 import calibration
-from files import as_a_new_file, remove_stale_staging, staging_folder, write_text
+from files import as_a_new_file, remove_stale_staging, replace_folder, staging_folder, write_text
 from metrics import classification_metrics, multi_label_metrics, summary_keys
 from paths import ROOT
 from runs import IDENTITY, read_run, run_identity
@@ -158,9 +159,10 @@ def bootstrapped(multi_label: bool) -> dict:
     return MULTI_LABEL_BOOTSTRAPPED if multi_label else BOOTSTRAPPED
 
 
-# Test ECE recomputed from the prediction files (the probabilities as scaled), and before scaling, as its metrics
-# file reports it (train.py's runs); in all.csv, and best.csv as mean and std, after the scores.
-CALIBRATION_KEYS = ("ece", "ece_uncalibrated")
+# Test ECE recomputed from the prediction files (the probabilities as scaled), and before scaling, and the NLL
+# after and before, as the metrics file reports them (before: train.py's runs); in all.csv, and best.csv as mean
+# and std, after the scores.
+CALIBRATION_KEYS = ("ece", "ece_uncalibrated", "nll", "nll_uncalibrated")
 
 
 def significance_columns(multi_label: bool) -> list[str]:
@@ -210,7 +212,6 @@ RESULT_FILES = (
     *("confusion_matrix_*.png", "per_class_*.csv", "reliability_*.png"),
 )
 OWN_FILES = (*RESULT_FILES, *(f".{name}.*.tmp" for name in RESULT_FILES))
-SWAP_ATTEMPTS = 3  # another aggregate.py may put its set in place between our two renames; then we retry
 
 
 def run_row(run_dir: Path) -> dict:
@@ -229,6 +230,8 @@ def run_row(run_dir: Path) -> dict:
         **{f"test_{key}": test[key] for key in summary_keys(multi_label)},
         "test_ece": checked_ece(run_dir, test),
         "test_ece_uncalibrated": test.get("uncalibrated", {}).get("ece", math.nan),  # none: the baseline, older runs
+        "test_nll": test.get("nll", math.nan),
+        "test_nll_uncalibrated": test.get("uncalibrated", {}).get("nll", math.nan),
         "temperature": config.get("temperature", math.nan),
         "num_parameters": config["num_parameters"],
         "train_seconds": float(log["epoch_seconds"].sum()),
@@ -865,7 +868,10 @@ def reliability_figure(section: pd.DataFrame) -> plt.Figure:
     columns = min(3, len(section))
     rows = math.ceil(len(section) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
-    for ax, row in zip(axes.flat, section.to_dict("records"), strict=False):
+    titles = [
+        f"{label(model, details)}, seed" for model, details in zip(section["model"], row_details(section), strict=True)
+    ]
+    for ax, row, title in zip(axes.flat, section.to_dict("records"), titles, strict=False):
         after = calibration.reliability(*read_confidences(row["chosen_run"]))
         metrics = json.loads((Path(row["chosen_run"]) / "test-metrics.json").read_text(encoding="utf-8"))
         before = metrics.get("uncalibrated", {}).get("reliability")
@@ -877,7 +883,8 @@ def reliability_figure(section: pd.DataFrame) -> plt.Figure:
             ax.plot(*zip(*points, strict=True), marker="o", color=color, label=name)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_title(f"{short_name(row['model'])}, seed {cell(row['chosen_seed'])}", fontsize="small", parse_math=False)
+        title = textwrap.fill(f"{title} {cell(row['chosen_seed'])}", 48)  # within its panel's width
+        ax.set_title(title, fontsize="small", parse_math=False)
         ax.set_xlabel("confidence (mean of a bin)" + (", labels pooled" if row["multi_label"] else ""))
         ax.set_ylabel("accuracy in the bin")
         ax.legend(fontsize="small")
@@ -947,12 +954,12 @@ def save(fig: plt.Figure, path: Path) -> None:
 def section_report(section: pd.DataFrame, results_dir: Path) -> str:
     """One dataset's table, with the best row's per-class CSV and confusion matrix written beside it."""
     best_row = section.loc[section["test_f1_mean"].idxmax()]
+    save(reliability_figure(section), results_dir / reliability_file(best_row))
     classes, matrix, names = class_scores(best_row)
     write_text(results_dir / section_file(best_row, "per_class", ".csv"), csv_text(classes))
     if matrix is not None:
         title = f"{short_name(best_row['model'])}, seed {cell(best_row['chosen_seed'])}: test"
         save(confusion_figure(matrix, names, title), results_dir / confusion_file(best_row))
-    save(reliability_figure(section), results_dir / reliability_file(best_row))
     return markdown_table(section, classes)
 
 
@@ -978,7 +985,7 @@ def staged(folder: Path) -> Iterator[Path]:
     names it, after this process, with whatever `folder` holds beside a result set (OWN_FILES) copied in."""
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
-    if not folder.parent.exists():
+    with contextlib.suppress(FileExistsError):  # made meanwhile by another aggregate.py; a file: reported below
         folder.parent.mkdir(parents=True)
     prefix = f".{folder.name}."
     remove_stale_staging(folder.parent, prefix)  # a killed aggregate.py's (kill -9 skips the except below)
@@ -987,7 +994,7 @@ def staged(folder: Path) -> Iterator[Path]:
         as_a_new_file(staging)  # mkdtemp makes it private; the results are for colleagues to read
         carry_over(folder, staging)
         yield staging
-        replace_folder(folder, staging, prefix)
+        replace_folder(folder, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -1005,26 +1012,6 @@ def carry_over(folder: Path, staging: Path) -> None:
             shutil.copytree(entry, staging / entry.name, symlinks=True)
         else:
             shutil.copy2(entry, staging / entry.name, follow_symlinks=False)
-
-
-def replace_folder(folder: Path, staging: Path, prefix: str) -> None:
-    """Rename the old folder aside (onto an empty staging folder: a killed run's is removed as any other),
-    staging into its place, and remove the old one. POSIX renames a folder atomically but cannot swap two:
-    for a moment there is no folder, but never one with parts of two sets."""
-    for attempt in range(1, SWAP_ATTEMPTS + 1):
-        aside = staging_folder(folder.parent, prefix)
-        with contextlib.suppress(FileNotFoundError):  # no set yet, or another aggregate.py's swap under way
-            folder.rename(aside)
-        try:
-            staging.rename(folder)
-            return
-        except OSError as e:  # ENOTEMPTY, EEXIST: another aggregate.py put its set in place meanwhile
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == SWAP_ATTEMPTS:
-                with contextlib.suppress(OSError):
-                    aside.rename(folder)  # the old set back where it was
-                raise
-        finally:
-            shutil.rmtree(aside, ignore_errors=True)
 
 
 def main(args: Args) -> None:

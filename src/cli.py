@@ -112,6 +112,9 @@ def dies_of_sigint():
     rather than an exit status of its own, because a shell (run.sh's loop over runs) stops only when
     its child was killed by the signal; the shell then reports status 130."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is a KeyboardInterrupt
+    # The imports are done: a module missing from here on (an optional one, in the right environment) is
+    # reported by Python as it is, not as a wrong environment.
+    sys.excepthook = sys.__excepthook__
     try:
         yield
     except KeyboardInterrupt:

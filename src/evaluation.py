@@ -1,5 +1,6 @@
 """Evaluating a model on a whole split: every document's logits (gathered from every rank under torchrun,
-a document's windows averaged), then its metrics and loss."""
+a document's windows averaged), then its metrics and loss; at a run's end, with temperature-scaled
+probabilities and their calibration (split_metrics, calibration.py)."""
 
 from collections.abc import Sequence
 

@@ -1,14 +1,18 @@
 """Writing files that readers never see half-written: to a temporary name, then renamed."""
 
 import csv
+import fcntl
 import glob
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -90,11 +94,68 @@ def remove_stale_staging(parent: Path, prefix: str) -> None:
     """Remove the staging_folder()s <parent>/<prefix>... whose process has ended on this host: kill -9 (or
     the OOM killer, a power cut) runs no cleanup, and they would stay forever. A live process's, or another
     host's (whose processes we cannot see), are left alone. The prefix may begin with */ levels."""
+    for path in stale_staging(parent, prefix):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stale_staging(parent: Path, prefix: str) -> list[Path]:
+    """The staging_folder()s <parent>/<prefix><host>.<pid>.<mkdtemp's 8 characters> of ended processes of
+    this host, matched by their whole name: nothing else that happens to begin with the prefix."""
     levels, _, name_prefix = prefix.rpartition("/")
-    for path in parent.glob(f"{levels}/{glob.escape(name_prefix)}*" if levels else f"{glob.escape(name_prefix)}*"):
-        host, _, pid = path.name.removeprefix(name_prefix).rpartition(".")[0].rpartition(".")
-        if host == socket.gethostname() and pid.isdigit() and not process_exists(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+    name = re.compile(rf"{re.escape(name_prefix)}{re.escape(socket.gethostname())}\.(\d+)\.[a-z0-9_]{{8}}")
+    candidates = parent.glob(f"{levels}/{glob.escape(name_prefix)}*" if levels else f"{glob.escape(name_prefix)}*")
+    return [
+        path
+        for path in candidates
+        if (match := name.fullmatch(path.name)) and path.is_dir() and not path.is_symlink()
+        if not process_exists(int(match[1]))
+    ]
+
+
+def replace_folder(folder: Path, staging: Path) -> None:
+    """Put the folder staging in the place of folder, whose old content is removed: the old folder renamed
+    aside, staging renamed into place, the old one removed. POSIX cannot swap two folders in one step, so
+    for a moment there is none: an exception there (Ctrl-C) puts the old one back, and after a kill there
+    the next replace_folder of this folder does (put_back_aside). One swap at a time: a lock on the folder
+    that holds it (rather than a lock file, which would be one more file there)."""
+    with locked(folder.parent):
+        put_back_aside(folder)
+        aside = staging_folder(folder.parent, f".{folder.name}.old.")
+        try:
+            folder.rename(aside)  # onto the empty folder aside, which it replaces
+        except FileNotFoundError:  # nothing to replace
+            aside.rmdir()
+            aside = None
+        try:
+            staging.rename(folder)
+        except BaseException:
+            if aside is not None:
+                aside.rename(folder)
+            raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def put_back_aside(folder: Path) -> None:
+    """The old folder that a killed replace_folder left aside: back in place if nothing took it (the newest,
+    should there be several), else removed."""
+    asides = stale_staging(folder.parent, f".{folder.name}.old.")
+    for aside in sorted(asides, key=lambda path: path.stat().st_mtime, reverse=True):
+        if not folder.exists():
+            aside.rename(folder)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a folder for the block; the kernel drops it if the process dies."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def process_exists(pid: int) -> bool:

@@ -16,11 +16,6 @@ so that the nth output line is always the nth input's, with the names of the run
 rows; a multi-label model: "predicted" is the list of labels whose probability, a sigmoid each, is the
 run's --threshold or above, or --threshold's; possibly empty),
 
-The probabilities are calibrated, as in the run's prediction files: softmax (sigmoid) of the logits divided
-by the temperature that train.py fitted on the validation split (predict.json's "temperature"; see
-calibration.py), which never changes the most probable label. --uncalibrated gives the model's own
-probabilities instead (a model saved without a temperature has only those).
-
 the second for an input whose text fields are all empty once normalized (a blank line of standard
 input, a record of "" or spaces only): a model would still give it a label, made up from nothing.
 
@@ -31,6 +26,12 @@ precision. So on the run's own test split, on the same kind of device, this repr
 test-predictions.jsonl. Input: JSONL, CSV or TSV (by extension), or one text per line on standard
 input. A line of standard input fills the model's first text field (--stdin_field another) and leaves
 the others empty: a model trained on title + body then sees a title only, and a note on stderr says so.
+
+The probabilities are calibrated, as in the run's prediction files: softmax (sigmoid) of the logits divided
+by the temperature that train.py fitted on the validation split (predict.json's "temperature"; see
+calibration.py), which never changes the most probable label (multi-label: --threshold applies to these;
+at 0.5 the labels are the same). --uncalibrated gives the model's own probabilities instead (a model saved
+without a temperature has only those).
 """
 
 import cli

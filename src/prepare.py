@@ -56,7 +56,7 @@ import numpy as np
 from classopt import classopt, config
 
 from dataset_files import SPLITS, as_written, dataset_fingerprint, normalize, write_jsonl, write_label2id
-from files import as_a_new_file, remove_stale_staging, staging_folder
+from files import as_a_new_file, remove_stale_staging, replace_folder, staging_folder
 from paths import ROOT
 from splitting import assign, assign_multi_label
 from tables import read_table, reader_for
@@ -374,12 +374,7 @@ def staged(output_dir: Path) -> Iterator[Path]:
     as_a_new_file(staging)  # mkdtemp makes it 0700
     try:
         yield staging
-        if output_dir.exists():
-            old = output_dir.with_name(f".{output_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            output_dir.rename(old)
-            shutil.rmtree(old)
-        staging.rename(output_dir)
+        replace_folder(output_dir, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

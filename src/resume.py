@@ -43,10 +43,13 @@ def find_resumable_run(runs_dir: Path, model_name: str, planned: dict) -> Path |
 
 def not_continued(runs_dir: Path, model_name: str, planned: dict) -> str | None:
     """When no run of these settings is there to continue: a notice naming the newest interrupted run of this
-    model that --resume could continue with other settings, and the settings that differ; None if none."""
+    model, learning rate and seed that --resume could continue with other settings, and the settings that
+    differ; None if none. Runs of another learning rate or seed are other configurations of a sweep (under
+    Slurm, array tasks training at this moment), never the one a user meant to continue."""
     folders = sorted(path.parent for path in (runs_dir / model_dir_name(model_name)).glob(f"*/*/{STATE_FILE}"))
     for run_dir in reversed(folders):
-        if not is_complete(run_dir) and (config := read_config(run_dir)) is not None:
+        config = None if is_complete(run_dir) else read_config(run_dir)
+        if config is not None and (config.get("lr"), config.get("seed")) == (planned.get("lr"), planned.get("seed")):
             differences = ", ".join(
                 f"{name} {shown(theirs)} (now {shown(ours)})"
                 for name, theirs, ours in identity_differences(config, planned)

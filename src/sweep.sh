@@ -257,7 +257,9 @@ sweep_status() {  # a sweep_plan on stdin: done, running, failed, left, time lef
         read -r host pid start _ <"$sweep_dir/summary"
         running_lines+=("the summary (src/aggregate.py) on $host (pid $pid) since $start")
     fi
-    echo "$count configurations in $sweep_dir: $done done, $running running, $failed failed, $left left"
+    local noun=configurations
+    ((count == 1)) && noun=configuration
+    echo "$count $noun in $sweep_dir: $done done, $running running, $failed failed, $left left"
     ((${#running_lines[@]} > 0)) && printf '  running: %s\n' "${running_lines[@]}"
     ((failed > 0)) && printf '  failed:  %s\n' "${failed_lines[@]}"
     if ((left + running == 0)); then

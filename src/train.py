@@ -568,10 +568,10 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
         if board is not None:
             board.close()
         t.model.load_state_dict(best_state)
-        val, test, probabilities = calibrated_evaluation(t, loaders, names)
-        val_probabilities, test_probabilities = probabilities
+        (val, val_probabilities), (test, test_probabilities) = calibrated_evaluation(t, loaders, names)
         epochs = {"best_epoch": best_epoch, "epochs_run": epoch}
         if distributed.is_main():
+            # config.json was written before training; T is known only now (and is no setting: not in IDENTITY)
             write_json(run_dir / "config.json", read_config(run_dir) | {"temperature": val["temperature"]})
             write_json(run_dir / "val-metrics.json", epochs | val)
             for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
@@ -586,20 +586,20 @@ def train_and_test(args: Args, t: Training, loaders, run: dict, run_dir: Path | 
     return best_epoch, epoch, val, test
 
 
-def calibrated_evaluation(t: Training, loaders, names: list) -> tuple[dict, dict, tuple]:
-    """The best epoch's val and test metrics, and their probabilities, temperature-scaled (calibration.py):
+def calibrated_evaluation(t: Training, loaders, names: list) -> tuple[tuple, tuple]:
+    """The best epoch's val and test metrics, each with its probabilities, temperature-scaled (calibration.py):
     one T fitted on the val logits (every rank fits the same T on the same gathered logits), never on test."""
     evaluated = ("val", "test")
     logits = {split: predict(t.eval_model, loaders[split], t.autocast, t.device, len(names)) for split in evaluated}
     temperature = fit_temperature(logits["val"], gold_labels(loaders["val"].dataset), t.multi_label)
     val, val_probabilities = split_metrics(logits["val"], loaders["val"].dataset, names, t.threshold, temperature)
     test, test_probabilities = split_metrics(logits["test"], loaders["test"].dataset, names, t.threshold, temperature)
-    before, after = test["uncalibrated"], test
+    before = test["uncalibrated"]
     say(
-        f"temperature {temperature:.3f} (fitted on val): test ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
-        f"test NLL {before['nll']:.4f} -> {after['nll']:.4f}"
+        f"temperature {temperature:.3f} (fitted on val): test ECE {before['ece']:.4f} -> {test['ece']:.4f}, "
+        f"test NLL {before['nll']:.4f} -> {test['nll']:.4f}"
     )
-    return val, test, (val_probabilities, test_probabilities)
+    return (val, val_probabilities), (test, test_probabilities)
 
 
 def add_curves(board: SummaryWriter, row: dict) -> None:
@@ -616,6 +616,8 @@ def save_model(model, args: Args, run: dict, path: Path, temperature: float) -> 
     how this run prepared its texts, so that predict.py, given the folder alone, does the same.
     Written under a temporary name and renamed when whole."""
     remove_stale_staging(path.parents[3], f"*/*/*/.{path.name}.")  # those of killed runs, in any run folder
+    for left in path.parents[3].glob(f"*/*/*/.{path.name}.tmp"):  # killed runs' of versions before staging_folder
+        shutil.rmtree(left, ignore_errors=True)
     staging = staging_folder(path.parent, f".{path.name}.")
     try:
         model.save_pretrained(staging)

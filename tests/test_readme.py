@@ -89,3 +89,13 @@ def test_our_baseline_figure_is_what_our_code_gives_with_its_dataset_fingerprint
         assert all(value in paragraph for value in OUR_BASELINE_ON_LIVEDOOR.values()), paragraph
     grid = baseline.Args.from_args([]).c_values
     assert grid == [0.1, 1.0, 10.0, 100.0]  # the grid the figure was measured with; a new grid needs a new figure
+
+
+@pytest.mark.parametrize("doc", READMES + DOCS)
+def test_no_placeholder_is_left_in_the_prose(doc):
+    """A draft's SMOKE_TIMING stood on the README's first screen where the measured time belonged. Names in
+    code (`TRAIN_ARGS`) are written as code; an upper-case name with an underscore in the prose is a
+    placeholder."""
+    text = re.sub(r"```.*?```", "", (ROOT / doc).read_text(encoding="utf-8"), flags=re.DOTALL)
+    prose = re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`\n]*`", "", text))
+    assert not re.findall(r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]+|TODO|TBD|FIXME|XXX)\b", prose)

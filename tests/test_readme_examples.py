@@ -179,30 +179,50 @@ def saved_model(repo: Path) -> Path:
     return model
 
 
+def run(line: str, repo: Path, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(["bash", "-c", line], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{line}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, f"{line}\n{result.stderr}"
+    return result
+
+
+def check_the_smoke_study(command: str, first: subprocess.CompletedProcess, repo: Path, env: dict) -> None:
+    """The first screen's study, from a clone with no data: the corpus fetched and prepared, a table with the
+    model's row and the baseline's, printed at the end too. Then, as the README says, running it again
+    continues it: complete configurations are skipped, nothing runs twice. (The fixture corpus is smaller
+    than the study's samples, so its run is of the whole splits, not a smoke run: tests/test_runs.py.)"""
+    assert (repo / "data" / "text").is_dir() and (repo / "datasets" / "livedoor" / "label2id.json").is_file()
+    summary = first.stdout.split("=== Summary")[1]
+    assert "modernbert-ja-30m" in summary and "tfidf-char-linear" in summary
+    report = (repo / "results" / "livedoor" / "results.md").read_text(encoding="utf-8")
+    assert "| [sbintuitions/modernbert-ja-30m](https://huggingface.co/sbintuitions/modernbert-ja-30m) |" in report
+    assert "| tfidf-char-linear |" in report
+    runs = run_dirs(repo / "outputs")
+    assert len(runs) == 2
+    (config,) = [json.loads((run / "config.json").read_text()) for run in runs if "modernbert" in str(run)]
+    assert (config["max_train_samples"], config["max_train_samples_requested"]) == (None, 1000)
+    again = run(command, repo, env)
+    (baseline_run,) = (repo / "outputs" / "livedoor" / "tfidf-char-linear").glob("*/*")
+    assert "already complete, skipped" in again.stdout.split("=== TF-IDF baseline")[0]
+    assert f"already complete, skipped: {baseline_run.resolve()}" in again.stdout.split("=== TF-IDF baseline")[1]
+    assert run_dirs(repo / "outputs") == runs
+
+
 def test_every_command_of_the_readme_runs_as_written(new_users_checkout):
     repo, env = new_users_checkout
-    ran = []
+    outputs = {}
     for command in readme_commands("README.md"):
         if command in NOT_RUN:
             continue
         if "outputs/.../model" in command:
-            line = command.replace("outputs/.../model", str(saved_model(repo)))
+            outputs[command] = run(command.replace("outputs/.../model", str(saved_model(repo))), repo, env)
         else:
-            line = command
-        result = subprocess.run(["bash", "-c", line], cwd=repo, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        assert "Traceback" not in result.stderr, f"{command}\n{result.stderr}"
-        ran.append((command, result))
-    outputs = dict(ran)
-
-    # The first screen's smoke study: a table with its row, marked as a smoke run, beside the baseline.
-    smoke = next(c for c in outputs if c.startswith("MODELS=sbintuitions/modernbert-ja-30m"))
-    assert "modernbert-ja-30m" in outputs[smoke].stdout
-    report = (repo / "results" / "livedoor" / "results.md").read_text(encoding="utf-8")
-    assert "modernbert-ja-30m" in report and "tfidf-char-linear" in report
+            outputs[command] = run(command, repo, env)
+        if command.startswith("MODELS=sbintuitions/modernbert-ja-30m"):
+            check_the_smoke_study(command, outputs[command], repo, env)
 
     # predict.py: one line per input, in input order, the input's id carried through; an empty body and
-    # a text from stdin as the model's tokenizer encodes them (tests/test_predict.py compares the ids).
+    # a text from stdin as the model's tokenizer encodes them (tests/test_tokenization.py compares the ids).
     predictions = [json.loads(line) for line in (repo / "predictions.jsonl").read_text().splitlines()]
     given = [json.loads(line) for line in (repo / "new.jsonl").read_text().splitlines()]
     assert [p["id"] for p in predictions] == [r["id"] for r in given]

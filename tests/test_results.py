@@ -17,6 +17,7 @@ from conftest import ROOT, run_dirs, run_script
 from dataset_files import dataset_fingerprint, read_jsonl
 from files import write_json
 from runs import is_complete, model_dir_name, write_predictions
+from test_calibration import ece_by_the_formula
 
 DATASET = "livedoor"  # the fixture datasets' folder name, so their runs' folder under an output root
 LABELS = {"a": 0, "b": 1}
@@ -318,8 +319,9 @@ def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(
     fingerprint = FINGERPRINT[:12]
     rows = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
     assert "| F1 | Accuracy 95% CI | F1 95% CI | F1 vs best |" in rows["| Model"]
-    assert rows["| [org/bert](https://huggingface.co/org/bert)"].endswith(" | best |")
-    assert rows["| [org/close](https://huggingface.co/org/close)"].endswith(" ≈ best |")
+    assert "| F1 | Accuracy 95% CI | F1 95% CI | F1 vs best | ECE | ECE 95% CI | ECE unscaled |" in rows["| Model"]
+    assert rows["| [org/bert](https://huggingface.co/org/bert)"].split(" | ")[-4] == "best"  # then the ECE cells
+    assert rows["| [org/close](https://huggingface.co/org/close)"].split(" | ")[-4].endswith(" ≈ best")
     assert "≈" not in rows[f"| {BASELINE}"] and "org/old" not in table
     assert "Koehn 2004" in table and f"![Confusion matrix](confusion_matrix_{fingerprint}.png)" in table
 
@@ -584,3 +586,43 @@ def test_baseline_with_a_single_label_in_train_is_a_one_line_error(tmp_path):
     message = f"baseline.py: error: {dataset / 'train.jsonl'} has a single label: a classifier needs two"
     assert result.stderr.strip() == message
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ece_column_is_the_prediction_files_with_its_interval_and_a_reliability_diagram(
+    tmp_path, monkeypatch, capsys
+):
+    """Made-up runs predict with probability 1, so a run's ECE is its error rate (the paper's formula, one bin);
+    a run whose metrics file gives another ECE than its lines is skipped, as for any other score."""
+    root = tmp_path / "outputs"
+    for seed, test_f1 in ((1, 0.90), (2, 0.88)):
+        run_dir = make_run(root, "org/bert", 3e-5, seed, 0.9, test_f1, f"00-00-0{seed}.000000")
+        metrics = json.loads((run_dir / "test-metrics.json").read_text())
+        lines = read_jsonl(run_dir / "test-predictions.jsonl")
+        confidence = [line["probabilities"][line["predicted"]] for line in lines]
+        ece, _ = ece_by_the_formula(confidence, [line["label"] == line["predicted"] for line in lines])
+        assert ece == pytest.approx(1 - test_f1)
+        calibration = {"ece": ece, "nll": 0.3, "uncalibrated": {"ece": 0.2 + seed / 100, "nll": 0.4 + seed / 10}}
+        write_json(run_dir / "test-metrics.json", metrics | calibration)
+    edited = make_run(root, "org/edited", 3e-5, 1, 0.9, 0.9, "00-00-00.000000")
+    write_json(edited / "test-metrics.json", json.loads((edited / "test-metrics.json").read_text()) | {"ece": 0.01})
+    figures = saved_figures(monkeypatch)
+    results = tmp_path / "results" / DATASET
+    aggregate.main(aggregate.Args(output_root=root, results_dir=results.parent))
+    printed = capsys.readouterr().out
+    assert f"{edited / 'test-predictions.jsonl'}: ECE 0.100000 from its lines, but test-metrics.json says 0.010000" in (
+        printed
+    )
+    best = pd.read_csv(results / "best.csv").set_index("model")
+    assert best.loc["org/bert", "test_ece_mean"] == pytest.approx(0.11)
+    assert best.loc["org/bert", "test_ece_uncalibrated_mean"] == pytest.approx(0.215)
+    assert best.loc["org/bert", ["test_nll_mean", "test_nll_uncalibrated_mean"]].tolist() == pytest.approx([0.3, 0.55])
+    assert best.loc["org/bert", "test_ece_ci_low"] < 0.11 < best.loc["org/bert", "test_ece_ci_high"]
+    assert pd.read_csv(results / "all.csv")["test_ece"].tolist() == pytest.approx([0.10, 0.12])
+    row = next(line for line in (results / "results.md").read_text().splitlines() if line.startswith("| [org/bert]"))
+    ci = aggregate.interval(best.loc["org/bert", "test_ece_ci_low"], best.loc["org/bert", "test_ece_ci_high"])
+    assert row.endswith(f" | 11.00 ± 1.41 | {ci} | 21.50 ± 0.71 |")
+    assert (results / f"reliability_{FINGERPRINT[:12]}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    reliability = figures[2]  # after test_f1.png and val_f1_per_epoch.png
+    (panel,) = [ax for ax in reliability.axes if ax.get_visible()]  # the one row's chosen run: seed 1 (val 0.9 each)
+    after = next(line for line in panel.get_lines() if line.get_label() == "prediction file")
+    assert list(after.get_xdata()) == [1.0] and list(after.get_ydata()) == [pytest.approx(0.90)]

@@ -198,6 +198,7 @@ def test_the_new_set_replaces_the_old_one_whole_and_keeps_the_files_of_others(tm
             "test_f1.png",
             "val_f1_per_epoch.png",
             f"confusion_matrix_{FINGERPRINT[:12]}.png",
+            f"reliability_{FINGERPRINT[:12]}.png",
             f"per_class_{FINGERPRINT[:12]}.csv",
             "notes.txt",
             "drafts",

@@ -181,14 +181,17 @@ def test_other_settings_name_the_run_not_continued_and_how_it_differs(tmp_path):
         return folder
 
     assert resume.not_continued(runs_dir, "m", planned) is None  # nothing there
-    run_folder("09-00-00.000000", planned | {"seed": 2})
-    other = run_folder("10-00-00.000000", planned | {"lr": 5e-5, "text_fields": ["body"], "batch_size": 8})
-    run_folder("11-00-00.000000", planned | {"lr": 1e-5}, complete=True)  # done: nothing to continue
-    run_folder("12-00-00.000000", planned | {"lr": 1e-5}, state=False)  # killed before its first epoch ended
+    run_folder("09-00-00.000000", planned | {"max_seq_len": 128})
+    other = run_folder("10-00-00.000000", planned | {"text_fields": ["body"], "batch_size": 8})
+    run_folder("11-00-00.000000", planned | {"max_seq_len": 64}, complete=True)  # done: nothing to continue
+    run_folder("12-00-00.000000", planned | {"max_seq_len": 64}, state=False)  # killed before its first epoch
+    # Another learning rate or seed is another configuration of a sweep, e.g. a Slurm array task training now.
+    run_folder("13-00-00.000000", planned | {"lr": 5e-5, "batch_size": 8})
+    run_folder("14-00-00.000000", planned | {"seed": 2, "batch_size": 8})
     notice = resume.not_continued(runs_dir, "m", planned)
     assert notice.startswith(f"notice: --resume: {other} is not continued, it was started with other settings: ")
-    assert "--lr 5e-05 (now 3e-05)" in notice and "--text_fields body (now title body)" in notice
-    assert "global batch size 8 (now 16)" in notice and "seed" not in notice and "max_seq_len" not in notice
+    assert "--text_fields body (now title body)" in notice and "global batch size 8 (now 16)" in notice
+    assert "--lr" not in notice and "seed" not in notice and "max_seq_len" not in notice
     assert notice.endswith("; a new run starts (the same command with those settings continues that one)")
     assert "\n" not in notice
 
@@ -199,10 +202,12 @@ def test_a_resume_with_other_settings_says_which_run_it_does_not_continue(bert_d
     (interrupted,) = run_dirs(tmp_path)
     (interrupted / COMPLETION_FILE).unlink()  # as if killed after its first epoch
     (interrupted / resume.STATE_FILE).write_bytes(b"its state")
-    result = in_process(train, *options, "--lr", "1e-3", check_args=train.check_args)
+    result = in_process(train, *options, "--max_seq_len", "24", check_args=train.check_args)
     assert result.returncode == 0
     (notice,) = [line for line in result.stderr.splitlines() if "--resume" in line]
-    assert notice.startswith(f"notice: --resume: {interrupted} is not continued") and "--lr 0.003 (now 0.001)" in notice
+    assert (
+        notice.startswith(f"notice: --resume: {interrupted} is not continued") and "--max_seq_len 32 (now 24)" in notice
+    )
     fresh = [run_dir for run_dir in run_dirs(tmp_path) if run_dir != interrupted]
     assert len(fresh) == 1 and (fresh[0] / COMPLETION_FILE).is_file()  # the new run, complete
     assert (interrupted / resume.STATE_FILE).read_bytes() == b"its state"  # the other one left as it was

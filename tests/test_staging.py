@@ -5,11 +5,15 @@ staging folder of a run that is still going."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+import files
 import train
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
 
@@ -98,6 +102,71 @@ def test_train_removes_the_model_staging_folder_of_a_killed_run(bert_dir, datase
     argv += ["--epochs", "1", "--max_seq_len", "32", "--max_train_samples", "16", "--max_eval_samples", "8"]
     stopped_in_staging(tmp_path, "train", "as_a_new_file", "kill", *argv)  # while writing <run>/model
     assert list(tmp_path.glob("*/*/*/*/.model*"))
+    earlier = tmp_path / "livedoor" / "m" / "2026-11-01" / "09-00-00.000000" / ".model.tmp"  # an earlier version's
+    earlier.mkdir(parents=True)
     train.main(train.Args.from_args(list(map(str, argv))))  # the next run, in this process
     assert not list(tmp_path.glob("*/*/*/*/.model*"))
     assert len([run for run in run_dirs(tmp_path) if (run / "model").is_dir()]) == 1
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_swap_interrupted_between_its_renames_puts_the_old_folder_back(tmp_path, monkeypatch):
+    """Ctrl-C after the old set went aside and before the new one took its place lost both."""
+    folder, staging = tmp_path / "results", files.staging_folder(tmp_path, ".results.")
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (staging / "best.csv").write_text("new")
+    rename = Path.rename
+
+    def interrupted_second_rename(self, target):
+        if self == staging:
+            raise KeyboardInterrupt
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", interrupted_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        files.replace_folder(folder, staging)
+    assert (folder / "notes.txt").read_text() == "mine"
+    monkeypatch.undo()
+    files.replace_folder(folder, staging)
+    assert sorted(p.name for p in folder.iterdir()) == ["best.csv"]
+    assert hidden(tmp_path) == []  # nothing aside, nothing staged
+
+
+def test_a_swap_killed_between_its_renames_is_finished_by_the_next_one(tmp_path):
+    """kill -9 there left the old set aside under a dead process's name, which the next run removed as debris."""
+    host, folder = socket.gethostname(), tmp_path / "results"
+    aside = tmp_path / f".results.old.{host}.{dead_pid()}.abcd_123"
+    aside.mkdir()
+    (aside / "notes.txt").write_text("mine")
+    staging = files.staging_folder(tmp_path, ".results.")
+    files.replace_folder(folder, staging)  # the old set back in place first, then replaced as usual
+    assert list(folder.iterdir()) == [] and not aside.exists()
+    # with no run after it, the folder is back where a reader looks for it as soon as anything stages there
+    aside.mkdir()
+    (aside / "notes.txt").write_text("mine")
+    shutil.rmtree(folder)
+    files.put_back_aside(folder)
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_only_this_hosts_staging_folders_of_ended_processes_are_removed(tmp_path):
+    host, dead = socket.gethostname(), dead_pid()
+    removed = [f".data.{host}.{dead}.abcd_123"]
+    kept = [
+        f".data.{host}.{os.getpid()}.abcd_123",  # a live process's
+        f".data.elsewhere-{host}.{dead}.abcd_123",  # another host's: its processes cannot be seen from here
+        f".data.{host}.{dead}.notes-of-mine",  # not a name staging_folder makes
+        ".data.old",
+    ]
+    for name in removed + kept:
+        (tmp_path / name).mkdir()
+    (tmp_path / f".data.{host}.{dead}.abcdefgh").symlink_to(tmp_path / kept[0])  # a link is never followed
+    files.remove_stale_staging(tmp_path, ".data.")
+    assert hidden(tmp_path) == sorted(kept + [f".data.{host}.{dead}.abcdefgh"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, NOTHING_RUNS, ROOT, fake_python, run_dirs, run_script
+from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, NOTHING_RUNS, ROOT, fake_python, run_script
 from dataset_files import dataset_fingerprint
 from runs import is_complete
 
@@ -34,24 +34,6 @@ def checkout(tmp_path, corpus_archive, sweep_python) -> tuple[Path, dict]:
         "TRAIN_ARGS": "--epochs 1 --max_seq_len 32",
     }
     return repo, env
-
-
-def test_run_sh_goes_from_nothing_to_the_results_table(checkout, bert_dir):
-    repo, env = checkout
-    env["MODELS"] = str(bert_dir)
-    first = run_script(repo / "run.sh", cwd=repo.parent, env=env)
-    assert (repo / "data" / "text").is_dir() and (repo / "datasets" / "livedoor" / "label2id.json").is_file()
-    table = (repo / "results" / "livedoor" / "results.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert any(bert_dir.name in row for row in rows) and any("tfidf-char-linear" in row for row in rows)
-    assert "tfidf-char-linear" in first.stdout.split("=== Summary")[1]  # the table is printed at the end
-    runs = run_dirs(repo / "outputs")
-    assert len(runs) == 2
-
-    again = run_script(repo / "run.sh", cwd=repo.parent, env=env)  # resumes: nothing is run twice
-    (baseline_run,) = (repo / "outputs" / "livedoor" / "tfidf-char-linear").glob("*/*")
-    assert f"already complete, skipped: {baseline_run.resolve()}" in again.stdout.split("=== TF-IDF baseline")[1]
-    assert run_dirs(repo / "outputs") == runs
 
 
 def test_a_failing_download_stops_before_any_run(checkout):

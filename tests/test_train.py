@@ -137,8 +137,11 @@ def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, bert_dir, da
         "f1",
         "per_class",
         "confusion_matrix",
+        *("ece", "mce", "nll", "reliability", "temperature", "uncalibrated"),  # calibration.py
     }
     assert set(test) == keys and test["epochs_run"] == 15
+    assert set(test["uncalibrated"]) == {"ece", "mce", "nll", "reliability"}
+    assert test["temperature"] == config["temperature"] > 0
     assert set(test["per_class"]) == set(config["label2id"])
     assert sum(c["support"] for c in test["per_class"].values()) == len(read_jsonl(dataset_dir / "test.jsonl"))
     assert sum(map(sum, test["confusion_matrix"])) == config["num_examples"]["test"]
