@@ -39,11 +39,13 @@ register it by file extension in READERS; the columns are then named with --text
 import cli
 
 import csv
+import glob
 import hashlib
 import json
 import random
 import shutil
 import sys
+import time
 import unicodedata
 from array import array
 from collections import Counter
@@ -370,6 +372,9 @@ def staged(output_dir: Path) -> Iterator[Path]:
     check_replaceable(output_dir)  # before anything is written
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(output_dir.parent, f".{output_dir.name}.")  # a killed run's (kill -9 skips the except)
+    for left in output_dir.parent.glob(f".{glob.escape(output_dir.name)}.{'?' * 8}"):  # by versions before it,
+        if left.is_dir() and time.time() - left.stat().st_mtime > 24 * 3600:  # named by mkdtemp alone: by age
+            shutil.rmtree(left, ignore_errors=True)
     staging = staging_folder(output_dir.parent, f".{output_dir.name}.")
     as_a_new_file(staging)  # mkdtemp makes it 0700
     try:

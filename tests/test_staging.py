@@ -170,3 +170,17 @@ def test_only_this_hosts_staging_folders_of_ended_processes_are_removed(tmp_path
     (tmp_path / f".data.{host}.{dead}.abcdefgh").symlink_to(tmp_path / kept[0])  # a link is never followed
     files.remove_stale_staging(tmp_path, ".data.")
     assert hidden(tmp_path) == sorted(kept + [f".data.{host}.{dead}.abcdefgh"])
+
+
+def test_prepare_removes_a_day_old_staging_folder_of_an_earlier_version(tmp_path):
+    """Before staging folders were named after their process, mkdtemp named them alone: .livedoor.XXXXXXXX."""
+    import prepare
+
+    earlier, recent = tmp_path / ".livedoor.k2j4_9xa", tmp_path / ".livedoor.q8r7w3zz"
+    for folder in (earlier, recent):
+        folder.mkdir()
+    day_and_a_bit = time.time() - 25 * 3600
+    os.utime(earlier, (day_and_a_bit, day_and_a_bit))
+    with prepare.staged(tmp_path / "livedoor") as staging:
+        (staging / "label2id.json").write_text("{}")
+    assert hidden(tmp_path) == [recent.name]  # a recent one may be a live run's of that version
