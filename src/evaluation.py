@@ -8,12 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import calibration
 import distributed
-from calibration import nll
 from inputs import to_device
-from metrics import classification_metrics, multi_label_metrics
 from runs import as_written
+
+# metrics (scikit-learn) and calibration (SciPy) are imported where metrics are made, not above: predict.py
+# needs only the logits (predict), and those imports were 2-3 s of its start (measured with cProfile).
 
 
 def average_windows(logits: torch.Tensor, documents: Sequence[int]) -> torch.Tensor:
@@ -71,6 +71,9 @@ def split_metrics(logits: torch.Tensor, examples, names: list[str], threshold: f
     those of logits / temperature, in float64, the predictions made from them (single-label: the same; a
     label at 0.5: the same), and the metrics hold their calibration and that of the logits as they are
     ("uncalibrated"), so that users see what the scaling bought (calibration.py)."""
+    from calibration import nll
+    from metrics import classification_metrics, multi_label_metrics
+
     labels = torch.from_numpy(gold_labels(examples))
     scaled = logits if temperature is None else logits.double() / temperature
     probabilities = scaled.sigmoid() if threshold is not None else scaled.softmax(dim=-1)
@@ -93,4 +96,6 @@ def split_metrics(logits: torch.Tensor, examples, names: list[str], threshold: f
 
 def calibration_of(probabilities: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor, names) -> dict:
     """calibration.report of the probabilities as the prediction files write them."""
+    import calibration
+
     return calibration.report(as_written(probabilities.numpy()), predicted.numpy(), labels.numpy(), names)

@@ -26,41 +26,9 @@ def in_repo(repo, script, *argv):
     return run_script(repo / "src" / script, *argv, cwd=repo)
 
 
-@pytest.fixture(scope="module")
-def reviews(repo, bert_dir):
-    """The README's walkthrough: a CSV with a BOM and Japanese label names, one text column."""
-    in_repo(
-        repo,
-        "prepare.py",
-        "--input",
-        "datasets/reviews.csv",
-        "--text_columns",
-        "text",
-        "--label_column",
-        "rating",
-        "--name",
-        "reviews",
-    )
-    in_repo(repo, "train.py", "--dataset", "reviews", "--model_name", bert_dir, *TINY)
-    in_repo(repo, "baseline.py", "--dataset", "reviews")
-    return in_repo(repo, "aggregate.py", "--dataset", "reviews")
-
-
-def test_a_csv_goes_from_prepare_to_a_results_table(repo, reviews, bert_dir):
-    manifest = json.loads((repo / "datasets" / "reviews" / "dataset.json").read_text())
-    (run_dir, baseline_dir) = sorted(run_dirs(repo / "outputs"), key=lambda p: p.parent.parent.name != bert_dir.name)
-    assert run_dir.parent.parent.parent.name == "reviews"  # outputs/<dataset>/<model>/<date>/<time>/
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["text_fields"] == ["text"]  # from the manifest: not given on the command line
-    assert (config["dataset"], config["dataset_fingerprint"]) == ("reviews", manifest["fingerprint"])
-    assert json.loads((baseline_dir / "config.json").read_text())["text_fields"] == ["text"]
-    assert set(json.loads((run_dir / "test-metrics.json").read_text())["per_class"]) == {"良い", "普通", "悪い"}
-    table = (repo / "results" / "reviews" / "results.md").read_text()
-    assert bert_dir.name in table and "tfidf-char-linear" in table and table in reviews.stdout
-
-
-def test_two_datasets_in_one_outputs_folder_give_two_separate_tables(repo, reviews, bert_dir, tmp_path):
-    """A TSV with a single text column, and pre-split JSONL with integer labels, beside the CSV."""
+def test_two_datasets_in_one_outputs_folder_give_two_separate_tables(repo, bert_dir, tmp_path):
+    """A TSV with a single text column, and pre-split JSONL with integer labels, in one outputs folder. (The
+    README's walkthrough of the shipped CSV runs in tests/test_readme_examples.py.)"""
     tsv = tmp_path / "news.tsv"
     rows = [
         f"{i}\t{'サッカーの試合' if i % 2 else '新しいスマートフォン'}の話題 {i}\t{'sports' if i % 2 else 'it'}"
@@ -87,7 +55,7 @@ def test_two_datasets_in_one_outputs_folder_give_two_separate_tables(repo, revie
         in_repo(repo, "train.py", "--dataset", name, "--model_name", bert_dir, *TINY)
         in_repo(repo, "baseline.py", "--dataset", name)
         in_repo(repo, "aggregate.py", "--dataset", name)
-    tables = {name: (repo / "results" / name / "results.md").read_text() for name in ("reviews", "news", "stars")}
+    tables = {name: (repo / "results" / name / "results.md").read_text() for name in ("news", "stars")}
     for name, table in tables.items():  # each table: its own dataset's runs only, the baseline included
         assert table.count(f"| {bert_dir.name} |") == 1 and table.count("| tfidf-char-linear |") == 1, name
         fingerprint = json.loads((repo / "datasets" / name / "dataset.json").read_text())["fingerprint"]

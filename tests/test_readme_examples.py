@@ -232,3 +232,16 @@ def test_every_command_of_the_readme_runs_as_written(new_users_checkout):
     for name in ("livedoor", "reviews", "tickets", "tags"):
         assert (repo / "datasets" / name / "dataset.json").is_file()
     assert all((run / "test-metrics.json").is_file() for run in run_dirs(repo / "outputs"))
+
+    # Your own data: the shipped CSV (a BOM, Japanese label names, one text column) trained with no text
+    # fields given: every stage takes them from the dataset's manifest, as the baseline of livedoor did.
+    manifest = json.loads((repo / "datasets" / "reviews" / "dataset.json").read_text())
+    (reviews_run,) = [run for run in run_dirs(repo / "outputs") if run.parent.parent.parent.name == "reviews"]
+    config = json.loads((reviews_run / "config.json").read_text())
+    assert config["text_fields"] == ["text"]
+    assert (config["dataset"], config["dataset_fingerprint"]) == ("reviews", manifest["fingerprint"])
+    assert set(json.loads((reviews_run / "test-metrics.json").read_text())["per_class"]) == {"良い", "普通", "悪い"}
+    baselines = sorted((repo / "outputs" / "livedoor" / "tfidf-char-linear").glob("*/*"))
+    assert all(json.loads((b / "config.json").read_text())["text_fields"] == ["title", "body"] for b in baselines)
+    aggregate = next(c for c in outputs if c.startswith("python src/aggregate.py"))
+    assert (repo / "results" / "livedoor" / "results.md").read_text(encoding="utf-8") in outputs[aggregate].stdout
