@@ -58,7 +58,6 @@ import cli
 
 import contextlib
 import errno
-import fnmatch
 import html
 import itertools
 import json
@@ -205,13 +204,15 @@ SMOKE_TEST = "smoke test"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
-# What aggregate.py writes in results/<dataset>/ (and write_text's temporary names of them): the set that
-# each run replaces whole. Whatever else the folder holds (someone's notes) is carried into the new set.
-RESULT_FILES = (
-    *("all.csv", "best.csv", "results.md", "test_f1.png", "val_f1_per_epoch.png"),
-    *("confusion_matrix_*.png", "per_class_*.csv", "reliability_*.png"),
+# What aggregate.py writes in results/<dataset>/ (section_file's names, and write_text's temporary names of
+# them), by the whole name: the set that each run replaces whole. Whatever else the folder holds (someone's
+# notes, their own per_class_notes.csv) is carried into the new set.
+SECTION_NAME = rf"([0-9a-f]{{{SHORT_FINGERPRINT}}}|unrecorded)(_eval\d+)?"  # section_file's part of a name
+RESULT_FILE = re.compile(
+    r"all\.csv|best\.csv|results\.md|test_f1\.png|val_f1_per_epoch\.png"
+    rf"|(confusion_matrix|reliability)_{SECTION_NAME}\.png|per_class_{SECTION_NAME}\.csv"
 )
-OWN_FILES = (*RESULT_FILES, *(f".{name}.*.tmp" for name in RESULT_FILES))
+TEMPORARY_FILE = re.compile(r"\.(.+)\.[0-9a-f]{16}\.tmp")  # files.write_text's
 
 
 def run_row(run_dir: Path) -> dict:
@@ -982,7 +983,7 @@ def write_results(runs: pd.DataFrame, best: pd.DataFrame, results_dir: Path) -> 
 def staged(folder: Path) -> Iterator[Path]:
     """A new folder to write a set into, which then replaces `folder` whole, or is removed if the writing
     fails. It is made beside `folder` (the same disk: renaming moves nothing) as files.staging_folder
-    names it, after this process, with whatever `folder` holds beside a result set (OWN_FILES) copied in."""
+    names it, after this process, with whatever `folder` holds beside a result set (RESULT_FILE) copied in."""
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
     with contextlib.suppress(FileExistsError):  # made meanwhile by another aggregate.py; a file: reported below
@@ -1001,12 +1002,13 @@ def staged(folder: Path) -> Iterator[Path]:
 
 
 def carry_over(folder: Path, staging: Path) -> None:
-    """Copy into staging what folder holds that aggregate.py does not write (OWN_FILES): someone's notes
+    """Copy into staging what folder holds that aggregate.py does not write (RESULT_FILE): someone's notes
     stay; an older set's files (a confusion matrix of a dataset no longer in the table) do not."""
     if not folder.is_dir():
         return
     for entry in folder.iterdir():
-        if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in OWN_FILES):
+        temporary = TEMPORARY_FILE.fullmatch(entry.name)
+        if RESULT_FILE.fullmatch(temporary[1] if temporary else entry.name):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.copytree(entry, staging / entry.name, symlinks=True)

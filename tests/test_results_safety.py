@@ -187,6 +187,8 @@ def test_the_new_set_replaces_the_old_one_whole_and_keeps_the_files_of_others(tm
     folder.mkdir(parents=True)
     (folder / "confusion_matrix_ffffffffffff.png").write_bytes(b"an older dataset's")
     (folder / "notes.txt").write_text("our notes\n")
+    (folder / "per_class_notes.csv").write_text("our own table, named like aggregate.py's\n")
+    (folder / ".results.md.0123456789abcdef.tmp").write_text("a killed write_text's\n")
     (folder / "drafts").mkdir()
     (folder / "drafts" / "figure.svg").write_text("<svg/>\n")
     aggregate.main(aggregate.Args(output_root=outputs, results_dir=folder.parent))
@@ -201,6 +203,7 @@ def test_the_new_set_replaces_the_old_one_whole_and_keeps_the_files_of_others(tm
             f"reliability_{FINGERPRINT[:12]}.png",
             f"per_class_{FINGERPRINT[:12]}.csv",
             "notes.txt",
+            "per_class_notes.csv",
             "drafts",
         ]
     )
