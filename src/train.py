@@ -693,7 +693,9 @@ def main(args: Args) -> None:
         requested = resolve_subsets(args)  # before --skip_if_done compares them
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
         holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one
-        if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned_run(args), holding)):
+        # What the runs on disk are compared with; its dataset fingerprint hashes every split: once, when needed.
+        planned = planned_run(args) if args.skip_if_done or args.resume else None
+        if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned, holding)):
             say(f"already complete, skipped: {done}")
             return
         try:
@@ -702,11 +704,11 @@ def main(args: Args) -> None:
             raise ValueError(f"--output_root {args.output_root}: cannot create a run folder ({e})") from None
         device, precision, model, loaders, run = setup(args, multi_label)
         run |= requested
-        resumed = args.resume and resume.find_resumable_run(runs_dir, args.model_name, planned_run(args))
+        resumed = args.resume and resume.find_resumable_run(runs_dir, args.model_name, planned)
         resumed = distributed.from_main(resumed or None)  # rank 0's finding: one folder for every process
         state = resume.load(resumed, device) if resumed else None
         if args.resume and not resumed and distributed.is_main():  # an interrupted run of other settings?
-            if notice := resume.not_continued(runs_dir, args.model_name, planned_run(args)):
+            if notice := resume.not_continued(runs_dir, args.model_name, planned):
                 print(notice, file=sys.stderr)
         if state and state["precision"] != precision:  # --precision auto decided anew: the killed run's stays
             precision = run["precision_used"] = state["precision"]
