@@ -52,7 +52,7 @@ from evaluation import predict
 from hardware import autocast, resolve_device
 from inputs import Collator, Truncation, eval_loader, tokenize
 from models import NO_CUSTOM_CODE, needs_custom_code
-from runs import as_written
+from runs import as_written, predicted_labels
 from tables import read_table
 
 
@@ -217,13 +217,9 @@ def main(args: Args) -> None:
 
 
 def prediction(row, names: list[str], threshold: float | None) -> dict:
-    """A text's "predicted" and "probabilities", as train.py's prediction files write them (runs.write_predictions):
-    the most probable label, or (multi-label) every label at the threshold or above, in label id order; maybe none."""
-    if threshold is None:
-        predicted = names[int(row.argmax())]
-    else:
-        predicted = [name for name, p in zip(names, row, strict=True) if p >= threshold]
-    return {"predicted": predicted, "probabilities": dict(zip(names, as_written(row).tolist(), strict=True))}
+    """A text's "predicted" and "probabilities", as train.py's prediction files write them (runs.write_predictions)."""
+    probabilities = dict(zip(names, as_written(row).tolist(), strict=True))
+    return {"predicted": predicted_labels(row, names, threshold), "probabilities": probabilities}
 
 
 if __name__ == "__main__":

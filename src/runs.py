@@ -102,6 +102,14 @@ def as_written(probabilities) -> np.ndarray:
     return np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS)
 
 
+def predicted_labels(row, names: Sequence[str], threshold: float | None):
+    """The most probable label's name, or (multi-label, a threshold given) the names of every label of
+    probability >= threshold, in label id order, maybe none. train.py's prediction files and predict.py alike."""
+    if threshold is None:
+        return names[int(row.argmax())]
+    return [name for name, p in zip(names, row, strict=True) if p >= threshold]
+
+
 def write_predictions(
     path: Path, ids: Sequence, labels: Sequence, probabilities, names: Sequence[str], threshold: float | None = None
 ) -> None:
@@ -112,15 +120,11 @@ def write_predictions(
     rounding). Metrics recomputed from "label" and "predicted" equal the reported ones."""
     lines = []
     for example_id, label, row, shown in zip(ids, labels, probabilities, as_written(probabilities), strict=True):
-        if threshold is None:
-            gold, predicted = names[label], names[int(row.argmax())]
-        else:
-            gold = [name for name, y in zip(names, label, strict=True) if y]
-            predicted = [name for name, p in zip(names, row, strict=True) if p >= threshold]
+        gold = names[label] if threshold is None else [name for name, y in zip(names, label, strict=True) if y]
         record = {
             "id": example_id,
             "label": gold,
-            "predicted": predicted,
+            "predicted": predicted_labels(row, names, threshold),
             "probabilities": dict(zip(names, shown.tolist(), strict=True)),
         }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
