@@ -54,7 +54,7 @@ dataset fingerprint, and the fingerprint covers the label lists, so single- and 
 share a table; rows still rank, and learning rates are still chosen, by macro-F1.
 """
 
-import cli
+import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
 
 import contextlib
 import errno
@@ -83,12 +83,18 @@ import pandas as pd
 from classopt import classopt, config
 from matplotlib.ticker import MaxNLocator
 
-import calibration
-from files import as_a_new_file, remove_stale_staging, replace_folder, staging_folder, write_text
-from metrics import classification_metrics, multi_label_metrics, summary_keys
-from paths import ROOT
-from runs import IDENTITY, read_run, run_identity
-from significance import (
+from livedoor_classification import calibration
+from livedoor_classification.files import (
+    as_a_new_file,
+    remove_stale_staging,
+    replace_folder,
+    staging_folder,
+    write_text,
+)
+from livedoor_classification.metrics import classification_metrics, multi_label_metrics, summary_keys
+from livedoor_classification.paths import ROOT
+from livedoor_classification.runs import IDENTITY, read_run, run_identity
+from livedoor_classification.significance import (
     accuracy,
     bootstrap_ci,
     bootstrap_ece,

@@ -40,7 +40,7 @@ are computed, so that an unwritable --output_root is one line at once; if a file
 full disk), the folder is removed: nothing half-written is left for aggregate.py to read.
 """
 
-import cli
+import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
 
 import math
 import shutil
@@ -59,9 +59,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 
-import calibration
-from calibration import fit_temperature
-from dataset_files import (
+from livedoor_classification import calibration
+from livedoor_classification.calibration import fit_temperature
+from livedoor_classification.dataset_files import (
     dataset_fingerprint,
     dataset_text_fields,
     is_multi_label,
@@ -69,9 +69,9 @@ from dataset_files import (
     load_label2id,
     load_split,
 )
-from files import write_csv, write_json
-from metrics import classification_metrics, multi_label_metrics, summary_keys
-from runs import (
+from livedoor_classification.files import write_csv, write_json
+from livedoor_classification.metrics import classification_metrics, multi_label_metrics, summary_keys
+from livedoor_classification.runs import (
     as_written,
     create_run_dir,
     find_complete_run,

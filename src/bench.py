@@ -23,7 +23,7 @@ The table is printed and written as JSON (--output). If a section fails, the rep
 section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
 """
 
-import cli
+import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
 
 import csv
 import json
@@ -45,11 +45,11 @@ from torch.utils.data import DataLoader
 from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
-from dataset_files import read_jsonl, write_jsonl, write_label2id
-from hardware import AUTOCAST_DTYPES, matmul_flops
-from inputs import Collator, tokenize, train_loader
-from models import load_model, usable_seq_len
-from paths import ROOT
+from livedoor_classification.dataset_files import read_jsonl, write_jsonl, write_label2id
+from livedoor_classification.hardware import AUTOCAST_DTYPES, matmul_flops
+from livedoor_classification.inputs import Collator, tokenize, train_loader
+from livedoor_classification.models import load_model, usable_seq_len
+from livedoor_classification.paths import ROOT
 
 SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents"]
 

@@ -34,8 +34,7 @@ at 0.5 the labels are the same). --uncalibrated gives the model's own probabilit
 without a temperature has only those).
 """
 
-import cli
-from cli import first_line
+import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
 
 import json
 import sys
@@ -47,13 +46,13 @@ from classopt import classopt, config
 from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from dataset_files import normalize
-from evaluation import predict
-from hardware import autocast, resolve_device
-from inputs import Collator, Truncation, eval_loader, tokenize
-from models import NO_CUSTOM_CODE, needs_custom_code
-from runs import as_written, predicted_labels
-from tables import read_table
+from livedoor_classification.dataset_files import normalize
+from livedoor_classification.evaluation import predict
+from livedoor_classification.hardware import autocast, resolve_device
+from livedoor_classification.inputs import Collator, Truncation, eval_loader, tokenize
+from livedoor_classification.models import NO_CUSTOM_CODE, needs_custom_code
+from livedoor_classification.runs import as_written, predicted_labels
+from livedoor_classification.tables import read_table
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -156,11 +155,11 @@ def load_saved_model(model_dir: Path, device):
         weights = model_dir / "model.safetensors"
         where = weights if weights.is_file() else f"a .safetensors file of {model_dir}"
         remedy = "copy the model folder again, or save it again with train.py --save_model"
-        raise ValueError(f"{where} is unreadable ({first_line(e)}): {remedy}") from None
+        raise ValueError(f"{where} is unreadable ({cli.first_line(e)}): {remedy}") from None
     except (OSError, ValueError) as e:
         if needs_custom_code(e):
             raise ValueError(f"{model_dir}: {NO_CUSTOM_CODE}") from None
-        raise ValueError(f"{model_dir}: could not load the saved model: {first_line(e)}") from None
+        raise ValueError(f"{model_dir}: could not load the saved model: {cli.first_line(e)}") from None
     return tokenizer, model.to(device)
 
 

@@ -36,7 +36,7 @@ Another layout: write one function that takes a path and yields (line number, ro
 register it by file extension in READERS; the columns are then named with --text_columns/--label_column.
 """
 
-import cli
+import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
 
 import csv
 import glob
@@ -57,11 +57,18 @@ from pathlib import Path
 import numpy as np
 from classopt import classopt, config
 
-from dataset_files import SPLITS, as_written, dataset_fingerprint, normalize, write_jsonl, write_label2id
-from files import as_a_new_file, remove_stale_staging, replace_folder, staging_folder
-from paths import ROOT
-from splitting import assign, assign_multi_label
-from tables import read_table, reader_for
+from livedoor_classification.dataset_files import (
+    SPLITS,
+    as_written,
+    dataset_fingerprint,
+    normalize,
+    write_jsonl,
+    write_label2id,
+)
+from livedoor_classification.files import as_a_new_file, remove_stale_staging, replace_folder, staging_folder
+from livedoor_classification.paths import ROOT
+from livedoor_classification.splitting import assign, assign_multi_label
+from livedoor_classification.tables import read_table, reader_for
 
 LIVEDOOR = "livedoor"
 RECORD_KEYS = ("id", "label")  # what a record has besides its text columns

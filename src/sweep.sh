@@ -196,7 +196,7 @@ find_complete_runs() {  # sets complete_run: the configurations whose run record
     ((${#save_model[@]} > 0)) && holding=model
     while read -r key run; do
         complete_run[$key]="$run"
-    done < <(sweep_plan | cut -d " " -f 1 | "${python[@]}" src/runs.py "$sweep_dir" "$dataset_path" "$holding")
+    done < <(sweep_plan | cut -d " " -f 1 | PYTHONPATH=src "${python[@]}" -m livedoor_classification.runs "$sweep_dir" "$dataset_path" "$holding")
 }
 
 duration() {  # SECONDS -> 1h02m, 3m05s, 12s

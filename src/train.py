@@ -18,8 +18,7 @@ Read it top to bottom: the options; the set-up (data, model, loaders: inputs.py)
 train_and_test, the epoch loop (evaluation: evaluation.py); main() at the bottom.
 """
 
-import cli
-from cli import first_line
+import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
 
 import math
 import os
@@ -47,10 +46,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-import distributed
-import resume
-from calibration import fit_temperature
-from dataset_files import (
+from livedoor_classification import distributed, resume
+from livedoor_classification.calibration import fit_temperature
+from livedoor_classification.dataset_files import (
     dataset_fingerprint,
     dataset_manifest,
     dataset_text_fields,
@@ -59,8 +57,8 @@ from dataset_files import (
     load_label2id,
     load_split,
 )
-from evaluation import evaluate, first_windows, gold_labels, predict, split_metrics
-from files import (
+from livedoor_classification.evaluation import evaluate, first_windows, gold_labels, predict, split_metrics
+from livedoor_classification.files import (
     append_csv_row,
     as_a_new_file,
     check_writable,
@@ -69,11 +67,16 @@ from files import (
     write_csv,
     write_json,
 )
-from hardware import autocast, make_deterministic, resolve_device, resolve_precision
-from inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
-from metrics import summary_keys
-from models import load_model, needs_unused_parameter_search, precision_that_runs, usable_seq_len
-from runs import (
+from livedoor_classification.hardware import autocast, make_deterministic, resolve_device, resolve_precision
+from livedoor_classification.inputs import Collator, Truncation, eval_loader, to_device, tokenize, train_loader
+from livedoor_classification.metrics import summary_keys
+from livedoor_classification.models import (
+    load_model,
+    needs_unused_parameter_search,
+    precision_that_runs,
+    usable_seq_len,
+)
+from livedoor_classification.runs import (
     COMPLETION_FILE,
     create_run_dir,
     find_complete_run,
@@ -677,7 +680,8 @@ def compile_failed(model_name: str, error: Exception, run_dir: Path | None, resu
     there for some architectures (Longformer: inductor's "Invalid NaN comparison", after minutes). One line
     naming the model; the run folder is removed if it holds no finished epoch, or else named as incomplete."""
     cause = getattr(error, "inner_exception", None) or error  # the backend's own error, which dynamo wraps
-    line = f"{model_name}: torch.compile failed ({type(cause).__name__}: {first_line(cause)}); run without --compile"
+    reason = f"{type(cause).__name__}: {cli.first_line(cause)}"
+    line = f"{model_name}: torch.compile failed ({reason}); run without --compile"
     if run_dir and not resumed and not (run_dir / "log.csv").exists():
         shutil.rmtree(run_dir)  # its config.json alone: nothing was trained
         return line
@@ -734,7 +738,7 @@ def main(args: Args) -> None:
             say(f"writing to {run_dir}")
         best_epoch, epochs_run, val, test = train_and_test(args, training, loaders, run, run_dir, names, state)
     except (OSError, SafetensorError) as e:  # a full disk, or a folder removed or made read-only meanwhile
-        reason = getattr(e, "strerror", None) or first_line(e)  # safetensors has errors of its own
+        reason = getattr(e, "strerror", None) or cli.first_line(e)  # safetensors has errors of its own
         incomplete = f"; the run is incomplete (no {COMPLETION_FILE})" if run_dir else ""
         sys.exit(f"train.py: error: {run_dir or runs_dir}: {reason}{incomplete}")
     except RuntimeError as e:  # torch._dynamo's errors are RuntimeErrors; without --compile, not imported

@@ -165,7 +165,7 @@ def dataset_dir(corpus_dir, tmp_path_factory) -> Path:
 
 
 def corpus_sentences(corpus_dir: Path) -> list[str]:
-    from dataset_files import normalize
+    from livedoor_classification.dataset_files import normalize
 
     paths = sorted(corpus_dir.glob("*/*.txt"))
     return [normalize(line) for p in paths if p.name != "LICENSE.txt" for line in p.read_text().splitlines()[2:]]
@@ -299,7 +299,7 @@ def in_process(monkeypatch, capsys):
     check_args), then main(). A SystemExit becomes the exit status and stderr Python would give it. For
     what a script prints, exits with and writes; process-level behaviour (signals, a fresh interpreter,
     the environment) still needs run_script."""
-    import cli
+    from livedoor_classification import cli
 
     def run(module, *argv, check_args=None) -> subprocess.CompletedProcess:
         script = f"src/{module.__name__}.py"

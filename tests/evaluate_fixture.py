@@ -10,10 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # a script of its own: find train.py's modules
 
-import distributed  # noqa: E402
-import evaluation  # noqa: E402
 import train  # noqa: E402
-from dataset_files import label_names  # noqa: E402
+from livedoor_classification import (
+    distributed,  # noqa: E402
+    evaluation,  # noqa: E402
+)
+from livedoor_classification.dataset_files import label_names  # noqa: E402
 
 
 def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:

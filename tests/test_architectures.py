@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 import train
 from conftest import run_dirs
-from models import usable_seq_len
+from livedoor_classification.models import usable_seq_len
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 # Each family in a tiny configuration: 64 position rows, or 66 where positions are numbered after the

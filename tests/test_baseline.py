@@ -17,10 +17,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 import baseline
-import files
-import runs
 from conftest import run_dirs, run_script
-from dataset_files import read_jsonl
+from livedoor_classification import files, runs
+from livedoor_classification.dataset_files import read_jsonl
 from test_calibration import ece_by_the_formula
 
 C_VALUES = [0.1, 1.0, 10.0, 100.0]

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 import bench
-import hardware
 import train
 from conftest import ROOT
+from livedoor_classification import hardware
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-import calibration
-import significance
+from livedoor_classification import calibration, significance
 
 
 def ece_by_the_formula(confidence, correct, bins=15) -> tuple[float, float]:

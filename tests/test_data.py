@@ -6,8 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from dataset_files import load_label2id, load_split, write_jsonl
-from inputs import Collator, LengthGroupedBatchSampler, length_grouped_batches, sorted_batches
+from livedoor_classification.dataset_files import load_label2id, load_split, write_jsonl
+from livedoor_classification.inputs import Collator, LengthGroupedBatchSampler, length_grouped_batches, sorted_batches
 
 _rng = random.Random(0)
 LENGTHS = [_rng.randint(5, 512) for _ in range(1001)]

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-import distributed
 from conftest import ROOT, run_dirs, run_script
-from dataset_files import read_jsonl
-from runs import is_complete
+from livedoor_classification import distributed
+from livedoor_classification.dataset_files import read_jsonl
+from livedoor_classification.runs import is_complete
 
 # transformers (and train and models, which import it) are imported inside the tests that use them: each
 # process that spawn() starts imports this module, and a gather test should not wait seconds for them.
@@ -278,14 +278,14 @@ def tiny_classifier(model_type: str):
 
 
 def unused_parameter_models() -> list[str]:
-    from models import UNUSED_PARAMETER_MODELS
+    from livedoor_classification.models import UNUSED_PARAMETER_MODELS
 
     return sorted(UNUSED_PARAMETER_MODELS - set(SWEEP_ARCHITECTURES))
 
 
 @pytest.mark.parametrize("model_type", SWEEP_ARCHITECTURES + unused_parameter_models())
 def test_the_unused_parameter_search_is_asked_for_where_text_leaves_parameters_unused(model_type):
-    from models import needs_unused_parameter_search
+    from livedoor_classification.models import needs_unused_parameter_search
 
     model = tiny_classifier(model_type)
     ids = torch.randint(5, 100, (2, 16), generator=torch.Generator().manual_seed(0))

@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import hardware
 import train
 from conftest import run_dirs, run_script, save_tiny_bert
-from dataset_files import read_jsonl, write_jsonl
-from inputs import Collator
-from runs import is_complete
+from livedoor_classification import hardware
+from livedoor_classification.dataset_files import read_jsonl, write_jsonl
+from livedoor_classification.inputs import Collator
+from livedoor_classification.runs import is_complete
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU = [pytest.mark.gpu, NEEDS_CUDA]

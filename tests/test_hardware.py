@@ -4,7 +4,7 @@ that the same machine always trains in the same precision (one configuration, on
 import pytest
 import torch
 
-import hardware
+from livedoor_classification import hardware
 
 CPUINFO_X86 = """processor\t: 0
 vendor_id\t: GenuineIntel

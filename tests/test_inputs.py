@@ -8,8 +8,8 @@ from transformers import AutoTokenizer
 
 import train
 from conftest import run_dirs
-from dataset_files import label_id, label_names, load_split, read_jsonl, write_jsonl
-from inputs import fit_pair, tokenize
+from livedoor_classification.dataset_files import label_id, label_names, load_split, read_jsonl, write_jsonl
+from livedoor_classification.inputs import fit_pair, tokenize
 
 LONG_TITLE = "映画監督が新しい映画を公開した" * 12  # about 180 characters: over any short budget
 

@@ -10,9 +10,9 @@ import torch
 import predict
 import train
 from conftest import run_dirs
-from dataset_files import read_jsonl, write_jsonl
-from evaluation import average_windows, first_windows
-from inputs import Truncation, keep_spans, tokenize
+from livedoor_classification.dataset_files import read_jsonl, write_jsonl
+from livedoor_classification.evaluation import average_windows, first_windows
+from livedoor_classification.inputs import Truncation, keep_spans, tokenize
 
 TITLE = "映画の話題"
 BODY = "".join(f"{word}の{number}回目の公開について紹介します。" for number in range(8) for word in ("監督", "家電"))

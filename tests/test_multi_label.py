@@ -16,8 +16,8 @@ import predict
 import prepare
 import train
 from conftest import run_dirs, run_script, write_corpus
-from dataset_files import SPLITS, label_names, load_label2id, read_jsonl
-from evaluation import first_windows
+from livedoor_classification.dataset_files import SPLITS, label_names, load_label2id, read_jsonl
+from livedoor_classification.evaluation import first_windows
 from test_calibration import ece_by_the_formula
 
 FAST = ["--max_seq_len", "64", "--batch_size", "8"]

@@ -17,10 +17,10 @@ from sklearn.multiclass import OneVsRestClassifier
 import aggregate
 import baseline
 from conftest import CATEGORIES, FILLER, article_text, run_dirs
-from dataset_files import read_jsonl
-from files import write_json
-from metrics import MULTI_LABEL_SUMMARY_KEYS, multi_label_metrics
-from runs import write_predictions
+from livedoor_classification.dataset_files import read_jsonl
+from livedoor_classification.files import write_json
+from livedoor_classification.metrics import MULTI_LABEL_SUMMARY_KEYS, multi_label_metrics
+from livedoor_classification.runs import write_predictions
 from test_results import DATASET, FINGERPRINT, make_run
 
 # A dataset of articles of the fixture corpus: two articles of two categories joined (both labels), one

@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 import predict
 import train
 from conftest import ROOT, run_dirs, run_script
-from dataset_files import read_jsonl
+from livedoor_classification.dataset_files import read_jsonl
 from test_calibration import ece_by_the_formula
 
 

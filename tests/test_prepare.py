@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_script, write_corpus
-from dataset_files import dataset_fingerprint, load_label2id, load_split, normalize, read_jsonl
+from livedoor_classification.dataset_files import dataset_fingerprint, load_label2id, load_split, normalize, read_jsonl
+from livedoor_classification.splitting import allocate
+from livedoor_classification.tables import read_table
 from prepare import Args, main
-from splitting import allocate
-from tables import read_table
 
 
 def prepare(input_dir, output_dir, seed=42):

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from conftest import CATEGORIES, run_script, write_corpus
-from dataset_files import read_jsonl
+from livedoor_classification.dataset_files import read_jsonl
 from prepare import Args, main
 
 SPLITS = ("train", "val", "test")

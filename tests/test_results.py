@@ -14,9 +14,9 @@ from sklearn.metrics import accuracy_score, f1_score
 import aggregate
 import baseline
 from conftest import ROOT, run_dirs, run_script
-from dataset_files import dataset_fingerprint, read_jsonl
-from files import write_json
-from runs import is_complete, model_dir_name, write_predictions
+from livedoor_classification.dataset_files import dataset_fingerprint, read_jsonl
+from livedoor_classification.files import write_json
+from livedoor_classification.runs import is_complete, model_dir_name, write_predictions
 from test_calibration import ece_by_the_formula
 
 DATASET = "livedoor"  # the fixture datasets' folder name, so their runs' folder under an output root

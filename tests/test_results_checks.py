@@ -12,9 +12,9 @@ from matplotlib import font_manager
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 import aggregate
-from files import write_json
-from metrics import classification_metrics
-from runs import write_predictions
+from livedoor_classification.files import write_json
+from livedoor_classification.metrics import classification_metrics
+from livedoor_classification.runs import write_predictions
 from test_results import DATASET, EXAMPLES, FINGERPRINT, make_run
 
 REMEDY = "the files disagree (edited, cut short, or written by an older version): train it again"

@@ -14,10 +14,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import resume
 import train
 from conftest import ROOT, run_dirs, run_script
-from runs import COMPLETION_FILE
+from livedoor_classification import resume
+from livedoor_classification.runs import COMPLETION_FILE
 
 SMALL = ["--max_seq_len", "32", "--batch_size", "8", "--lr", "3e-3", "--precision", "fp32", "--epochs", "4"]
 SMALL += ["--max_train_samples", "64", "--max_eval_samples", "24", "--seed", "7", "--patience", "3"]

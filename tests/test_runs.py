@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import files
-import runs
 from conftest import run_dirs
-from dataset_files import dataset_fingerprint
-from files import write_json
-from runs import find_complete_run, git_state, run_identity
+from livedoor_classification import files, runs
+from livedoor_classification.dataset_files import dataset_fingerprint
+from livedoor_classification.files import write_json
+from livedoor_classification.runs import find_complete_run, git_state, run_identity
 
 SPLIT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "label2id.json")
 

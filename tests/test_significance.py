@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-import significance
-from significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap, score
+from livedoor_classification import significance
+from livedoor_classification.significance import accuracy, bootstrap_ci, macro_f1, paired_bootstrap, score
 
 N, K = 2000, 4
 
@@ -145,7 +145,7 @@ SKLEARN_MULTI_LABEL = {
 
 
 def test_multi_label_scores_equal_sklearn_and_the_metrics_files():
-    from metrics import multi_label_metrics
+    from livedoor_classification.metrics import multi_label_metrics
 
     gold, a, _ = multi_label_data()
     reported = multi_label_metrics(gold, a, list("abcde"))

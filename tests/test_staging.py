@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import files
 import train
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
+from livedoor_classification import files
 
 # A stage run in a process of its own, stopped inside its staging folder: STOP=kill dies there of
 # SIGKILL (as kill -9 or the OOM killer), STOP=wait stays there, alive, until the test kills it.

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, NOTHING_RUNS, ROOT, fake_python, run_script
-from dataset_files import dataset_fingerprint
-from runs import is_complete
+from livedoor_classification.dataset_files import dataset_fingerprint
+from livedoor_classification.runs import is_complete
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_run_sh_creates_the_venv_when_no_environment_has_the_dependencies_then_r
         ".venv/bin/python -m pip install --require-hashes -r requirements.txt"
     )
     studied = [c.split()[1] for c in made if " src/" in c]  # the study, in the new environment
-    assert studied == ["src/runs.py", "src/train.py", "src/baseline.py", "src/aggregate.py"]  # runs.py: what is done
+    assert studied == ["-m", "src/train.py", "src/baseline.py", "src/aggregate.py"]  # runs.py: what is done
 
     log.unlink()
     again = run_script(repo / "run.sh", cwd=tmp_path, env=env, check=False)  # found now: nothing installed

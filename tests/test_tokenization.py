@@ -21,8 +21,8 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, pr
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
 from conftest import corpus_sentences
-from dataset_files import read_jsonl, write_jsonl
-from inputs import Collator, Truncation, tokenize
+from livedoor_classification.dataset_files import read_jsonl, write_jsonl
+from livedoor_classification.inputs import Collator, Truncation, tokenize
 
 # The pair from the report: with tokenizers 0.23 the title became a single special token.
 PAIRS = [
@@ -251,7 +251,7 @@ def test_a_title_longer_than_half_the_budget_keeps_its_head_and_leaves_the_body_
 
 def test_special_tokens_placed_wrongly_stop_the_run(family, monkeypatch):
     """The guard in tokenize(): a misread template (as every title once was) is one error, not a silent run."""
-    import inputs
+    from livedoor_classification import inputs
 
     wrong = [(family.cls_token_id, None, 0), (0, 1, 0), (family.sep_token_id, None, 0)]  # no title
     monkeypatch.setattr(inputs, "special_token_template", lambda *args: wrong)
@@ -345,8 +345,8 @@ def test_train_encodes_a_split_whose_first_record_has_no_body_as_the_tokenizer_d
     roberta_dir, dataset_dir, tmp_path, monkeypatch
 ):
     """A byte-level BPE (fast) tokenizer encodes (title, "") as the title alone; train.py's examples follow it."""
-    import inputs
     import train
+    from livedoor_classification import inputs
 
     data, samples = tmp_path / "data", {"train": 16, "val": 8, "test": 8}
     shutil.copytree(dataset_dir, data)
@@ -372,8 +372,8 @@ def test_train_encodes_a_split_whose_first_record_has_no_body_as_the_tokenizer_d
 
 def test_predict_reports_a_tokenizer_failure_in_one_line(roberta_dir, tmp_path, monkeypatch, in_process):
     """The guard in tokenize() stops predict.py as it stops train.py: one line, no traceback, no output."""
-    import inputs
     import predict
+    from livedoor_classification import inputs
 
     tokenizer = AutoTokenizer.from_pretrained(roberta_dir)
     model_dir = classifier_folder(tokenizer, tmp_path / "model")

@@ -17,14 +17,13 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-import evaluation
-import hardware
 import train
 from conftest import ROOT, run_dirs, run_script
-from dataset_files import read_jsonl, write_jsonl
-from inputs import Collator, sorted_batches
-from models import usable_seq_len
-from runs import is_complete
+from livedoor_classification import evaluation, hardware
+from livedoor_classification.dataset_files import read_jsonl, write_jsonl
+from livedoor_classification.inputs import Collator, sorted_batches
+from livedoor_classification.models import usable_seq_len
+from livedoor_classification.runs import is_complete
 from train import make_optimizer
 
 RUN_FILES = {
@@ -350,7 +349,7 @@ def test_auto_precision_run_records_its_reason(auto_run):
 def test_load_errors_tell_the_name_from_the_network():
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
-    from models import why_not_loaded
+    from livedoor_classification.models import why_not_loaded
 
     # the Hub's exceptions, as transformers chains them (their constructors want an HTTP response)
     name_error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)
@@ -364,7 +363,7 @@ def test_load_errors_tell_the_name_from_the_network():
 
 
 def test_a_missing_tokenizer_dependency_is_named(bert_dir, monkeypatch):
-    import models
+    from livedoor_classification import models
 
     def needs_sentencepiece(*args, **kwargs):
         raise ImportError("this tokenizer requires the SentencePiece library")
@@ -506,7 +505,7 @@ def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file
 
 def test_a_full_log_write_keeps_the_rows_before(tmp_path, own_filesystem):
     from conftest import fill
-    from files import append_csv_row
+    from livedoor_classification.files import append_csv_row
 
     small = own_filesystem(size="64k")
     append_csv_row(small / "log.csv", {"epoch": 1, "loss": 0.5})
@@ -540,7 +539,7 @@ def test_corrupted_weights_are_one_line(bert_dir, dataset_dir, tmp_path, in_proc
 def test_max_samples_train_and_evaluate_on_a_subset_recorded_in_the_identity(
     bert_dir, dataset_dir, tmp_path, in_process
 ):
-    from runs import run_identity
+    from livedoor_classification.runs import run_identity
 
     run_dir = train_run(bert_dir, dataset_dir, tmp_path, "--max_train_samples", 20, "--max_eval_samples", 5, epochs=1)
     config = read_json(run_dir / "config.json")

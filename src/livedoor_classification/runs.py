@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_files import dataset_fingerprint
-from files import write_text
-from paths import ROOT
+from livedoor_classification.dataset_files import dataset_fingerprint
+from livedoor_classification.files import write_text
+from livedoor_classification.paths import ROOT
 
 COMPLETION_FILE = "test-metrics.json"
 

@@ -1,6 +1,6 @@
 """Loading a Hugging Face encoder for sequence classification, and its limits: input length, precision."""
 
-from cli import first_line
+from livedoor_classification.cli import first_line
 
 from contextlib import nullcontext
 from pathlib import Path
@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-from hardware import autocast
+from livedoor_classification.hardware import autocast
 
 
 def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = False):

@@ -4,7 +4,7 @@ import csv
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dataset_files import jsonl_rows
+from livedoor_classification.dataset_files import jsonl_rows
 
 
 def read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict]]:

@@ -35,7 +35,7 @@ if SCRIPT_STARTING:
 
 from classopt import config  # noqa: E402 (after the hook above)
 
-from paths import ROOT  # noqa: E402
+from livedoor_classification.paths import ROOT  # noqa: E402
 
 
 def interrupted_while_starting(signum, frame) -> None:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-import distributed
-from runs import identity_differences, is_complete, model_dir_name, read_config, runs_like
+from livedoor_classification import distributed
+from livedoor_classification.runs import identity_differences, is_complete, model_dir_name, read_config, runs_like
 
 STATE_FILE = "resume.pt"
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import distributed
-from inputs import to_device
-from runs import as_written
+from livedoor_classification import distributed
+from livedoor_classification.inputs import to_device
+from livedoor_classification.runs import as_written
 
 # metrics (scikit-learn) and calibration (SciPy) are imported where metrics are made, not above: predict.py
 # needs only the logits (predict), and those imports were 2-3 s of its start (measured with cProfile).
@@ -71,8 +71,8 @@ def split_metrics(logits: torch.Tensor, examples, names: list[str], threshold: f
     those of logits / temperature, in float64, the predictions made from them (single-label: the same; a
     label at 0.5: the same), and the metrics hold their calibration and that of the logits as they are
     ("uncalibrated"), so that users see what the scaling bought (calibration.py)."""
-    from calibration import nll
-    from metrics import classification_metrics, multi_label_metrics
+    from livedoor_classification.calibration import nll
+    from livedoor_classification.metrics import classification_metrics, multi_label_metrics
 
     labels = torch.from_numpy(gold_labels(examples))
     scaled = logits if temperature is None else logits.double() / temperature
@@ -96,6 +96,6 @@ def split_metrics(logits: torch.Tensor, examples, names: list[str], threshold: f
 
 def calibration_of(probabilities: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor, names) -> dict:
     """calibration.report of the probabilities as the prediction files write them."""
-    import calibration
+    from livedoor_classification import calibration
 
     return calibration.report(as_written(probabilities.numpy()), predicted.numpy(), labels.numpy(), names)

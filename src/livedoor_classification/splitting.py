@@ -6,7 +6,7 @@ from array import array
 from collections.abc import Sequence
 from fractions import Fraction
 
-from dataset_files import SPLITS
+from livedoor_classification.dataset_files import SPLITS
 
 
 def allocate(counts: dict[str, int], total: int) -> dict[str, int]:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
-import calibration
+from livedoor_classification import calibration
 
 # metric(draws, y_true, y_pred, num_labels): a score per row of draws (rows x n indices of the examples
 # drawn; a row of arange(n) scores the examples as they are).

@@ -5,7 +5,7 @@ training batches group examples of similar length so that little of each batch i
 are padded only to their own longest example (rounded up to a multiple of 8 for tensor cores).
 """
 
-from cli import first_line
+from livedoor_classification.cli import first_line
 
 import copy
 import math
