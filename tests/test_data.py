@@ -103,3 +103,29 @@ def test_label2id_must_be_a_mapping_to_0_n(small_dataset):
     (small_dataset / "label2id.json").write_text('{"a": 0, "b": 2}')
     with pytest.raises(ValueError, match="distinct id 0..n-1"):
         load_label2id(small_dataset)
+
+
+def test_a_prepared_dataset_opened_once_answers_as_its_files_do(tmp_path):
+    """PreparedDataset (what every stage opens in main) against the functions that read each file alone."""
+    from livedoor_classification.dataset_files import (
+        PreparedDataset,
+        dataset_fingerprint,
+        dataset_text_fields,
+        is_multi_label,
+        label_names,
+        load_label2id,
+        load_split,
+    )
+
+    for split in ("train", "val", "test"):
+        lines = [{"id": i, "title": f"t{i}", "body": "b", "label": ["x", "y"][i % 2]} for i in range(3)]
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n\n", encoding="utf-8")
+    (tmp_path / "label2id.json").write_text('{"y": 1, "x": 0}', encoding="utf-8")
+    dataset = PreparedDataset(tmp_path)
+    assert dataset.fingerprint == dataset_fingerprint(tmp_path)
+    assert dataset.names == label_names(load_label2id(tmp_path)) == ["x", "y"]
+    assert dataset.text_fields == dataset_text_fields(tmp_path) and dataset.multi_label == is_multi_label(tmp_path)
+    assert dataset.split("val") == load_split(tmp_path, "val", load_label2id(tmp_path), ["title", "body"])
+    assert dataset.split_size("test") == 3
+    (tmp_path / "train.jsonl").write_text("", encoding="utf-8")  # hashed once: a later change is not seen
+    assert dataset.fingerprint != dataset_fingerprint(tmp_path)

@@ -104,7 +104,9 @@ def label_id(label, label2id: dict[str, int]) -> int | None:
     return label if 0 <= label < len(label2id) else None
 
 
-def load_split(dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str]) -> list[dict]:
+def load_split(
+    dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str], multi_label: bool | None = None
+) -> list[dict]:
     """Records of <dataset_dir>/<split>.jsonl, checked: the text fields are strings and each label is
     known (see label_id). The labels are replaced by their ids; in a multi-label dataset (is_multi_label)
     the list of labels by a multi-hot vector, float32, 1.0 at each label's id: the targets of a binary
@@ -115,7 +117,8 @@ def load_split(dataset_dir: Path, split: str, label2id: dict[str, int], text_fie
     records = read_jsonl(path)
     if not records:
         raise ValueError(f"{path} is empty: every split needs at least one example")
-    multi_label = is_multi_label(dataset_dir)
+    if multi_label is None:
+        multi_label = is_multi_label(dataset_dir)
     for line_number, record in enumerate(records, start=1):
         for field in text_fields:
             if not isinstance(record.get(field), str):
@@ -169,3 +172,45 @@ def dataset_fingerprint(dataset_dir: Path) -> str:
 
 
 SPLITS = ("train", "val", "test")  # a row's split code is its index here
+
+
+class PreparedDataset:
+    """A prepared dataset folder, opened once: a stage builds one in main() and asks it everything, so the
+    folder's files are each read once (the manifest, label2id) and its fingerprint hashed once a run.
+
+        dataset = PreparedDataset(args.dataset_dir)   # ValueError (one line) if label2id.json is missing or bad
+        dataset.label2id, dataset.names, dataset.text_fields, dataset.multi_label, dataset.normalize
+        dataset.fingerprint                           # SHA-256 of the files a run reads, computed on first use
+        dataset.split("train", text_fields)           # the records, checked, labels as ids (load_split)
+        dataset.split_size("train")                   # its examples, without parsing them
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.name = self.folder.name
+        self.manifest = dataset_manifest(self.folder)
+        self.label2id = load_label2id(self.folder)
+        self.names = label_names(self.label2id)  # index i: the name of label id i
+        self.text_fields: list[str] = self.manifest.get("text_fields", ["title", "body"])
+        self.multi_label = bool(self.manifest.get("multi_label", False))
+        # How prepare.py cleaned the texts (NFKC, stripped), which predict.py must do to a new text as well.
+        self.normalize = bool(self.manifest.get("normalize", True))
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = dataset_fingerprint(self.folder)
+        return self._fingerprint
+
+    def split(self, split: str, text_fields: Sequence[str] | None = None) -> list[dict]:
+        return load_split(self.folder, split, self.label2id, text_fields or self.text_fields, self.multi_label)
+
+    def split_size(self, split: str) -> float:
+        """The examples of a split (its non-blank lines, as split() reads them); infinite if it cannot be read
+        now, which split() then reports."""
+        try:
+            with open(self.folder / f"{split}.jsonl", encoding="utf-8-sig") as f:
+                return sum(1 for line in f if line.strip())
+        except (OSError, UnicodeDecodeError):
+            return float("inf")
