@@ -61,14 +61,7 @@ from sklearn.svm import LinearSVC
 
 from livedoor_classification import calibration
 from livedoor_classification.calibration import fit_temperature
-from livedoor_classification.dataset_files import (
-    dataset_fingerprint,
-    dataset_text_fields,
-    is_multi_label,
-    label_names,
-    load_label2id,
-    load_split,
-)
+from livedoor_classification.dataset_files import SPLITS, PreparedDataset
 from livedoor_classification.files import write_csv, write_json
 from livedoor_classification.metrics import classification_metrics, multi_label_metrics, summary_keys
 from livedoor_classification.runs import (
@@ -292,37 +285,41 @@ def run(args: Args, run_dir, splits: dict, labels: dict, names: list[str], confi
     print(f"{best}: test {accuracy.replace('_', ' ')} {test[accuracy]:.4f}, test F1 {test['f1']:.4f} -> {run_dir}")
 
 
+def check_learnable(train_labels: np.ndarray, dataset: PreparedDataset) -> None:
+    """A classifier needs texts with and without a label: a one-line ValueError when train has none to learn
+    from, and a note for each multi-label label that no train text has (or every one has)."""
+    train = dataset.folder / "train.jsonl"
+    if not dataset.multi_label:
+        if len(set(train_labels)) < 2:
+            raise ValueError(f"{train} has a single label: a classifier needs two")
+        return
+    constant = unlearnable(train_labels, dataset.names)
+    if len(constant) == len(dataset.names):
+        raise ValueError(
+            f"in {train} every label is on all texts or on none: a classifier needs texts with and without a label"
+        )
+    for name, probability in constant.items():
+        where = "every" if probability else "no"
+        print(f"note: label {name!r} is on {where} train text: the baseline gives it probability {probability}")
+
+
 def main(args: Args) -> None:
     try:
         check_args(args)
         args.resolve_dataset()
-        args.text_fields = args.text_fields or dataset_text_fields(args.dataset_dir)
+        dataset = PreparedDataset(args.dataset_dir)  # its files read once, its fingerprint hashed once
+        args.text_fields = args.text_fields or dataset.text_fields
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
-        label2id = load_label2id(args.dataset_dir)
-        fingerprint = dataset_fingerprint(args.dataset_dir)
         # Done means done on this very dataset: a baseline of livedoor is no baseline of another corpus.
-        planned = recorded_args(args) | {"model_name": MODEL_NAME, "dataset_fingerprint": fingerprint}
+        planned = recorded_args(args) | {"model_name": MODEL_NAME, "dataset_fingerprint": dataset.fingerprint}
         if args.skip_if_done and (done := find_complete_run(runs_dir, MODEL_NAME, planned)):
             print(f"already complete, skipped: {done}")
             return
-        splits = {s: load_split(args.dataset_dir, s, label2id, args.text_fields) for s in ("train", "val", "test")}
+        splits = {split: dataset.split(split, args.text_fields) for split in SPLITS}
+        labels = {split: np.array([r["label"] for r in records]) for split, records in splits.items()}
+        check_learnable(labels["train"], dataset)
     except ValueError as e:
         sys.exit(f"baseline.py: error: {e}")
-    names = label_names(label2id)
-    multi_label = is_multi_label(args.dataset_dir)
-    labels = {split: np.array([r["label"] for r in records]) for split, records in splits.items()}
-    if multi_label:
-        constant = unlearnable(labels["train"], names)
-        if len(constant) == len(names):
-            sys.exit(
-                f"baseline.py: error: in {args.dataset_dir / 'train.jsonl'} every label is on all texts or on none:"
-                " a classifier needs texts with and without a label"
-            )
-        for name, probability in constant.items():
-            where = "every" if probability else "no"
-            print(f"note: label {name!r} is on {where} train text: the baseline gives it probability {probability}")
-    elif len(set(labels["train"])) < 2:
-        sys.exit(f"baseline.py: error: {args.dataset_dir / 'train.jsonl'} has a single label: a classifier needs two")
     try:
         run_dir = create_run_dir(runs_dir, MODEL_NAME)  # before the features: an unwritable folder is found at once
     except OSError as e:
@@ -330,16 +327,16 @@ def main(args: Args) -> None:
     config = {
         "model_name": MODEL_NAME,
         **recorded_args(args),
-        "multi_label": multi_label,
-        "threshold": THRESHOLD if multi_label else None,
-        "label2id": label2id,
-        "dataset_fingerprint": fingerprint,
+        "multi_label": dataset.multi_label,
+        "threshold": THRESHOLD if dataset.multi_label else None,
+        "label2id": dataset.label2id,
+        "dataset_fingerprint": dataset.fingerprint,
         "num_examples": {split: len(records) for split, records in splits.items()},
         **provenance(**{"scikit-learn": sklearn.__version__}),
     }
     try:
         with interruption_reported(run_dir):  # Ctrl-C: one line naming the incomplete folder
-            run(args, run_dir, splits, labels, names, config)
+            run(args, run_dir, splits, labels, dataset.names, config)
     except OSError as e:  # a full disk: no half-written run for aggregate.py or --skip_if_done to read
         shutil.rmtree(run_dir, ignore_errors=True)
         sys.exit(

@@ -21,17 +21,16 @@ what training does, not a copy of it. Sections:
    bites, reading each document's head, its head and tail, or 3 windows: accuracy and wall time.
 The table is printed and written as JSON (--output). If a section fails, the report still holds every
 section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
+
+What it trains on is made on the spot (synthetic.py), train.py runs through train_process.py, the FLOPs
+come from flops.py. A new section is a name in SECTIONS, a function returning its results, a block in measure().
 """
 
 import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
 
-import csv
 import json
 import math
-import os
-import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,16 +39,28 @@ from pathlib import Path
 
 import torch
 from classopt import classopt, config
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from torch.utils.data import DataLoader
-from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
-from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
-from livedoor_classification.dataset_files import read_jsonl, write_jsonl, write_label2id
+from livedoor_classification.dataset_files import read_jsonl
+from livedoor_classification.flops import non_embedding_parameters, step_flops
 from livedoor_classification.hardware import AUTOCAST_DTYPES, matmul_flops
 from livedoor_classification.inputs import Collator, tokenize, train_loader
 from livedoor_classification.models import load_model, usable_seq_len
 from livedoor_classification.paths import ROOT
+from livedoor_classification.pipeline_measures import (
+    naive_loader,
+    padding_fraction,
+    random_batches_padding,
+    samples_per_second,
+)
+from livedoor_classification.synthetic import (
+    bert_base,
+    local_tokenizers,
+    save_model,
+    small_bert,
+    synthetic_records,
+    write_dataset,
+)
+from livedoor_classification.train_process import run_train
 
 SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents"]
 
@@ -82,44 +93,6 @@ class Args:
 TEXT_FIELDS = ["title", "body"]  # a sentence pair, as train.py reads livedoor
 LIVEDOOR_EPOCH = (5895, 736)  # training and validation articles evaluated per epoch
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
-WORDS = (
-    "今日 東京 映画 監督 公開 選手 試合 野球 スマートフォン アプリ 発表 新しい 機能 女性 結婚 仕事 会社 "
-    "話題 ネット ユーザー 家電 テレビ 発売 価格 円 年 月 日 について 紹介 する した して いる ある "
-    "こと もの よう ため 中 人 方 的 が の を に は と で も から まで より"
-).split()
-LABEL_WORDS = [
-    ("独女", "恋愛"),
-    ("パソコン", "ソフト"),
-    ("掃除機", "冷蔵庫"),
-    ("転職", "年収"),
-    ("俳優", "上映"),
-    ("美容", "スイーツ"),
-    ("ドコモ", "端末"),
-    ("サッカー", "監督"),
-    ("事件", "政治"),
-]
-
-
-def synthetic_records(n: int, seed: int = 0, label_rate: float = 0.05) -> list[dict]:
-    """Livedoor-like articles when no prepared dataset is present: titles of 15 to 45 characters,
-    bodies log-normal in length with a median of 1,100 characters (sigma 0.55, 200 to 8,000), close
-    to the livedoor corpus; words from a fixed list, so that MeCab sees real morphemes. Each of the
-    9 labels has two words of its own, mixed in at label_rate per word, anywhere in the text, so that
-    the texts can also be learned (the more of a text is read, the more of them are seen)."""
-    rng = random.Random(seed)
-
-    def text(chars: int, label: int) -> str:
-        words, length = [], 0
-        while length < chars:
-            words.append(LABEL_WORDS[label][len(words) % 2] if rng.random() < label_rate else rng.choice(WORDS))
-            length += len(words[-1])
-        return "".join(words)
-
-    records = []
-    for i in range(n):
-        body = min(8000, max(200, int(rng.lognormvariate(math.log(1100), 0.55))))
-        records.append({"title": text(rng.randint(15, 45), i % 9), "body": text(body, i % 9), "label": i % 9})
-    return records
 
 
 def load_records(args: Args) -> tuple[list[dict], str]:
@@ -129,92 +102,10 @@ def load_records(args: Args) -> tuple[list[dict], str]:
     return synthetic_records(args.documents), "synthetic livedoor-like lengths (see synthetic_records)"
 
 
-def local_tokenizers(records: list[dict], workdir: Path):
-    """A MeCab + WordPiece BertJapaneseTokenizer (the tohoku-nlp kind) and a fast Unigram tokenizer
-    (the SentencePiece kind), with vocabularies made from the texts: the code paths of the real ones,
-    without a download."""
-    sample = [r["title"] + r["body"] for r in records[:300]]
-    mecab_words = MecabTokenizer(mecab_dic="unidic_lite")
-    words = sorted({w for text in sample for w in mecab_words.tokenize(text)})
-    chars = sorted({c for w in words for c in w})
-    vocab = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *chars, *(f"##{c}" for c in chars)])
-    vocab_file = workdir / "mecab-vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    mecab = BertJapaneseTokenizer(
-        str(vocab_file), word_tokenizer_type="mecab", mecab_kwargs={"mecab_dic": "unidic_lite"}
-    )
-
-    unigram = Tokenizer(models.Unigram())
-    unigram.normalizer = normalizers.NFKC()
-    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    unigram.train_from_iterator(
-        sample, trainers.UnigramTrainer(vocab_size=8000, special_tokens=specials, unk_token="<unk>")
-    )
-    unigram.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    specials = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "pad_token": "<pad>",
-        "unk_token": "<unk>",
-        "cls_token": "<s>",
-        "sep_token": "</s>",
-        "mask_token": "<mask>",
-    }
-    fast = PreTrainedTokenizerFast(tokenizer_object=unigram, **specials)
-    return mecab, fast
-
-
 def time_tokenization(records, tokenizer, max_seq_len) -> tuple[list[dict], float]:
     start = time.perf_counter()
     examples = tokenize(records, tokenizer, TEXT_FIELDS, max_seq_len, segment_ids=True)
     return examples, len(records) / (time.perf_counter() - start)
-
-
-def padding_fraction(loader: DataLoader) -> float:
-    real = padded = 0
-    for batch in loader:
-        real += int(batch["attention_mask"].sum())
-        padded += batch["attention_mask"].numel()
-    return 1 - real / padded
-
-
-def samples_per_second(loader: DataLoader, epochs: int = 3) -> float:
-    start, samples = time.perf_counter(), 0
-    for epoch in range(epochs):
-        if hasattr(loader.batch_sampler, "set_epoch"):
-            loader.batch_sampler.set_epoch(epoch)
-        for batch in loader:
-            samples += len(batch["labels"])
-    return samples / (time.perf_counter() - start)
-
-
-def naive_loader(records, tokenizer, batch_size, max_seq_len) -> DataLoader:
-    """The pattern this template avoids: tokenize inside collate, every batch of every epoch, and pad
-    random batches to their longest member."""
-
-    def collate(batch):
-        encoded = tokenizer(
-            [r["title"] for r in batch],
-            [r["body"] for r in batch],
-            truncation="only_second",
-            max_length=max_seq_len,
-            padding="longest",
-            return_tensors="pt",
-        )
-        return dict(encoded) | {"labels": torch.tensor([r["label"] for r in batch])}
-
-    return DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=collate)
-
-
-def random_batches_padding(examples, batch_size, seed=0) -> float:
-    """Padding of shuffled, ungrouped batches, rounded up to a multiple of 8 like the Collator's."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    lengths = [len(e["input_ids"]) for e in examples]
-    padded = sum(math.ceil(max(lengths[i] for i in b) / 8) * 8 * len(b) for b in batches)
-    return 1 - sum(lengths) / padded
 
 
 def pipeline_section(args: Args, records, examples, fast_tokenizer) -> dict:
@@ -233,72 +124,6 @@ def pipeline_section(args: Args, records, examples, fast_tokenizer) -> dict:
     }
     result["pipeline_speedup_over_naive"] = result["pipeline_samples_per_s"] / result["naive_samples_per_s"]
     return result
-
-
-def write_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
-    """A dataset folder as train.py reads it: label2id.json and a JSONL file per split, with the records'
-    labels written as names ("0" to "8")."""
-    labels = sorted({str(r["label"]) for records in splits.values() for r in records})
-    folder.mkdir(parents=True)
-    write_label2id(folder / "label2id.json", {label: i for i, label in enumerate(labels)})
-    for split, records in splits.items():
-        write_jsonl(folder / f"{split}.jsonl", [r | {"label": str(r["label"])} for r in records])
-    return folder
-
-
-def save_model(model, tokenizer, folder: Path, **config_changes) -> str:
-    """The model and tokenizer saved where train.py --model_name loads them, with config_changes (such as
-    attention_probs_dropout_prob=0.0) in the saved config. Saved once: sections share a folder by name
-    (BERT-base is 440 MB)."""
-    if not (folder / "config.json").is_file():
-        original = {key: getattr(model.config, key) for key in config_changes}
-        model.config.update(config_changes)
-        model.save_pretrained(folder)
-        model.config.update(original)
-        tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
-def run_train(output: Path, **options) -> tuple[dict, float]:
-    """Run train.py in a process of its own with these options (True: a flag) and --output_root output.
-    Returns its run folder's config.json, val- and test-metrics.json and log.csv (a dict of floats per
-    epoch), and the process's wall seconds (start-up, tokenization, training and evaluation). Its
-    stdout (a line per epoch) goes to ours; its stderr is kept for the error if it fails."""
-    command = [sys.executable, str(ROOT / "src" / "train.py"), "--output_root", str(output)]
-    for option, value in options.items():
-        if value is True:
-            command.append(f"--{option}")
-        elif value is not False:
-            command += [f"--{option}", *map(str, value if isinstance(value, list) else [value])]
-    # A cold start for --compile: inductor's on-disk cache would otherwise hold an earlier run's kernels.
-    environment = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(output.with_name(f"{output.name}-inductor-cache"))}
-    start = time.perf_counter()
-    finished = subprocess.run(command, env=environment, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - start
-    if finished.returncode != 0:
-        last_line = ([line for line in finished.stderr.splitlines() if line.strip()] or ["(no message)"])[-1]
-        raise RuntimeError(f"train.py exited with status {finished.returncode}: {last_line}")
-    (config_file,) = output.glob("*/*/*/*/config.json")  # <dataset>/<model>/<date>/<time>/
-    run_dir = config_file.parent
-    run = {
-        name: json.loads((run_dir / f"{name}.json").read_text()) for name in ("config", "val-metrics", "test-metrics")
-    }
-    with open(run_dir / "log.csv", newline="") as f:
-        run["log"] = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(f)]
-    return run, seconds
-
-
-def non_embedding_parameters(model) -> int:
-    """Embedding lookups do no multiply-adds: only the other parameters count toward FLOPs."""
-    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
-
-
-def step_flops(lengths: list[int], config, non_embedding_params: int, training: bool) -> float:
-    """2 FLOPs per parameter per token for a forward pass (x3 with the backward), plus attention:
-    QK^T and attention x V, 2 * 2 * L^2 * hidden per layer and sequence, at each sequence's real length."""
-    dense = 2 * non_embedding_params * sum(lengths)
-    attention = 4 * config.hidden_size * config.num_hidden_layers * sum(n * n for n in lengths)
-    return (dense + attention) * (3 if training else 1)
 
 
 def token_lengths(records: list[dict], tokenizer, model, max_seq_len: int) -> list[int]:
@@ -364,6 +189,17 @@ def model_step(
     }
 
 
+def h100_section(model, lengths: list[int], pipeline_samples_per_s: float) -> dict:
+    non_embedding = non_embedding_parameters(model)
+    per_sample = step_flops(lengths, model.config, non_embedding, training=True) / len(lengths)
+    needed = 0.5 * H100_BF16_DENSE_PEAK / per_sample
+    return {
+        "h100_train_flops_per_sample": per_sample,
+        "h100_samples_per_s_at_50pct": needed,
+        "pipeline_keeps_up": pipeline_samples_per_s >= needed,
+    }
+
+
 def compile_section(args: Args, records: list[dict], tokenizer, workdir: Path) -> dict:
     """Eager against compiled (train.py --compile) on the BERT-base shape in --compile_precision, each a
     train.py run of its own with a cold compilation cache: the compilation's cost (what the first epoch
@@ -403,17 +239,8 @@ def small_task(records: list[dict], tokenizer, workdir: Path) -> tuple[Path, str
     initialised, for the tokenizer: what the accuracy sections train with train.py."""
     tenth = len(records) // 10
     splits = {"train": records[: -2 * tenth], "val": records[-2 * tenth : -tenth], "test": records[-tenth:]}
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=1024,
-        max_position_embeddings=512,
-        num_labels=len({r["label"] for r in records}),
-    )
-    model = save_model(BertForSequenceClassification(config), tokenizer, workdir / "model")
+    num_labels = len({r["label"] for r in records})
+    model = save_model(small_bert(len(tokenizer), num_labels), tokenizer, workdir / "model")
     return write_dataset(workdir / "dataset", splits), model
 
 
@@ -473,23 +300,6 @@ def long_documents(records: list[dict], tokenizer, max_seq_len: int, workdir: Pa
             }
         )
     return rows
-
-
-def h100_section(model, lengths: list[int], pipeline_samples_per_s: float) -> dict:
-    non_embedding = non_embedding_parameters(model)
-    per_sample = step_flops(lengths, model.config, non_embedding, training=True) / len(lengths)
-    needed = 0.5 * H100_BF16_DENSE_PEAK / per_sample
-    return {
-        "h100_train_flops_per_sample": per_sample,
-        "h100_samples_per_s_at_50pct": needed,
-        "pipeline_keeps_up": pipeline_samples_per_s >= needed,
-    }
-
-
-def bert_base() -> BertForSequenceClassification:
-    """BERT-base with the vocabulary size of tohoku-nlp BERT v3, randomly initialised."""
-    torch.manual_seed(0)
-    return BertForSequenceClassification(BertConfig(vocab_size=32768, num_labels=9))
 
 
 def print_report(report: dict) -> None:

@@ -187,6 +187,12 @@ def multi_label(model) -> bool:
     return model.config.problem_type == "multi_label_classification"  # as train.py saved it
 
 
+def prediction(row, names: list[str], threshold: float | None) -> dict:
+    """A text's "predicted" and "probabilities", as train.py's prediction files write them (runs.write_predictions)."""
+    probabilities = dict(zip(names, as_written(row).tolist(), strict=True))
+    return {"predicted": predicted_labels(row, names, threshold), "probabilities": probabilities}
+
+
 def main(args: Args) -> None:
     try:
         check_args(args)
@@ -213,12 +219,6 @@ def main(args: Args) -> None:
         else:
             output |= {"predicted": None, "probabilities": None, "error": "empty text"}
         print(json.dumps(output, ensure_ascii=False))
-
-
-def prediction(row, names: list[str], threshold: float | None) -> dict:
-    """A text's "predicted" and "probabilities", as train.py's prediction files write them (runs.write_predictions)."""
-    probabilities = dict(zip(names, as_written(row).tolist(), strict=True))
-    return {"predicted": predicted_labels(row, names, threshold), "probabilities": probabilities}
 
 
 if __name__ == "__main__":

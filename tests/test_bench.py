@@ -9,11 +9,15 @@ import tempfile
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 import bench
 import train
 from conftest import ROOT
-from livedoor_classification import hardware
+from livedoor_classification import hardware, train_process
+from livedoor_classification.flops import non_embedding_parameters, step_flops
+from livedoor_classification.synthetic import local_tokenizers, synthetic_records
+from livedoor_classification.train_process import run_train
 
 
 @pytest.fixture
@@ -32,7 +36,7 @@ def train_py_in_process(monkeypatch):
         train.main(args)
         return subprocess.CompletedProcess(command, 0, stderr="")
 
-    monkeypatch.setattr(bench, "subprocess", SimpleNamespace(run=run, PIPE=subprocess.PIPE))
+    monkeypatch.setattr(train_process, "subprocess", SimpleNamespace(run=run, PIPE=subprocess.PIPE))
 
 
 @pytest.fixture
@@ -139,8 +143,8 @@ def test_the_compile_section_says_when_compiling_pays_back(monkeypatch, tmp_path
 
 
 def test_the_long_documents_section_compares_the_three_ways_of_reading(tmp_path, train_py_in_process):
-    records = bench.synthetic_records(30, seed=2, label_rate=0.02)
-    _, fast = bench.local_tokenizers(records, tmp_path)
+    records = synthetic_records(30, seed=2, label_rate=0.02)
+    _, fast = local_tokenizers(records, tmp_path)
     rows = bench.long_documents(records, fast, max_seq_len=32, workdir=tmp_path, epochs=1)
     assert [row["mode"] for row in rows] == ["head", "head_tail", "windows 3"]
     assert all(row["max_seq_len"] == 32 and 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0 for row in rows)
@@ -149,7 +153,7 @@ def test_the_long_documents_section_compares_the_three_ways_of_reading(tmp_path,
 
 def test_a_failing_train_py_run_is_one_line_with_its_error(tmp_path):
     with pytest.raises(RuntimeError) as error:
-        bench.run_train(tmp_path / "outputs", model_name=str(tmp_path / "none"), dataset_dir=tmp_path / "none")
+        run_train(tmp_path / "outputs", model_name=str(tmp_path / "none"), dataset_dir=tmp_path / "none")
     message = str(error.value)
     assert message.startswith("train.py exited with status 1: train.py: error: ") and "\n" not in message
 
@@ -164,3 +168,13 @@ def test_a_failure_before_the_first_section_is_named_too(tmp_path, monkeypatch):
         bench.main(bench.Args(documents=8, dataset_dir=tmp_path / "none", output=output))
     assert str(exit_.value.code).startswith("bench.py: error: section setup failed (OSError: No space left")
     assert json.loads(output.read_text())["failed"]["section"] == "setup"
+
+
+def test_a_steps_flops_count_the_dense_layers_per_token_and_attention_per_length_squared():
+    """flops.py: what the model step's achieved FLOP/s and the H100 section divide by."""
+    layers = torch.nn.ModuleDict({"embeddings": torch.nn.Embedding(10, 4), "dense": torch.nn.Linear(4, 4)})
+    assert non_embedding_parameters(layers) == 4 * 4 + 4  # the lookup table does no multiply-adds
+    config = SimpleNamespace(hidden_size=4, num_hidden_layers=2)
+    forward = step_flops([2, 3], config, non_embedding_params=20, training=False)
+    assert forward == 2 * 20 * (2 + 3) + 4 * 4 * 2 * (2 * 2 + 3 * 3)
+    assert step_flops([2, 3], config, non_embedding_params=20, training=True) == 3 * forward  # with the backward

@@ -17,6 +17,7 @@ from sklearn.multiclass import OneVsRestClassifier
 import aggregate
 import baseline
 from conftest import CATEGORIES, FILLER, article_text, run_dirs
+from livedoor_classification import results_reading, results_significance, results_tables
 from livedoor_classification.dataset_files import read_jsonl
 from livedoor_classification.files import write_json
 from livedoor_classification.metrics import MULTI_LABEL_SUMMARY_KEYS, multi_label_metrics
@@ -167,7 +168,7 @@ def test_aggregate_reads_the_multi_label_baseline(baseline_runs, tmp_path):
     table = (results / "tags" / "results.md").read_text()
     assert "| Model | LR | Epochs | Max len | Batch | Class weights | Params | Subset accuracy |" in table
     assert "| tfidf-char-linear | – | – | – | – | balanced |" in table and "threshold 0.5" in table
-    assert aggregate.NO_CONFUSION_MATRIX in table and not list((results / "tags").glob("confusion_matrix_*"))
+    assert results_tables.NO_CONFUSION_MATRIX in table and not list((results / "tags").glob("confusion_matrix_*"))
 
 
 # Hand-built runs: 200 test texts (and as many val texts, the same), 4 labels, some rare; wrong decisions on
@@ -220,7 +221,7 @@ def sklearn_macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
 def test_aggregate_multi_label_tables_intervals_and_comparison(tmp_path, monkeypatch):
     """lr 3e-5 has the better mean val macro-F1 over its two seeds; org/close errs as often as the best row
     on other texts. A single-label run in the same outputs gets a section of its own, as it always did."""
-    monkeypatch.setattr(aggregate, "RESAMPLES", 100)  # the oracle below scores every resample with sklearn
+    monkeypatch.setattr(results_significance, "RESAMPLES", 100)  # the oracle below scores every resample with sklearn
     root = tmp_path / "outputs"
     make_multi_label_run(root, "org/bert", 3e-5, 1, range(20), range(20), "00-00-00.000000")
     make_multi_label_run(root, "org/bert", 3e-5, 2, range(24), range(24), "00-00-01.000000")
@@ -281,7 +282,7 @@ def test_aggregate_multi_label_tables_intervals_and_comparison(tmp_path, monkeyp
     rows = {line.split(" | ")[0]: line for line in multi.splitlines() if line.startswith("| [org/")}
     assert rows["| [org/bert](https://huggingface.co/org/bert)"].split(" | ")[-4] == "best"  # then the ECE cells
     assert rows["| [org/close](https://huggingface.co/org/close)"].split(" | ")[-4].endswith(" ≈ best")
-    assert "| Label | Precision | Recall | F1 | Support |" in multi and aggregate.NO_CONFUSION_MATRIX in multi
+    assert "| Label | Precision | Recall | F1 | Support |" in multi and results_tables.NO_CONFUSION_MATRIX in multi
     per_label = pd.read_csv(results / f"per_class_{MULTI_FINGERPRINT[:12]}.csv")
     chosen = multi_label_metrics(gold, bert[0], list(LABELS))["per_class"]  # seed 1: the better val F1
     assert per_label["class"].tolist() == list(LABELS)
@@ -327,15 +328,15 @@ def test_multi_label_predictions_are_paired_by_id_and_label_name():
     gold, predicted = gold_labels(), with_errors(range(30))
     ids = tuple(json.dumps(i) for i in range(TEXTS))
     names = tuple(LABELS)
-    reference = aggregate.Predictions(ids, names, gold, predicted[None])
+    reference = results_reading.Predictions(ids, names, gold, predicted[None])
     order, columns = np.arange(TEXTS)[::-1], [2, 0, 3, 1]
-    other = aggregate.Predictions(
+    other = results_reading.Predictions(
         tuple(ids[i] for i in order),
         tuple(names[c] for c in columns),
         gold[order][:, columns],
         predicted[order][:, columns][None],
     )
-    assert np.array_equal(aggregate.aligned(other, reference), predicted[None])
-    single = aggregate.Predictions(ids, names, gold.argmax(axis=1), predicted.argmax(axis=1)[None])
+    assert np.array_equal(results_significance.aligned(other, reference), predicted[None])
+    single = results_reading.Predictions(ids, names, gold.argmax(axis=1), predicted.argmax(axis=1)[None])
     with pytest.raises(ValueError, match="other test examples"):
-        aggregate.aligned(single, reference)
+        results_significance.aligned(single, reference)

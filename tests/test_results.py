@@ -14,6 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score
 import aggregate
 import baseline
 from conftest import ROOT, run_dirs, run_script
+from livedoor_classification import results_plots, results_reading, results_tables
 from livedoor_classification.dataset_files import dataset_fingerprint, read_jsonl
 from livedoor_classification.files import write_json
 from livedoor_classification.runs import is_complete, model_dir_name, write_predictions
@@ -266,7 +267,7 @@ def test_plots_name_models_briefly_and_count_epochs_in_whole_numbers(tmp_path, m
     make_run(tmp_path / "outputs", str(local_model), 3e-5, 1, 0.9, 0.9, "00-00-00.000000")
     make_run(tmp_path / "outputs", "org/bert", 3e-5, 1, 0.8, 0.8, "00-00-00.000000")
     figures = []
-    monkeypatch.setattr(aggregate.plt, "close", figures.append)
+    monkeypatch.setattr(results_plots.plt, "close", figures.append)
     aggregate.main(aggregate.Args(output_root=tmp_path / "outputs", results_dir=tmp_path / "results"))
     test_f1, per_epoch = figures[:2]
     bars = [label.get_text() for label in test_f1.axes[0].get_yticklabels()]
@@ -292,7 +293,7 @@ def test_aggregate_marks_the_rows_that_the_best_row_is_not_distinguishable_from(
     make_run(root, BASELINE, None, 42, 0.80, 0.60, "00-00-00.000000")  # 0-79
     make_run(root, "org/old", 3e-5, 1, 0.70, 0.50, "00-00-00.000000", predictions=False)
     figures = []
-    monkeypatch.setattr(aggregate.plt, "close", figures.append)
+    monkeypatch.setattr(results_plots.plt, "close", figures.append)
     results = tmp_path / "results" / DATASET
     aggregate.main(aggregate.Args(output_root=root, results_dir=results.parent))
     old = next(root.glob(f"{DATASET}/org__old/*/*"))
@@ -477,7 +478,7 @@ def test_baseline_on_the_fixture_corpus(dataset_dir, tmp_path, monkeypatch):
     test = json.loads((run_dir / "test-metrics.json").read_text())
     assert test["accuracy"] >= 0.9  # the categories have words of their own: easy for n-grams
     assert set(test) >= {"best_epoch", "loss", "accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
-    row = aggregate.run_row(run_dir)
+    row = results_reading.run_row(run_dir)
     assert row["model"] == "tfidf-char-linear" and row["lr"] is None
     assert row["truncation"] is None and row["windows"] is None  # whole texts: shown as "–", not "head" and 1
     for split in ("val", "test"):
@@ -619,7 +620,7 @@ def test_the_ece_column_is_the_prediction_files_with_its_interval_and_a_reliabil
     assert best.loc["org/bert", "test_ece_ci_low"] < 0.11 < best.loc["org/bert", "test_ece_ci_high"]
     assert pd.read_csv(results / "all.csv")["test_ece"].tolist() == pytest.approx([0.10, 0.12])
     row = next(line for line in (results / "results.md").read_text().splitlines() if line.startswith("| [org/bert]"))
-    ci = aggregate.interval(best.loc["org/bert", "test_ece_ci_low"], best.loc["org/bert", "test_ece_ci_high"])
+    ci = results_tables.interval(best.loc["org/bert", "test_ece_ci_low"], best.loc["org/bert", "test_ece_ci_high"])
     assert row.endswith(f" | 11.00 ± 1.41 | {ci} | 21.50 ± 0.71 |")
     assert (results / f"reliability_{FINGERPRINT[:12]}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reliability = figures[2]  # after test_f1.png and val_f1_per_epoch.png

@@ -12,6 +12,7 @@ from matplotlib import font_manager
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 import aggregate
+from livedoor_classification import results_plots, results_reading, results_tables
 from livedoor_classification.files import write_json
 from livedoor_classification.metrics import classification_metrics
 from livedoor_classification.runs import write_predictions
@@ -61,7 +62,7 @@ def test_the_per_class_table_shows_a_label_the_test_split_lacks_as_absent(tmp_pa
     results = tmp_path / "results" / DATASET
     table = (results / "results.md").read_text()
     assert "| a | 90.00 | 90.00 | 90.00 | 100 |" in table and "| c | absent | absent | absent | 0 |" in table
-    assert aggregate.ABSENT in table
+    assert results_tables.ABSENT in table
     (per_class,) = [pd.read_csv(path) for path in results.glob("per_class_*.csv")]
     assert per_class["class"].tolist() == ["a", "b", "c"] and per_class["support"].tolist() == [100, 100, 0]
     assert per_class["f1"].tolist()[:2] == pytest.approx([0.9, 0.9]) and per_class.iloc[2].isna().sum() == 3
@@ -126,7 +127,7 @@ def test_prediction_lines_read_the_same_in_any_key_order(tmp_path):
     write_predictions(ordinary, ids, [0, 1, 1], np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), ["a", "b"])
     records = [json.loads(line) for line in lines_of(ordinary)]
     reordered.write_text("".join(json.dumps(dict(reversed(list(r.items())))) + "\n" for r in records))
-    first, second = aggregate.read_prediction_file(ordinary), aggregate.read_prediction_file(reordered)
+    first, second = results_reading.read_prediction_file(ordinary), results_reading.read_prediction_file(reordered)
     assert first.ids == second.ids == ('"x, \\"probabilities\\": {"', "7", '"8"')
     assert first.names == second.names == ("a", "b")
     assert first.gold.tolist() == second.gold.tolist() == [0, 1, 1]
@@ -134,7 +135,7 @@ def test_prediction_lines_read_the_same_in_any_key_order(tmp_path):
     for cut in (1, 2, 10):
         ordinary.write_text("".join(lines_of(reordered)[:2]) + lines_of(ordinary)[2].rstrip()[:-cut])
         with pytest.raises(ValueError, match="unreadable"):
-            aggregate.read_prediction_file(ordinary)
+            results_reading.read_prediction_file(ordinary)
 
 
 def test_results_that_cannot_be_written_are_a_one_line_error(tmp_path, in_process):
@@ -180,22 +181,22 @@ def test_a_confusion_matrix_of_many_classes_leaves_out_what_would_not_be_legible
     stops growing at 30 classes."""
     for classes, named, counted in [(3, True, True), (40, True, False), (120, False, False)]:
         names = tuple(f"class {i}" for i in range(classes))
-        fig = aggregate.confusion_figure(np.eye(classes, dtype=int), names, "test")
+        fig = results_plots.confusion_figure(np.eye(classes, dtype=int), names, "test")
         (axes,) = fig.axes
         assert ([t.get_text() for t in axes.get_yticklabels()] == list(names)) == named
         assert len(axes.texts) == (classes * classes if counted else 0)
         assert max(fig.get_size_inches()) <= 0.6 * 30 + 2.5
-        aggregate.plt.close(fig)
+        results_plots.plt.close(fig)
 
 
 def test_plots_draw_japanese_names_with_a_japanese_font():
     names = ("独女通信", "家電チャンネル", "スポーツ")
-    fig = aggregate.confusion_figure(np.eye(3, dtype=int), names, "東北大学 BERT: テスト")
+    fig = results_plots.confusion_figure(np.eye(3, dtype=int), names, "東北大学 BERT: テスト")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns of each glyph missing from the font, then draws a box
         fig.canvas.draw()
-    aggregate.plt.close(fig)
-    font = font_manager.findfont(font_manager.FontProperties(family=aggregate.plt.rcParams["font.family"]))
+    results_plots.plt.close(fig)
+    font = font_manager.findfont(font_manager.FontProperties(family=results_plots.plt.rcParams["font.family"]))
     assert Path(font).name == "ipaexg.ttf"
 
 

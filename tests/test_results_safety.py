@@ -15,6 +15,7 @@ import pytest
 import aggregate
 import test_results
 from conftest import ROOT
+from livedoor_classification import results_plots, results_tables
 from test_results import DATASET, FINGERPRINT, make_run, saved_figures
 
 # A spreadsheet runs a cell that starts with = + - @ tab or CR as a formula (OWASP: CSV injection); in
@@ -91,9 +92,9 @@ def test_names_are_escaped_for_csv_and_markdown_and_left_as_they_are_elsewhere(t
 
 def test_a_cell_is_neutralised_only_where_a_spreadsheet_would_run_it():
     for text in ("=1+2", "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx", "-", "+", "=", "-inf"):
-        assert aggregate.spreadsheet_cell(text) == "'" + text
+        assert results_tables.spreadsheet_cell(text) == "'" + text
     for value in ("-1", "+1", "-0.5", "-1e-05", "a=b", "bert", "", -0.5, 3, None, True):
-        assert aggregate.spreadsheet_cell(value) == value
+        assert results_tables.spreadsheet_cell(value) == value
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -214,8 +215,8 @@ def test_the_new_set_replaces_the_old_one_whole_and_keeps_the_files_of_others(tm
 def test_plots_draw_names_with_dollar_signs_as_they_are():
     """matplotlib reads $...$ as a formula: a label such as "$5 \\frac$" would fail the whole results."""
     names = ("$5 \\frac$", "b")
-    fig = aggregate.confusion_figure(np.eye(2, dtype=int), names, "$model: test")
+    fig = results_plots.confusion_figure(np.eye(2, dtype=int), names, "$model: test")
     fig.canvas.draw()
     (axes,) = fig.axes
     assert [t.get_text() for t in axes.get_xticklabels()] == list(names)
-    aggregate.plt.close(fig)
+    results_plots.plt.close(fig)
