@@ -154,9 +154,9 @@ def test_ids_are_compared_as_written(tmp_path):
 def test_ids_that_share_a_hash_are_told_apart(tmp_path, monkeypatch):
     """Pass 1 keeps a hash per id: with every id given one hash, the files are read again to compare
     the ids themselves, which are distinct here, and then repeated."""
-    import prepare
+    from livedoor_classification import table_records
 
-    monkeypatch.setattr(prepare, "hash", lambda key: 7, raising=False)
+    monkeypatch.setattr(table_records, "hash", lambda key: 7, raising=False)
     source = write_csv(tmp_path / "n.csv", "id,text,label", [f"n{i},文{i},{'ab'[i % 2]}" for i in range(20)])
     assert prepare_with("--input", source, "--output_dir", tmp_path / "out") is None
     write_csv(source, "id,text,label", [f"n{i % 19},文{i},{'ab'[i % 2]}" for i in range(20)])

@@ -1,8 +1,10 @@
-"""The split into train, val and test: stratified by label, seeded, the same bytes on every machine."""
+"""The split into train, val and test: stratified by label, seeded, the same bytes on every machine;
+and the rows of each label in each split that it gives."""
 
 import math
 import random
 from array import array
+from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -109,3 +111,28 @@ def assign_multi_label(
         codes[row] = code
         room[code] -= 1
     return codes
+
+
+def split_counts(labels: Sequence[int], names: Sequence[str], codes: Sequence[int]) -> dict[str, Counter]:
+    """The rows of each label in each split, the rows' splits given by their codes (assign's)."""
+    pairs = Counter(zip(codes, labels, strict=True))
+    counts = {split: Counter() for split in SPLITS}
+    for (code, label), n in pairs.items():
+        counts[SPLITS[code]][names[label]] = n
+    return counts
+
+
+def label_set_counts(label_sets: Sequence, names: Sequence[str]) -> tuple[Counter, dict]:
+    """Of some multi-label rows: the rows of each label (a row counts once for each of its labels), and,
+    for dataset.json, the rows in all and those without any label."""
+    counts = Counter(names[label] for labels in label_sets for label in labels)
+    return counts, {"rows": len(label_sets), "no_label": sum(not labels for labels in label_sets)}
+
+
+def multi_label_counts(label_sets: Sequence, names: Sequence[str], codes: Sequence[int]) -> tuple[dict, dict]:
+    """label_set_counts per split, the rows' splits given by their codes (assign_multi_label's)."""
+    counts, rows = {}, {}
+    for code, split in enumerate(SPLITS):
+        in_split = [labels for labels, c in zip(label_sets, codes, strict=True) if c == code]
+        counts[split], rows[split] = label_set_counts(in_split, names)
+    return counts, rows
