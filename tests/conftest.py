@@ -85,6 +85,24 @@ def run_dirs(output_root: Path) -> list[Path]:
     return sorted(p for p in output_root.glob("*/*/*/*") if p.is_dir())
 
 
+def train_argv(model_dir, dataset_dir, output_root, *options) -> list[str]:
+    """train.py's arguments for a run of a tiny model: the model, the dataset, the output root, then options."""
+    argv = ["--model_name", model_dir, "--dataset_dir", dataset_dir, "--output_root", output_root, *options]
+    return list(map(str, argv))
+
+
+def train_run(model_dir, dataset_dir, output_root, *options) -> Path | None:
+    """`python src/train.py` with train_argv run in this process (no second torch import), as its `__main__`
+    block does but for the argument checks (tests of those use in_process). Returns the run folder it made;
+    None if it made none (--skip_if_done found one complete)."""
+    import train
+
+    before = set(run_dirs(Path(output_root)))
+    train.main(train.Args.from_args(train_argv(model_dir, dataset_dir, output_root, *options)))
+    made = sorted(set(run_dirs(Path(output_root))) - before)
+    return made[-1] if made else None
+
+
 # run.sh first checks that its Python imports the dependencies (src/environment.sh), which costs each
 # run.sh the seconds of importing torch. This Python does import them (this session has), so the PYTHON
 # given to the sweeps of the tests answers that one command itself; everything else it runs in this

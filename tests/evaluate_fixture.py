@@ -15,7 +15,6 @@ from livedoor_classification import (
     distributed,  # noqa: E402
     evaluation,  # noqa: E402
 )
-from livedoor_classification.dataset_files import label_names  # noqa: E402
 
 
 def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
@@ -34,15 +33,14 @@ def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
             *options,
         ]
     )
-    device, _, model, loaders, run = train.setup(args, train.resolve_dataset(args))
-    metrics, probabilities = evaluation.evaluate(
-        model, loaders["val"], nullcontext, device, label_names(run["label2id"])
-    )
+    dataset = train.resolve_dataset(args)
+    run = train.setup(args, dataset)
+    metrics, probabilities = evaluation.evaluate(run.model, run.loaders["val"], nullcontext, run.device, dataset.names)
     if distributed.is_main():  # the probabilities in dataset order: every example once, wherever it was evaluated
         extra = {
             "world_size": distributed.world_size(),
             "probabilities": probabilities.tolist(),
-            "num_windows": run["num_windows"]["val"],
+            "num_windows": len(run.loaders["val"].dataset),
         }
         Path(output).write_text(json.dumps(metrics | extra))
     distributed.finish()

@@ -11,24 +11,19 @@
 # them, .venv is created from requirements-dev.txt, hash-checked (src/environment.sh, shared with run.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
 source src/environment.sh
 find_environment tests/run.sh requirements-dev.txt torch transformers classopt pytest ruff
 source .envrc
 
 # Through the environment's Python rather than whatever ruff and pytest come first on PATH. -P: the
-# repository root stays off sys.path, as with the pytest command (our datasets/ folder must never be
-# what `import datasets` finds).
-"${python[@]}" -m ruff check .
-"${python[@]}" -m ruff format --check .
+# repository root stays off sys.path (our datasets/ folder must never be what `import datasets` finds).
+"$python" -m ruff check .
+"$python" -m ruff format --check .
 # -n auto: one test at a time per core (pytest-xdist), at most 8; worksteal: an idle worker takes tests
-# queued on a busy one, so a long test (the sweeps, torch.compile) does not leave a core idle at the end.
-# A later -n in "$@" wins. An environment made before pytest-xdist joined the dev requirements runs them
-# in one process.
+# queued on a busy one, so a long test does not leave a core idle at the end. A later -n in "$@" wins.
 parallel=(-n auto --maxprocesses 8 --dist worksteal)
-if ! "${python[@]}" -c "import xdist" >/dev/null 2>&1; then
-    echo "tests/run.sh: no pytest-xdist here: the tests run in one process" \
-        "(pip install -r requirements-dev.txt for one per core)"
+if ! "$python" -c "import xdist" >/dev/null 2>&1; then
+    echo "tests/run.sh: no pytest-xdist here: the tests run in one process (pip install -r requirements-dev.txt for one per core)"
     parallel=()
 fi
-"${python[@]}" -P -m pytest ${parallel[@]+"${parallel[@]}"} "$@"
+"$python" -P -m pytest ${parallel[@]+"${parallel[@]}"} "$@"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from conftest import ROOT, run_dirs, run_script
+from conftest import ROOT, run_dirs, run_script, train_argv
 from livedoor_classification import distributed
 from livedoor_classification.dataset_files import read_jsonl
 from livedoor_classification.runs import is_complete
@@ -156,22 +156,10 @@ def node_logs(logs) -> str:
 
 def test_two_nodes_train_with_one_output_folder(bert_dir, odd_dataset, tmp_path):
     output = tmp_path / "outputs"
+    options = ["--epochs", "1", "--max_seq_len", "32", "--batch_size", "4", "--eval_batch_size", "4"]
     two_nodes(
         "src/train.py",
-        "--model_name",
-        bert_dir,
-        "--dataset_dir",
-        odd_dataset,
-        "--output_root",
-        output,
-        "--epochs",
-        "1",
-        "--max_seq_len",
-        "32",
-        "--batch_size",
-        "4",
-        "--eval_batch_size",
-        "4",
+        *train_argv(bert_dir, odd_dataset, output, *options),
         logs=tmp_path,
     )
     (run_dir,) = run_dirs(output)  # written by global rank 0 alone, though both nodes have LOCAL_RANK 0
@@ -321,14 +309,16 @@ def tiny_luke():
 
 def ddp_steps_by_architecture(rank: int) -> None:
     import train
+    from livedoor_classification.inputs import Truncation
 
     args = train.Args(lr=1e-3)
     for model, search in ((tiny_luke(), True), (tiny_classifier("bert"), False)):
-        single_label = {"multi_label": False, "class_weight_values": None}  # what setup() adds to the run
-        training, _ = train.build_training(model, args, torch.device("cpu"), "fp32", single_label, batches_per_epoch=2)
-        assert isinstance(training.train_model, DistributedDataParallel)
-        assert training.train_model.find_unused_parameters is search, model.config.model_type  # only LUKE pays
-        two_steps(training.train_model, training.optimizer)
+        batches = {"train": [None, None]}  # 2 batches an epoch, for the schedule
+        run = train.Run(model, batches, torch.device("cpu"), "fp32", "", 64, Truncation(), None, None)
+        training, _ = train.build_training(run, args)
+        assert isinstance(training.ddp_model, DistributedDataParallel)
+        assert training.ddp_model.find_unused_parameters is search, model.config.model_type  # only LUKE pays
+        two_steps(training.ddp_model, training.optimizer)
     # LUKE without the search stops at its second step, still waiting for the entity parts' gradients
     model = DistributedDataParallel(tiny_luke(), broadcast_buffers=False)
     with pytest.raises(RuntimeError, match="finished reduction in the prior iteration"):

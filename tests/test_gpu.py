@@ -15,11 +15,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import conftest
 import train
-from conftest import run_dirs, run_script, save_tiny_bert
+from conftest import run_dirs, run_script, save_tiny_bert, train_run
 from livedoor_classification import hardware
 from livedoor_classification.dataset_files import read_jsonl, write_jsonl
-from livedoor_classification.inputs import Collator
+from livedoor_classification.inputs import Collator, Truncation
 from livedoor_classification.runs import is_complete
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -29,8 +30,7 @@ FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3"]
 
 
 def train_argv(bert_dir, dataset_dir, output_root, *extra) -> list[str]:
-    argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", output_root, *FAST, *extra]
-    return list(map(str, argv))
+    return conftest.train_argv(bert_dir, dataset_dir, output_root, *FAST, *extra)
 
 
 def read_json(path):
@@ -52,9 +52,8 @@ def test_one_epoch_on_the_gpu(precision, extra, bert_dir, dataset_dir, tmp_path,
         return training, schedule
 
     monkeypatch.setattr(train, "build_training", recording)
-    argv = train_argv(bert_dir, dataset_dir, tmp_path, "--device", "cuda", "--precision", precision, "--epochs", "1")
-    train.main(train.Args.from_args(argv + extra))
-    (run_dir,) = run_dirs(tmp_path)
+    options = ["--device", "cuda", "--precision", precision, "--epochs", "1", *extra]
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, *FAST, *options)
     assert is_complete(run_dir)
     config = read_json(run_dir / "config.json")
     assert (config["device_used"], config["precision_used"]) == ("cuda:0", precision)
@@ -135,8 +134,7 @@ def test_compile_compiles_once_for_every_length(
     monkeypatch.setattr(train, "train_epoch", counting)
     options = ["--compile", "--gradient_checkpointing", "--max_seq_len", "128", "--device", device, "--epochs", "2"]
     model = one_layer_bert if device == "cpu" else bert_dir
-    train.main(train.Args.from_args(train_argv(model, varied_lengths, tmp_path, *options)))
-    (run_dir,) = run_dirs(tmp_path)
+    run_dir = train_run(model, varied_lengths, tmp_path, *FAST, *options)
     assert is_complete(run_dir)
     assert compiled_before_epoch[1] == counters["frames"]["total"] > 0  # nothing compiled after epoch 1
     # the only recompilation: evaluation's graph, without gradients; none for a new batch shape
@@ -188,9 +186,9 @@ def step_through(model, args, device, examples, batches: list[list[int]], pad_to
     micro-batches and the large batches run the same sequence length."""
     collate = Collator(pad_token_id, args.max_seq_len, multiple_of=args.max_seq_len)
     loader = DataLoader(examples, batch_sampler=batches, collate_fn=collate)
-    single_label = {"multi_label": False, "class_weight_values": None}  # what setup() adds to the run
-    training, _ = train.build_training(model, args, device, "fp32", single_label, len(loader))
-    train.train_epoch(training, loader, args)
+    run = train.Run(model, {"train": loader}, device, "fp32", "", args.max_seq_len, Truncation(), None, None)
+    training, _ = train.build_training(run, args)
+    train.train_epoch(training, loader)
     return model.state_dict()
 
 
@@ -218,7 +216,8 @@ def test_accumulating_k_micro_batches_steps_as_one_batch_k_times_larger(
         log_every=1000,
     )
     args = train.Args(grad_accum=k, **settings)
-    device, _, model, loaders, _ = train.setup(args, train.resolve_dataset(args))
+    run = train.setup(args, train.resolve_dataset(args))
+    device, model, loaders = run.device, run.model, run.loaders
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0  # train_epoch puts the model in training mode: dropout off by its rate

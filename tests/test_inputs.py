@@ -6,8 +6,7 @@ import shutil
 import pytest
 from transformers import AutoTokenizer
 
-import train
-from conftest import run_dirs
+from conftest import run_dirs, train_run
 from livedoor_classification.dataset_files import label_id, label_names, load_split, read_jsonl, write_jsonl
 from livedoor_classification.inputs import fit_pair, tokenize
 
@@ -61,22 +60,10 @@ def test_char_model_trains_with_titles_longer_than_max_seq_len(char_bert_dir, da
     for split in ("train", "val", "test"):
         records = read_jsonl(data / f"{split}.jsonl")
         write_jsonl(data / f"{split}.jsonl", [r | {"title": r["title"] + LONG_TITLE} for r in records])
-    argv = [
-        "--model_name",
-        str(char_bert_dir),
-        "--dataset_dir",
-        str(data),
-        "--output_root",
-        str(tmp_path / "out"),
-        "--max_seq_len",
-        "16",
-        "--epochs",
-        "1",
-        "--batch_size",
-        "16",
-    ]
-    train.main(train.Args.from_args(argv))
-    (run_dir,) = run_dirs(tmp_path / "out")
+    run_dir = train_run(
+        char_bert_dir, data, tmp_path / "out", "--max_seq_len", "16", "--epochs", "1", "--batch_size", 16
+    )
+    assert run_dirs(tmp_path / "out") == [run_dir]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["max_seq_len_used"] == 16 and (run_dir / "test-metrics.json").is_file()
 
@@ -124,20 +111,8 @@ def test_per_class_scores_follow_the_ids_when_label2id_lists_them_out_of_order(b
     (data / "label2id.json").write_text(json.dumps(dict(reversed(label2id.items())), ensure_ascii=False))
     # classes of unequal support, so that names swapped between classes show
     write_jsonl(data / "test.jsonl", [r for r in read_jsonl(data / "test.jsonl") if r["label"] < 3])
-    argv = [
-        "--model_name",
-        str(bert_dir),
-        "--dataset_dir",
-        str(data),
-        "--output_root",
-        str(tmp_path / "out"),
-        "--max_seq_len",
-        "32",
-        "--epochs",
-        "1",
-    ]
-    train.main(train.Args.from_args(argv))
-    (run_dir,) = run_dirs(tmp_path / "out")
+    run_dir = train_run(bert_dir, data, tmp_path / "out", "--max_seq_len", "32", "--epochs", "1")
+    assert run_dirs(tmp_path / "out") == [run_dir]
     test = json.loads((run_dir / "test-metrics.json").read_text())
     records = read_jsonl(data / "test.jsonl")
     for name in label2id:

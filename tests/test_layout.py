@@ -63,3 +63,35 @@ def test_entry_points_never_import_one_another():
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not (imported & ENTRY_POINTS), f"{script}.py imports {sorted(imported & ENTRY_POINTS)}"
+
+
+def test_pip_install_e_installs_the_package_alone_under_its_own_name(tmp_path):
+    """`pip install -e .` (issue #29) in a fresh virtual environment: the shared package imports from any
+    directory, and nothing else of the repository does: no generic top-level module (metrics, files, cli, ...)
+    and no script (train, prepare, ...) lands in the user's environment. --no-deps: the package's own files
+    are the question here, not its dependencies. Needs the package index for the build backend (setuptools)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    python = venv / "bin" / "python"
+    # pip from this environment, run for the new one (--python): no second copy of pip to install.
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "-e", ROOT],
+        capture_output=True,
+        text=True,
+    )
+    if install.returncode != 0 and "setuptools" in install.stderr and "No matching distribution" in install.stderr:
+        pytest.skip("no package index here to fetch the build backend (setuptools) from")
+    assert install.returncode == 0, install.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def importable(module: str) -> bool:  # found, whether or not its own imports (numpy, torch) would succeed
+        code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+        return subprocess.run([python, "-c", code], cwd=elsewhere).returncode == 0
+
+    assert importable("livedoor_classification.metrics")
+    assert subprocess.run([python, "-c", "import livedoor_classification.paths"], cwd=elsewhere).returncode == 0
+    shared = sorted(p.stem for p in (ROOT / "src" / "livedoor_classification").glob("*.py") if p.stem != "__init__")
+    scripts = sorted(p.stem for p in (ROOT / "src").glob("*.py"))
+    assert "metrics" in shared and "train" in scripts
+    assert [name for name in shared + scripts if importable(name)] == []

@@ -9,7 +9,7 @@ import torch
 
 import predict
 import train
-from conftest import run_dirs
+from conftest import run_dirs, train_run
 from livedoor_classification.dataset_files import read_jsonl, write_jsonl
 from livedoor_classification.evaluation import average_windows, first_windows
 from livedoor_classification.inputs import Truncation, keep_spans, tokenize
@@ -111,25 +111,9 @@ def test_options_that_cannot_go_together_are_refused(options, message):
 def windows_run(bert_dir, dataset_dir, tmp_path_factory):
     """A run with 3 windows per document at --max_seq_len 16, where the fixture's articles need them."""
     out = tmp_path_factory.mktemp("windows")
-    argv = [
-        "--model_name",
-        str(bert_dir),
-        "--dataset_dir",
-        str(dataset_dir),
-        "--output_root",
-        str(out),
-        "--max_seq_len",
-        "16",
-        "--windows",
-        "3",
-        "--epochs",
-        "2",
-        "--lr",
-        "3e-3",
-        "--save_model",
-    ]
-    train.main(train.Args.from_args(argv))
-    (run_dir,) = run_dirs(out)
+    options = ["--max_seq_len", "16", "--windows", "3", "--epochs", "2", "--lr", "3e-3", "--save_model"]
+    run_dir = train_run(bert_dir, dataset_dir, out, *options)
+    assert run_dirs(out) == [run_dir]
     return run_dir
 
 
@@ -173,20 +157,7 @@ def test_tail_and_head_tail_runs_record_their_mode(bert_dir, dataset_dir, tmp_pa
     shutil.copytree(dataset_dir, data)
     write_jsonl(data / "train.jsonl", read_jsonl(data / "train.jsonl")[:40])
     for options in (["--truncation", "tail"], ["--truncation", "head_tail", "--head_tokens", "2"]):
-        argv = [
-            "--model_name",
-            str(bert_dir),
-            "--dataset_dir",
-            str(data),
-            "--output_root",
-            str(tmp_path / "out"),
-            "--max_seq_len",
-            "16",
-            "--epochs",
-            "1",
-            *options,
-        ]
-        train.main(train.Args.from_args(argv))
+        train_run(bert_dir, data, tmp_path / "out", "--max_seq_len", "16", "--epochs", "1", *options)
     configs = [json.loads((run / "config.json").read_text()) for run in run_dirs(tmp_path / "out")]
     assert [(c["truncation"], c["head_tokens"]) for c in configs] == [("tail", None), ("head_tail", 2)]
     assert all(c["num_windows"] == c["num_examples"] for c in configs)

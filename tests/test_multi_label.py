@@ -15,9 +15,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 import predict
 import prepare
 import train
-from conftest import run_dirs, run_script, write_corpus
+from conftest import run_dirs, run_script, train_argv, train_run, write_corpus
+from livedoor_classification import class_weights
 from livedoor_classification.dataset_files import SPLITS, label_names, load_label2id, read_jsonl
 from livedoor_classification.evaluation import first_windows
+from livedoor_classification.inputs import Truncation
 from test_calibration import ece_by_the_formula
 
 FAST = ["--max_seq_len", "64", "--batch_size", "8"]
@@ -142,13 +144,9 @@ def test_bad_multi_label_tables_are_one_line(rows, options, message, tmp_path, i
 
 @pytest.fixture(scope="module")
 def ml_run(bert_dir, ml_dataset, tmp_path_factory):
-    output = tmp_path_factory.mktemp("outputs")
-    argv = ["--model_name", bert_dir, "--dataset_dir", ml_dataset, "--output_root", output, *FAST]
     # Balanced positive weights: without them this tiny random encoder first learns to predict no label at all
     options = ["--lr", "3e-3", "--epochs", "6", "--class_weights", "balanced", "--save_model"]
-    train.main(train.Args.from_args(list(map(str, [*argv, *options]))))
-    (run_dir,) = run_dirs(output)
-    return run_dir
+    return train_run(bert_dir, ml_dataset, tmp_path_factory.mktemp("outputs"), *FAST, *options)
 
 
 @pytest.mark.parametrize("split", ["val", "test"])
@@ -237,7 +235,7 @@ def test_predict_gives_label_lists_as_the_run_did(ml_run, ml_dataset, in_process
 
 
 def test_threshold_for_a_single_label_dataset_is_one_line(bert_dir, dataset_dir, tmp_path, in_process):
-    argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", tmp_path, "--threshold", "0.3"]
+    argv = train_argv(bert_dir, dataset_dir, tmp_path, "--threshold", "0.3")
     result = in_process(train, *argv, check_args=train.check_args)
     assert result.returncode == 1 and "--threshold is for multi-label datasets" in result.stderr
     assert not any(tmp_path.iterdir())
@@ -251,8 +249,8 @@ def step_losses(bert_dir, dataset_dir, multi_label: bool, weights: bool) -> tupl
     argv += ["--max_train_samples", "48", "--max_eval_samples", "1"]  # the oracle needs a few batches, not all
     args = train.Args.from_args(argv + (["--class_weights", "balanced"] if weights else []))
     train.check_args(args)
-    train.resolve_dataset(args)
-    label2id = load_label2id(dataset_dir)
+    dataset = train.resolve_dataset(args)
+    label2id = dataset.label2id
     problem = "multi_label_classification" if multi_label else "single_label_classification"
     no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -260,13 +258,14 @@ def step_losses(bert_dir, dataset_dir, multi_label: bool, weights: bool) -> tupl
     )
     tokenizer = AutoTokenizer.from_pretrained(bert_dir)
     device = torch.device("cpu")
-    loaders = train.make_loaders(args, tokenizer, model.config, label2id, 64, device)
-    names = label_names(label2id)
+    truncation = Truncation()
+    loaders = train.make_loaders(args, dataset, tokenizer, model.config, 64, truncation, device)
+    names = dataset.names
     documents = first_windows(loaders["train"].dataset)
-    values = train.class_weights(args, np.array([e["label"] for e in documents]), names, multi_label)
-    run = {"multi_label": multi_label, "class_weight_values": values}
-    t, _ = train.build_training(model, args, device, "fp32", run, len(loaders["train"]))
-    ours, _ = train.train_epoch(t, loaders["train"], args)
+    values = class_weights.balanced(np.array([e["label"] for e in documents]), names, multi_label) if weights else None
+    run = train.Run(model, loaders, device, "fp32", "", 64, truncation, args.threshold, values)
+    t, _ = train.build_training(run, args)
+    ours, _ = train.train_epoch(t, loaders["train"])
 
     model.eval()
     losses, logits, labels = [], [], []
@@ -310,10 +309,9 @@ def test_balanced_class_weights_are_recorded_and_tell_runs_apart(
     bert_dir, skewed_dataset, ml_dataset, tmp_path, capsys
 ):
     dataset_dir = skewed_dataset
-    argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", tmp_path, *FAST, "--epochs", "1"]
-    argv += ["--max_eval_samples", "8"]  # the weights come from the whole of train
-    train.main(train.Args.from_args(list(map(str, argv))))
-    train.main(train.Args.from_args(list(map(str, [*argv, "--class_weights", "balanced", "--skip_if_done"]))))
+    options = [*FAST, "--epochs", "1", "--max_eval_samples", "8"]  # the weights come from the whole of train
+    train_run(bert_dir, dataset_dir, tmp_path, *options)
+    assert train_run(bert_dir, dataset_dir, tmp_path, *options, "--class_weights", "balanced", "--skip_if_done")
     assert "already complete" not in capsys.readouterr().out  # an unweighted run is not this run
     configs = [json.loads((d / "config.json").read_text()) for d in run_dirs(tmp_path)]
     weighted = next(c for c in configs if c["class_weights"] == "balanced")
@@ -323,23 +321,20 @@ def test_balanced_class_weights_are_recorded_and_tell_runs_apart(
     assert weighted["class_weight_values"] == pytest.approx({name: n / (k * c) for name, c in counts.items()})
     assert all(config["threshold"] is None for config in configs)  # single-label: the most probable label
     # multi-label: each label's negatives per positive
-    args = train.Args.from_args(["--dataset_dir", str(ml_dataset), "--class_weights", "balanced"])
-    train.resolve_dataset(args)
     records = read_jsonl(ml_dataset / "train.jsonl")
     positives = Counter(name for r in records for name in r["label"])
     names = label_names(load_label2id(ml_dataset))
     vectors = np.array([[name in r["label"] for name in names] for r in records], dtype=np.float32)
-    values = train.class_weights(args, vectors, names, True)
+    values = class_weights.balanced(vectors, names, True)
     assert values == pytest.approx({name: (len(records) - p) / p for name, p in positives.items()})
 
 
 def test_patience_stops_early_and_keeps_the_best_epoch(bert_dir, dataset_dir, tmp_path, capsys):
     """With a learning rate too small to change a prediction, val F1 never improves on epoch 1: --patience 2
     stops after epoch 3 of 10, and the run is evaluated with epoch 1's weights."""
-    argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", tmp_path, *FAST]
     options = ["--lr", "1e-30", "--epochs", "10", "--patience", "2", "--max_train_samples", "16"]
-    train.main(train.Args.from_args(list(map(str, [*argv, *options]))))
-    (run_dir,) = run_dirs(tmp_path)
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, *FAST, *options)
+    assert run_dirs(tmp_path) == [run_dir]
     out = capsys.readouterr().out
     assert "stopping after epoch 3 (--patience)" in out and "stopped early after epoch 3 of 10" in out
     assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 3
@@ -359,7 +354,7 @@ def test_under_torchrun_every_text_is_predicted_once_and_the_metrics_are_its_pre
 ):
     """2 processes (gloo), 21 validation and test texts: an odd number, so the ranks' shards differ."""
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "src/train.py"]
-    argv = ["--model_name", bert_dir, "--dataset_dir", ml_dataset, "--output_root", tmp_path, *FAST, "--epochs", "1"]
+    argv = train_argv(bert_dir, ml_dataset, tmp_path, *FAST, "--epochs", "1")
     run_script(
         *torchrun, *argv, "--max_train_samples", "32", "--class_weights", "balanced", env={"OMP_NUM_THREADS": "1"}
     )

@@ -99,3 +99,19 @@ def test_no_placeholder_is_left_in_the_prose(doc):
     text = re.sub(r"```.*?```", "", (ROOT / doc).read_text(encoding="utf-8"), flags=re.DOTALL)
     prose = re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`\n]*`", "", text))
     assert not re.findall(r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]+|TODO|TBD|FIXME|XXX)\b", prose)
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_the_file_map_names_every_file_of_src_and_nothing_else(readme):
+    """The README's map of the files (issue #29) is the layout as it stands: each script and each module of the
+    package once, and no path that does not exist."""
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    heading = "## Files" if readme == "README.md" else "## ファイル"
+    block = re.search(r"```\n(.*?)```", text[text.index(heading) :], flags=re.DOTALL).group(1)
+    listed = [line.split()[0] for line in block.splitlines() if line.strip()]
+    for path in listed:
+        assert (ROOT / path).exists(), f"{readme}: the file map lists {path}, which does not exist"
+    files = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "src").rglob("*") if p.suffix in (".py", ".sh") and p.is_file()
+    )
+    assert [f for f in files if f not in listed] == [], f"{readme}: the file map leaves these out"

@@ -15,7 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from conftest import ROOT, run_dirs, run_script
+from conftest import ROOT, run_dirs, run_script, train_argv, train_run
 from livedoor_classification import resume
 from livedoor_classification.runs import COMPLETION_FILE
 
@@ -24,8 +24,7 @@ SMALL += ["--max_train_samples", "64", "--max_eval_samples", "24", "--seed", "7"
 
 
 def argv(bert_dir, dataset_dir, output_root) -> list[str]:
-    paths = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", output_root]
-    return [*map(str, paths), *SMALL, "--resume", "--tensorboard"]
+    return train_argv(bert_dir, dataset_dir, output_root, *SMALL, "--resume", "--tensorboard")
 
 
 def saved_epoch(run_dir) -> int:
@@ -118,7 +117,7 @@ def test_only_an_incomplete_run_of_the_same_settings_is_resumed(tmp_path):
 
 
 def test_an_unreadable_state_is_one_line(bert_dir, dataset_dir, tmp_path, in_process):
-    train.main(train.Args.from_args(argv(bert_dir, dataset_dir, tmp_path)[:-1] + ["--epochs", "1"]))
+    train_run(bert_dir, dataset_dir, tmp_path, *SMALL, "--resume", "--epochs", "1")
     (run_dir,) = run_dirs(tmp_path)
     (run_dir / COMPLETION_FILE).unlink()  # as if killed ...
     (run_dir / resume.STATE_FILE).write_bytes(b"cut short")  # ... while a state was half-copied
@@ -198,7 +197,7 @@ def test_other_settings_name_the_run_not_continued_and_how_it_differs(tmp_path):
 
 def test_a_resume_with_other_settings_says_which_run_it_does_not_continue(bert_dir, dataset_dir, tmp_path, in_process):
     options = [*argv(bert_dir, dataset_dir, tmp_path), "--epochs", "1"]
-    train.main(train.Args.from_args(options))
+    train_run(bert_dir, dataset_dir, tmp_path, *SMALL, "--resume", "--tensorboard", "--epochs", "1")
     (interrupted,) = run_dirs(tmp_path)
     (interrupted / COMPLETION_FILE).unlink()  # as if killed after its first epoch
     (interrupted / resume.STATE_FILE).write_bytes(b"its state")

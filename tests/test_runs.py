@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_dirs
+from conftest import run_dirs, train_argv, train_run
 from livedoor_classification import files, runs
-from livedoor_classification.dataset_files import dataset_fingerprint
+from livedoor_classification.dataset_files import PreparedDataset, dataset_fingerprint
 from livedoor_classification.files import write_json
 from livedoor_classification.runs import find_complete_run, git_state, run_identity
 
@@ -226,7 +226,7 @@ def test_max_samples_at_or_above_a_splits_size_is_the_whole_split(bert_dir, data
     row of results), and --skip_if_done finds either for the other; config.json keeps the value asked for."""
     import train
 
-    paths = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", tmp_path]
+    paths = train_argv(bert_dir, dataset_dir, tmp_path)
     small = ["--max_seq_len", "32", "--epochs", "1", "--precision", "fp32"]
     whole = ["--max_train_samples", 10**9, "--max_eval_samples", 18]  # val and test: 18 examples each
     assert in_process(train, *paths, *small, *whole, check_args=train.check_args).returncode == 0
@@ -251,6 +251,20 @@ def test_max_samples_below_a_splits_size_is_a_subset(tmp_path):
     (dataset / "test.jsonl").write_text('{"text": "d", "label": 1}\n\n{"text": "e", "label": 0}\n')  # 2, a blank line
     for asked, used in [((2, 2), (None, None)), ((1, 1), (1, 1)), ((3, 2), (None, None)), ((None, None), (None, None))]:
         args = SimpleNamespace(dataset_dir=dataset, max_train_samples=asked[0], max_eval_samples=asked[1])
-        requested = train.resolve_subsets(args)
+        requested = train.resolve_subsets(args, PreparedDataset(dataset))
         assert (args.max_train_samples, args.max_eval_samples) == used, asked
         assert requested == {"max_train_samples_requested": asked[0], "max_eval_samples_requested": asked[1]}
+
+
+def test_a_run_hashes_its_dataset_once(bert_dir, dataset_dir, tmp_path, monkeypatch):
+    """--skip_if_done and --resume compare the dataset's fingerprint, and config.json records it: one SHA-256
+    over every split for all three (dataset_files.PreparedDataset)."""
+    from livedoor_classification import dataset_files
+
+    hashed, fingerprint = [], dataset_files.dataset_fingerprint
+    monkeypatch.setattr(
+        dataset_files, "dataset_fingerprint", lambda folder: hashed.append(folder) or fingerprint(folder)
+    )
+    options = ["--epochs", "1", "--max_seq_len", "32", "--max_train_samples", "8", "--max_eval_samples", "4"]
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, *options, "--skip_if_done", "--resume")
+    assert len(hashed) == 1 and json.loads((run_dir / "config.json").read_text())["dataset_fingerprint"]

@@ -7,13 +7,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import ROOT, run_dirs, run_script, tiny_sweep
+from conftest import ROOT, fake_python, run_dirs, run_script, tiny_sweep
 
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
 
@@ -137,3 +138,50 @@ def test_a_sweep_submitted_to_slurm_gives_the_table_and_a_resubmission_runs_only
     wait_for(lambda: queue_empty(env), 300, "the jobs to end")
     assert run_dirs(out) == runs
     assert ": 2 done, 0 running, 0 failed, 0 left" in run_script(ROOT / "run.sh", "--status", env=env).stdout
+
+
+@pytest.mark.parametrize("signal_name", ["USR1", "TERM"])
+def test_an_array_task_stops_its_run_on_slurms_signal_and_requeues_itself_before_the_time_limit(
+    tmp_path, dataset_dir, signal_name
+):
+    """--signal B:USR1@120: the task stops its run and puts itself back in the queue (scontrol requeue), to
+    continue with --resume; a TERM (scancel, a preemption) stops the run, which Slurm requeues itself
+    (--requeue). Either way the attempt is not recorded as ended: the configuration is left to do. No
+    cluster needed: the task's environment, and an scontrol that writes what it was asked."""
+    started, asked = tmp_path / "started", tmp_path / "scontrol.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/usr/bin/env bash\necho "$*" >>{asked}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    env = os.environ | {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHON": str(fake_python(tmp_path, f"touch {started}\nexec sleep 60")),
+        "MODELS": "m",
+        "LRS": "1e-3",
+        "SEEDS": "1",
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
+        "SLURM_JOB_ID": "78",
+        "SLURM_ARRAY_JOB_ID": "77",
+        "SLURM_ARRAY_TASK_ID": "1",
+    }
+    task = subprocess.Popen(
+        ["bash", ROOT / "run.sh", "--configuration", "1"], env=env, text=True, stdout=subprocess.PIPE
+    )
+    try:
+        wait_for(lambda: started.exists() or task.poll() is not None, 60, "the run to start")
+        task.send_signal(getattr(signal, f"SIG{signal_name}"))  # to the batch shell, as Slurm's B: sends it
+        stdout, _ = task.communicate(timeout=30)
+    finally:
+        if task.poll() is None:
+            task.kill()
+    sweep_dir = tmp_path / "out" / "livedoor" / ".sweep"
+    assert task.returncode == 143, stdout
+    (log,) = (sweep_dir / "logs").iterdir()
+    assert "--resume" in log.read_text()  # every Slurm task's run continues where the last one stopped
+    assert list((sweep_dir / "claims").iterdir()) == [] and list((sweep_dir / "ended").iterdir()) == []
+    if signal_name == "USR1":
+        assert "=== [1/1] m lr=1e-3 seed=1: stopped before the time limit; requeued" in stdout
+        assert asked.read_text() == "requeue 77_1\n"
+    else:
+        assert "requeued" not in stdout and not asked.exists()

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import train
-from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script
+from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs, run_script, train_argv, train_run
 from livedoor_classification import files
 
 # A stage run in a process of its own, stopped inside its staging folder: STOP=kill dies there of
@@ -24,19 +23,21 @@ import os, signal, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import {module}
+import {where}
 def stop(*args, **kwargs):
     Path(os.environ["STARTED"]).touch()
     if os.environ["STOP"] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(60)
-{module}.{function} = stop
+{where}.{function} = stop
 {module}.main({module}.Args.from_args(sys.argv[2:]))
 """
 
 
-def stopped_in_staging(tmp_path: Path, module: str, function: str, stop: str, *argv) -> subprocess.Popen:
+def stopped_in_staging(tmp_path: Path, module: str, function: str, stop: str, *argv, where=None) -> subprocess.Popen:
+    """where: the module whose function stops, if not the stage's own (train.py's model folder: saved_model)."""
     started = tmp_path / f"started-{stop}"
-    code = STOPPED_IN_STAGING.format(module=module, function=function)
+    code = STOPPED_IN_STAGING.format(module=module, function=function, where=where or module)
     env = os.environ | {"STARTED": str(started), "STOP": stop, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "src"), *map(str, argv)], env=env)
     for _ in range(1200):
@@ -98,13 +99,15 @@ def test_download_removes_the_extraction_of_a_killed_run(tmp_path, corpus_archiv
 
 
 def test_train_removes_the_model_staging_folder_of_a_killed_run(bert_dir, dataset_dir, tmp_path):
-    argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", tmp_path, "--save_model"]
-    argv += ["--epochs", "1", "--max_seq_len", "32", "--max_train_samples", "16", "--max_eval_samples", "8"]
-    stopped_in_staging(tmp_path, "train", "as_a_new_file", "kill", *argv)  # while writing <run>/model
+    options = ["--save_model", "--epochs", "1", "--max_seq_len", "32", "--max_train_samples", "16"]
+    options += ["--max_eval_samples", "8"]
+    argv = train_argv(bert_dir, dataset_dir, tmp_path, *options)
+    killed = stopped_in_staging  # while writing <run>/model
+    killed(tmp_path, "train", "as_a_new_file", "kill", *argv, where="livedoor_classification.saved_model")
     assert list(tmp_path.glob("*/*/*/*/.model*"))
     earlier = tmp_path / "livedoor" / "m" / "2026-11-01" / "09-00-00.000000" / ".model.tmp"  # an earlier version's
     earlier.mkdir(parents=True)
-    train.main(train.Args.from_args(list(map(str, argv))))  # the next run, in this process
+    train_run(bert_dir, dataset_dir, tmp_path, *options)  # the next run, in this process
     assert not list(tmp_path.glob("*/*/*/*/.model*"))
     assert len([run for run in run_dirs(tmp_path) if (run / "model").is_dir()]) == 1
 

@@ -73,9 +73,11 @@ def fresh_clone(tmp_path) -> tuple[Path, dict, Path]:
     """A checkout without .venv, and an environment in which no Python has the dependencies: run.sh's and
     tests/run.sh's environment step, without downloading gigabytes. The python3 on PATH is bare_python,
     except that `python3 -m venv DIR` makes DIR/bin/python a Python that has them (this one) and whose
-    `-m pip` installs nothing; both write what they were asked to the log."""
+    `-m pip` installs nothing and the study's scripts do nothing (but src/sweep.py, which starts them);
+    both write what they were asked to the log."""
     repo = tmp_path / "repo"
-    for name in ("run.sh", "tests/run.sh", "src/environment.sh", "src/sweep.sh", ".envrc", "pyproject.toml"):
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("run.sh", "tests/run.sh", ".envrc", "pyproject.toml"):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     log = tmp_path / "calls.log"
@@ -83,7 +85,7 @@ def fresh_clone(tmp_path) -> tuple[Path, dict, Path]:
     venv_python.write_text(
         "#!/usr/bin/env bash\n"
         f'echo ".venv/bin/python $*" >>{log}\n'
-        'if [[ "$1 $2" == "-m pip" || "$1" == src/*.py ]]; then exit 0; fi  # nothing installed, no study run\n'
+        'if [[ "$1 $2" == "-m pip" || ("$1" == src/*.py && "$1" != src/sweep.py) ]]; then exit 0; fi  # no study run\n'
         f'exec {sys.executable} "$@"\n'
     )
     bin_dir = tmp_path / "bin"
@@ -169,7 +171,7 @@ def test_run_sh_creates_the_venv_when_no_environment_has_the_dependencies_then_r
         ".venv/bin/python -m pip install --require-hashes -r requirements.txt"
     )
     studied = [c.split()[1] for c in made if " src/" in c]  # the study, in the new environment
-    assert studied == ["-m", "src/train.py", "src/baseline.py", "src/aggregate.py"]  # runs.py: what is done
+    assert studied == ["src/sweep.py", "src/train.py", "src/baseline.py", "src/aggregate.py"]
 
     log.unlink()
     again = run_script(repo / "run.sh", cwd=tmp_path, env=env, check=False)  # found now: nothing installed

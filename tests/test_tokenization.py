@@ -20,7 +20,7 @@ import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-from conftest import corpus_sentences
+from conftest import corpus_sentences, train_run
 from livedoor_classification.dataset_files import read_jsonl, write_jsonl
 from livedoor_classification.inputs import Collator, Truncation, tokenize
 
@@ -352,7 +352,7 @@ def test_train_encodes_a_split_whose_first_record_has_no_body_as_the_tokenizer_d
     shutil.copytree(dataset_dir, data)
     for split, size in samples.items():  # the first record that --max_*_samples keeps loses its body
         records = read_jsonl(data / f"{split}.jsonl")
-        first = records.index(train.subset(records, size)[0])
+        first = records.index(inputs.subset(records, size)[0])
         write_jsonl(data / f"{split}.jsonl", records[:first] + [records[first] | {"body": ""}] + records[first + 1 :])
     first = {}
 
@@ -362,9 +362,8 @@ def test_train_encodes_a_split_whose_first_record_has_no_body_as_the_tokenizer_d
         return examples
 
     monkeypatch.setattr(train, "tokenize", tokenize_and_keep_the_first)
-    argv = ["--model_name", roberta_dir, "--dataset_dir", data, "--output_root", tmp_path / "out", "--epochs", "1"]
-    argv += ["--max_train_samples", 16, "--max_eval_samples", 8, "--max_seq_len", 64, "--precision", "fp32"]
-    train.main(train.Args.from_args(list(map(str, argv))))
+    options = ["--epochs", "1", "--max_train_samples", 16, "--max_eval_samples", 8, "--max_seq_len", 64]
+    train_run(roberta_dir, data, tmp_path / "out", *options, "--precision", "fp32")
     assert set(first) == {"train", "val", "test"}
     for own, example in first.values():
         assert example.tolist() == own

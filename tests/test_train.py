@@ -17,14 +17,15 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
+import conftest
 import train
-from conftest import ROOT, run_dirs, run_script
+from conftest import ROOT, run_dirs, run_script, train_argv
 from livedoor_classification import evaluation, hardware
 from livedoor_classification.dataset_files import read_jsonl, write_jsonl
-from livedoor_classification.inputs import Collator, sorted_batches
+from livedoor_classification.inputs import Collator, sorted_batches, subset
 from livedoor_classification.models import usable_seq_len
+from livedoor_classification.optimization import make_optimizer
 from livedoor_classification.runs import is_complete
-from train import make_optimizer
 
 RUN_FILES = {
     "config.json",
@@ -38,9 +39,9 @@ FAST = ["--max_seq_len", "64", "--batch_size", "8", "--lr", "3e-3"]
 
 
 def train_run(model_dir, dataset_dir, output_root, *extra, epochs=15):
-    argv = ["--model_name", str(model_dir), "--dataset_dir", str(dataset_dir), "--output_root", str(output_root)]
-    train.main(train.Args.from_args(argv + FAST + ["--epochs", str(epochs), *map(str, extra)]))
-    (run_dir,) = run_dirs(output_root)
+    """conftest.train_run, FAST, for 15 epochs unless told; the only run under output_root."""
+    run_dir = conftest.train_run(model_dir, dataset_dir, output_root, *FAST, "--epochs", epochs, *extra)
+    assert run_dirs(output_root) == [run_dir]
     return run_dir
 
 
@@ -287,7 +288,7 @@ def test_errors_are_one_clear_line_and_write_nothing(breakage, message, bert_dir
         extra = ["--warmup_ratio", "0.99", "--batch_size", "8"]  # 18 steps in the single epoch
     else:
         model = str(tmp_path)  # a directory without a model
-    argv = ["--model_name", model, "--dataset_dir", data, "--output_root", tmp_path / "out", "--text_fields", *fields]
+    argv = train_argv(model, data, tmp_path / "out", "--text_fields", *fields)
     argv += ["--epochs", "1", *extra]
     if breakage == "model-name":  # a process of its own: HF_HUB_OFFLINE is read at import, and the real exit path
         result = run_script("src/train.py", *argv, check=False)
@@ -312,8 +313,9 @@ def test_training_steps_do_not_sync_with_the_device_except_to_log(bert_dir, data
         device="cpu",
         precision="bf16",
     )
-    device, precision, model, loaders, run = train.setup(args, train.resolve_dataset(args))
-    training, _ = train.build_training(model, args, device, precision, run, len(loaders["train"]))
+    run = train.setup(args, train.resolve_dataset(args))
+    training, _ = train.build_training(run, args)
+    loaders = run.loaders
     callers = []
     item = torch.Tensor.item
 
@@ -322,7 +324,7 @@ def test_training_steps_do_not_sync_with_the_device_except_to_log(bert_dir, data
         return item(tensor)
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    train.train_epoch(training, loaders["train"], args)
+    train.train_epoch(training, loaders["train"])
     ours = [caller for caller in callers if "torch/utils/data" not in caller]
     assert len(loaders["train"]) == 18 and len(ours) == 18 // 5 + 1
 
@@ -390,37 +392,24 @@ def test_steps_that_fp16_loss_scaling_skips_do_not_use_up_the_schedule(bert_dir,
         precision="fp16",
         max_train_samples=24,
     )
-    device, precision, model, loaders, run = train.setup(args, train.resolve_dataset(args))
-    training, _ = train.build_training(model, args, device, precision, run, len(loaders["train"]))
-    classifier = model.classifier.weight
+    run = train.setup(args, train.resolve_dataset(args))
+    training, _ = train.build_training(run, args)
+    loaders = run.loaders
+    classifier = run.model.classifier.weight
     initial = classifier.detach().clone()
     with torch.no_grad():
         classifier.fill_(math.inf)  # every gradient overflows: GradScaler skips every step
-    train.train_epoch(training, loaders["train"], args)
+    train.train_epoch(training, loaders["train"])
     assert training.scheduler.last_epoch == 0 and training.scaler.get_scale() < 2.0**16  # skipped, scale shrunk
     with torch.no_grad():
         classifier.copy_(initial)
-    train.train_epoch(training, loaders["train"], args)
+    train.train_epoch(training, loaders["train"])
     assert training.scheduler.last_epoch == len(loaders["train"]) == 3  # every step taken
 
 
 def test_ctrl_c_prints_one_line_naming_the_incomplete_run(bert_dir, dataset_dir, tmp_path):
-    argv = [
-        sys.executable,
-        ROOT / "src" / "train.py",
-        "--model_name",
-        bert_dir,
-        "--dataset_dir",
-        dataset_dir,
-        "--output_root",
-        tmp_path,
-        "--epochs",
-        "1000",
-        "--max_seq_len",
-        "32",
-        "--precision",
-        "fp32",
-    ]
+    options = ["--epochs", "1000", "--max_seq_len", "32", "--precision", "fp32"]
+    argv = [sys.executable, ROOT / "src" / "train.py", *train_argv(bert_dir, dataset_dir, tmp_path, *options)]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         for line in process.stdout:
@@ -436,25 +425,10 @@ def test_ctrl_c_prints_one_line_naming_the_incomplete_run(bert_dir, dataset_dir,
 
 
 def test_output_to_a_file_has_one_line_per_epoch_and_no_progress_bars(bert_dir, dataset_dir, tmp_path):
-    result = run_script(
-        "src/train.py",
-        "--model_name",
-        bert_dir,
-        "--dataset_dir",
-        dataset_dir,
-        "--output_root",
-        tmp_path,
-        "--epochs",
-        "3",
-        "--max_seq_len",
-        "32",
-        "--max_train_samples",  # a few examples, in several batches: the lines printed are checked
-        "16",
-        "--batch_size",
-        "4",
-        "--max_eval_samples",
-        "9",
-    )
+    # a few examples, in several batches: the lines printed are checked
+    options = ["--epochs", "3", "--max_seq_len", "32", "--max_train_samples", "16", "--batch_size", "4"]
+    options += ["--max_eval_samples", "9"]
+    result = run_script("src/train.py", *train_argv(bert_dir, dataset_dir, tmp_path, *options))
     output = result.stdout + result.stderr
     assert "\r" not in output and "\x1b[" not in output
     assert [line.split(":")[0] for line in output.splitlines() if line.startswith("epoch ")] == [
@@ -477,7 +451,7 @@ def test_a_mistyped_option_is_one_line(in_process):
 def test_a_read_only_output_root_is_found_before_the_model_loads(own_filesystem, tmp_path, dataset_dir, in_process):
     read_only = own_filesystem(read_only=True)
     # the model folder is no model either: the output root's error must come first
-    argv = ["--model_name", tmp_path, "--dataset_dir", dataset_dir, "--output_root", read_only / "outputs"]
+    argv = train_argv(tmp_path, dataset_dir, read_only / "outputs")
     result = in_process(train, *argv, check_args=train.check_args)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
@@ -490,7 +464,7 @@ def test_a_disk_that_fills_during_the_run_is_one_line_and_leaves_no_partial_file
     own_filesystem, bert_dir, dataset_dir, in_process
 ):
     small = own_filesystem(size="64k")  # the run's JSON and CSV files fit; the model's weights do not
-    argv = ["--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output_root", small, *FAST]
+    argv = train_argv(bert_dir, dataset_dir, small, *FAST)
     options = ["--epochs", "2", "--save_model", "--max_train_samples", "16"]  # a few examples: the log is checked
     result = in_process(train, *argv, *options, check_args=train.check_args)
     (run_dir,) = run_dirs(small)
@@ -528,7 +502,7 @@ def test_corrupted_weights_are_one_line(bert_dir, dataset_dir, tmp_path, in_proc
     shutil.copytree(bert_dir, model)
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # a download cut short
-    argv = ["--model_name", model, "--dataset_dir", dataset_dir, "--output_root", tmp_path / "out"]
+    argv = train_argv(model, dataset_dir, tmp_path / "out")
     result = in_process(train, *argv, check_args=train.check_args)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
@@ -551,7 +525,7 @@ def test_max_samples_train_and_evaluate_on_a_subset_recorded_in_the_identity(
     chosen = [p["id"] for p in predicted]
     assert chosen != ids[:5] and sorted(chosen, key=ids.index) == chosen and len(set(chosen)) == 5
     assert len({p["label"] for p in predicted}) > 1
-    assert {r["id"] for r in train.subset(val, 3)} < set(chosen) == {r["id"] for r in train.subset(val, 5)}  # nested
+    assert {r["id"] for r in subset(val, 3)} < set(chosen) == {r["id"] for r in subset(val, 5)}  # nested
     assert run_identity(config)["max_train_samples"] == 20 and run_identity(config)["max_eval_samples"] == 5
     assert run_identity({})["max_train_samples"] is None  # a full run
     for option in ("--max_train_samples", "--max_eval_samples"):

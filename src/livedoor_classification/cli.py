@@ -29,7 +29,7 @@ def missing_dependency(kind, error, traceback) -> None:
     )
 
 
-SCRIPT_STARTING = Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent  # a script of src/
+SCRIPT_STARTING = Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent.parent  # a script of src/
 if SCRIPT_STARTING:
     sys.excepthook = missing_dependency  # before the first dependency is imported, classopt just below
 

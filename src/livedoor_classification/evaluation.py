@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from livedoor_classification import distributed
 from livedoor_classification.inputs import to_device
-from livedoor_classification.runs import as_written
+from livedoor_classification.runs import as_written, write_predictions
 
 # metrics (scikit-learn) and calibration (SciPy) are imported where metrics are made, not above: predict.py
 # needs only the logits (predict), and those imports were 2-3 s of its start (measured with cProfile).
@@ -54,7 +54,29 @@ def predict(model, loader, autocast, device, num_labels: int) -> torch.Tensor:
 def evaluate(model, loader, autocast, device, names: list[str], threshold: float | None = None):
     """Metrics over a whole split, one prediction per document, and its probabilities in dataset order
     (split_metrics)."""
-    return split_metrics(predict(model, loader, autocast, device, len(names)), loader.dataset, names, threshold)
+    logits = predict(model, loader, autocast, device, len(names))
+    return split_metrics(logits, loader.dataset, names, threshold)
+
+
+def calibrated_evaluation(model, loaders: dict, autocast, device, names: list[str], threshold: float | None):
+    """A run's last evaluation, of its best epoch: val's and test's metrics, each with its probabilities,
+    temperature-scaled (calibration.py): one T fitted on the val logits (every rank fits the same T on the
+    same gathered logits), never on test."""
+    from livedoor_classification.calibration import fit_temperature
+
+    logits = {split: predict(model, loaders[split], autocast, device, len(names)) for split in ("val", "test")}
+    temperature = fit_temperature(logits["val"], gold_labels(loaders["val"].dataset), threshold is not None)
+    val = split_metrics(logits["val"], loaders["val"].dataset, names, threshold, temperature)
+    test = split_metrics(logits["test"], loaders["test"].dataset, names, threshold, temperature)
+    return val, test
+
+
+def write_document_predictions(path, examples: Sequence[dict], probabilities, names: list[str], threshold) -> None:
+    """<split>-predictions.jsonl (runs.write_predictions): a line per document, with its first window's id and
+    label."""
+    documents = first_windows(examples)
+    ids, labels = [e["id"] for e in documents], [e["label"] for e in documents]
+    write_predictions(path, ids, labels, probabilities.numpy(), names, threshold)
 
 
 def gold_labels(examples: Sequence[dict]) -> np.ndarray:
@@ -71,7 +93,7 @@ def split_metrics(logits: torch.Tensor, examples, names: list[str], threshold: f
     those of logits / temperature, in float64, the predictions made from them (single-label: the same; a
     label at 0.5: the same), and the metrics hold their calibration and that of the logits as they are
     ("uncalibrated"), so that users see what the scaling bought (calibration.py)."""
-    from livedoor_classification.calibration import nll
+    from livedoor_classification import calibration
     from livedoor_classification.metrics import classification_metrics, multi_label_metrics
 
     labels = torch.from_numpy(gold_labels(examples))
@@ -88,14 +110,10 @@ def split_metrics(logits: torch.Tensor, examples, names: list[str], threshold: f
     if temperature is None:
         return metrics, probabilities
     uncalibrated = logits.double().sigmoid() if threshold is not None else logits.double().softmax(dim=-1)
-    multi_label = threshold is not None
-    before = calibration_of(uncalibrated, predicted, labels, names) | {"nll": nll(logits, labels, multi_label)}
-    after = calibration_of(probabilities, predicted, labels, names) | {"nll": nll(scaled, labels, multi_label)}
+    multi_label, outcome = threshold is not None, (predicted.numpy(), labels.numpy(), names)
+    # the calibration of the probabilities as the prediction files write them (as_written)
+    before = calibration.report(as_written(uncalibrated.numpy()), *outcome)
+    before["nll"] = calibration.nll(logits, labels, multi_label)
+    after = calibration.report(as_written(probabilities.numpy()), *outcome)
+    after["nll"] = calibration.nll(scaled, labels, multi_label)
     return metrics | after | {"temperature": temperature, "uncalibrated": before}, probabilities
-
-
-def calibration_of(probabilities: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor, names) -> dict:
-    """calibration.report of the probabilities as the prediction files write them."""
-    from livedoor_classification import calibration
-
-    return calibration.report(as_written(probabilities.numpy()), predicted.numpy(), labels.numpy(), names)

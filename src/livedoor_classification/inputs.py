@@ -73,6 +73,17 @@ def windows_of(first: int, second: int | None, budget: int, truncation: Truncati
     return [([(0, keep_first)], spans) for spans in keep_spans(second, budget - keep_first, truncation)]
 
 
+def subset(records: list[dict], size: int | None) -> list[dict]:
+    """`size` records (all for None), in their order, drawn at random with a fixed seed rather than the
+    first ones, which are one class in a file sorted by label; the same whatever --seed, and nested (a
+    smaller subset is part of a larger one), so that smoke runs of different sizes compare."""
+    if size is None or size >= len(records):
+        return records
+    order = list(range(len(records)))
+    random.Random(0).shuffle(order)
+    return [records[i] for i in sorted(order[:size])]
+
+
 def tokenize(
     records: list[dict],
     tokenizer,

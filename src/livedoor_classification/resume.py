@@ -21,6 +21,7 @@ import pickle
 import random
 import re
 import secrets
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,45 @@ from livedoor_classification import distributed
 from livedoor_classification.runs import identity_differences, is_complete, model_dir_name, read_config, runs_like
 
 STATE_FILE = "resume.pt"
+
+
+def continued_run(runs_dir: Path, model_name: str, planned: dict, device: torch.device):
+    """The run folder that --resume continues (rank 0's finding, the same for every process) and its training
+    state (load); (None, None) where there is none, after a notice naming an interrupted run of other settings
+    (not_continued), if there is one."""
+    found = find_resumable_run(runs_dir, model_name, planned)
+    run_dir = distributed.from_main(found)
+    if run_dir is not None:
+        return run_dir, load(run_dir, device)
+    if distributed.is_main() and (notice := not_continued(runs_dir, model_name, planned)):
+        print(notice, file=sys.stderr)
+    return None, None
+
+
+def state_after(epoch: int, stopped: bool, precision: str, training, best, rows: list[dict]) -> dict:
+    """What save() writes after an epoch, but for the random generators: the Training's (training.py) bare model,
+    optimizer, scheduler and loss scaler, the best epoch so far (train.py's Best) and log.csv's rows."""
+    return {
+        "epoch": epoch,
+        "stopped": stopped,  # by --patience: a run resumed after it is only evaluated
+        "precision": precision,
+        "model": training.bare_model.state_dict(),
+        "optimizer": training.optimizer.state_dict(),
+        "scheduler": training.scheduler.state_dict(),
+        "scaler": training.scaler.state_dict(),
+        "best_f1": best.f1,
+        "best_epoch": best.epoch,
+        "best_model": best.weights,
+        "log": rows,
+    }
+
+
+def restore(state: dict, training) -> None:
+    """The training where state_after left it (load has restored the random generators)."""
+    training.bare_model.load_state_dict(state["model"])
+    training.optimizer.load_state_dict(state["optimizer"])
+    training.scheduler.load_state_dict(state["scheduler"])
+    training.scaler.load_state_dict(state["scaler"])
 
 
 def find_resumable_run(runs_dir: Path, model_name: str, planned: dict) -> Path | None:

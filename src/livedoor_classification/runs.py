@@ -274,7 +274,7 @@ def find_complete_run(output_root: Path, model_name: str, planned: dict, holding
 
 
 def complete_in_sweep(sweep_dir: Path, dataset_dir: Path, holding: str, keys: Sequence[str]) -> dict[str, Path]:
-    """The configurations of run.sh's sweep (by key) known to be complete without starting train.py and
+    """The configurations of the sweep (src/sweep.py, by key) known to be complete without starting train.py and
     torch for each: the run that the last attempt recorded (<sweep_dir>/ended/<key>: "exit=0 ... run=<folder>")
     is still complete, of this very dataset, and holds `holding` if given (--save_model: "model"). The key
     stands for every argument of the run; whatever is not found here is left to train.py --skip_if_done."""
@@ -297,8 +297,3 @@ def complete_in_sweep(sweep_dir: Path, dataset_dir: Path, holding: str, keys: Se
         if config.get("dataset_fingerprint") == fingerprint and (not holding or (run_dir / holding).exists()):
             found[key] = run_dir
     return found
-
-
-if __name__ == "__main__":  # run.sh: complete_in_sweep(SWEEP_DIR, DATASET_DIR, HOLDING, keys on stdin), "KEY RUN" lines
-    for key, run_dir in complete_in_sweep(*map(Path, sys.argv[1:3]), sys.argv[3], sys.stdin.read().split()).items():
-        print(key, run_dir)
