@@ -47,7 +47,14 @@ from livedoor_classification.inputs import Collator, Truncation, eval_loader, su
 from livedoor_classification.metrics import summary_keys
 from livedoor_classification.models import load_model, precision_that_runs, usable_seq_len
 from livedoor_classification.progress import PROGRESS_SECONDS, headline, progress_bars_off, say
-from livedoor_classification.runs import COMPLETION_FILE, create_run_dir, find_complete_run, interruption_reported
+from livedoor_classification.runs import (
+    COMPLETION_FILE,
+    create_run_dir,
+    find_complete_run,
+    interruption_reported,
+    note_resumed,
+    note_temperature,
+)
 from livedoor_classification.saved_model import save_model
 from livedoor_classification.training import Training, build_training, compile_failed
 
@@ -213,8 +220,9 @@ def setup(args: Args, dataset: PreparedDataset) -> Run:
     if args.deterministic:
         make_deterministic()  # before the first CUDA kernel
     device = resolve_device(args.device, distributed.local_rank())
+    precision = resolve_precision(args.precision, device)  # from the device alone: no process group needed
     distributed.init(device)
-    precision, reason = distributed.from_main(resolve_precision(args.precision, device))  # one decision for all
+    precision, reason = distributed.from_main(precision)  # rank 0's decision for all
     transformers.set_seed(args.seed)  # before the model is built: the new classifier head is random
     tokenizer, model = load_model(args.model_name, dataset.label2id, dataset.multi_label)
     torch.manual_seed(args.seed + distributed.rank())  # dropout: a different mask on each rank
@@ -370,12 +378,12 @@ def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | N
             f"test NLL {before['nll']:.4f} -> {test['nll']:.4f}"
         )
         if distributed.is_main():
-            epochs = {"best_epoch": best.epoch, "epochs_run": epoch}
-            run_config.note_temperature(run_dir, temperature)  # in config.json
-            write_json(run_dir / "val-metrics.json", epochs | val)
             for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
                 path = run_dir / f"{split}-predictions.jsonl"
                 write_document_predictions(path, loaders[split].dataset, probabilities, dataset.names, t.threshold)
+            note_temperature(run_dir, temperature)  # in config.json
+            epochs = {"best_epoch": best.epoch, "epochs_run": epoch}
+            write_json(run_dir / "val-metrics.json", epochs | val)
             if args.save_model:
                 save_model(run_dir / "model", t.bare_model, args, run, dataset.normalize, temperature)
             write_json(run_dir / "test-metrics.json", epochs | test)  # last: the run is complete
@@ -420,7 +428,7 @@ def main(args: Args) -> None:
     try:
         if distributed.is_main() and resumed:
             run_dir = resumed
-            run_config.note_resumed(run_dir)
+            note_resumed(run_dir)
             say(f"resuming {run_dir} after epoch {state['epoch']}")
         elif distributed.is_main():
             run_dir = create_run_dir(runs_dir, args.model_name)

@@ -53,7 +53,7 @@ def test_the_repository_folders_are_not_importable_in_the_project_environment(na
     assert found == "absent" or (found not in ("None", "") and not found.startswith(str(ROOT)))
 
 
-ENTRY_POINTS = {"prepare", "train", "predict", "baseline", "aggregate", "bench"}
+ENTRY_POINTS = {"prepare", "train", "predict", "baseline", "aggregate", "bench", "sweep"}
 
 
 def test_entry_points_never_import_one_another():

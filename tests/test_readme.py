@@ -108,7 +108,13 @@ def test_the_file_map_names_every_file_of_src_and_nothing_else(readme):
     text = (ROOT / readme).read_text(encoding="utf-8")
     heading = "## Files" if readme == "README.md" else "## ファイル"
     block = re.search(r"```\n(.*?)```", text[text.index(heading) :], flags=re.DOTALL).group(1)
-    listed = [line.split()[0] for line in block.splitlines() if line.strip()]
+    listed, folder = [], ""
+    for line in block.splitlines():  # "folder/   what it is", then its files indented beneath it
+        if line.strip():
+            path = line.split()[0]
+            if not line.startswith(" "):
+                folder = path if path.endswith("/") else ""
+            listed.append(folder + path if line.startswith(" ") else path)
     for path in listed:
         assert (ROOT / path).exists(), f"{readme}: the file map lists {path}, which does not exist"
     files = sorted(

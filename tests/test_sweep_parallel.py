@@ -208,8 +208,10 @@ def test_a_bad_parallel_setting_is_one_line_and_status_2(variables):
 def test_slurm_without_sbatch_is_one_line_and_status_2(tmp_path):
     bin_dir = tmp_path / "bin"  # bash and what run.sh needs before its checks (python3 runs them), but no Slurm
     bin_dir.mkdir()
-    for tool in ("bash", "dirname", "python3"):
+    for tool in ("bash", "dirname"):
         os.symlink(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip(), bin_dir / tool)
+    # The interpreter itself, not whatever `python3` is on PATH (a pyenv shim needs more of PATH than this).
+    os.symlink(os.path.realpath(sys.executable), bin_dir / "python3")
     env = os.environ | NOTHING_RUNS | {"PATH": str(bin_dir)}
     result = subprocess.run([bin_dir / "bash", ROOT / "run.sh", "--slurm"], env=env, capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1

@@ -39,10 +39,11 @@ def continued_run(runs_dir: Path, model_name: str, planned: dict, device: torch.
     state (load); (None, None) where there is none, after a notice naming an interrupted run of other settings
     (not_continued), if there is one."""
     found = find_resumable_run(runs_dir, model_name, planned)
+    notice = not_continued(runs_dir, model_name, planned) if found is None and distributed.is_main() else None
     run_dir = distributed.from_main(found)
     if run_dir is not None:
         return run_dir, load(run_dir, device)
-    if distributed.is_main() and (notice := not_continued(runs_dir, model_name, planned)):
+    if notice:
         print(notice, file=sys.stderr)
     return None, None
 

@@ -4,8 +4,6 @@ for among those on disk (planned_run)."""
 
 import os
 import platform
-from datetime import datetime
-from pathlib import Path
 
 import tokenizers
 import torch
@@ -14,8 +12,7 @@ import transformers
 from livedoor_classification import distributed
 from livedoor_classification.dataset_files import PreparedDataset
 from livedoor_classification.evaluation import first_windows
-from livedoor_classification.files import write_json
-from livedoor_classification.runs import provenance, read_config, recorded_args
+from livedoor_classification.runs import provenance, recorded_args
 
 
 def planned_run(args, dataset: PreparedDataset) -> dict:
@@ -29,7 +26,7 @@ def planned_run(args, dataset: PreparedDataset) -> dict:
 def config_record(args, run, dataset: PreparedDataset) -> dict:
     """config.json of a new run: its arguments (args), what it resolved (run: train.py's Run, which holds its
     model and loaders) and its dataset; but for what is known only later: the schedule's steps and the subsets
-    asked for (train.py adds them), the temperature (note_temperature) and resumed_at (note_resumed)."""
+    asked for (train.py adds them), the temperature and resumed_at (runs.note_temperature, runs.note_resumed)."""
     device, loaders = run.device, run.loaders
     return {
         **recorded_args(args),
@@ -61,16 +58,3 @@ def config_record(args, run, dataset: PreparedDataset) -> dict:
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
-
-
-def note_resumed(run_dir: Path) -> None:
-    """A continued run's config.json keeps its first start's values and lists when it was continued."""
-    config = read_config(run_dir)  # resume.find_resumable_run has read it
-    resumes = config.get("resumed_at", []) + [datetime.now().isoformat(timespec="seconds")]
-    write_json(run_dir / "config.json", config | {"resumed_at": resumes})
-
-
-def note_temperature(run_dir: Path, temperature: float) -> None:
-    """config.json was written before training; T is known only at the end (and is no setting: not in
-    runs.IDENTITY)."""
-    write_json(run_dir / "config.json", read_config(run_dir) | {"temperature": temperature})

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from livedoor_classification.dataset_files import dataset_fingerprint
-from livedoor_classification.files import write_text
+from livedoor_classification.files import write_json, write_text
 from livedoor_classification.paths import ROOT
 
 COMPLETION_FILE = "test-metrics.json"
@@ -217,6 +217,19 @@ def read_config(run_dir: Path) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return config if isinstance(config, dict) else None
+
+
+def note_resumed(run_dir: Path) -> None:
+    """A continued run's config.json keeps its first start's values and lists when it was continued."""
+    config = read_config(run_dir)  # resume.find_resumable_run has read it
+    resumes = config.get("resumed_at", []) + [datetime.now().isoformat(timespec="seconds")]
+    write_json(run_dir / "config.json", config | {"resumed_at": resumes})
+
+
+def note_temperature(run_dir: Path, temperature: float) -> None:
+    """config.json was written before training; T is known only at the end (and is no setting: not in
+    runs.IDENTITY)."""
+    write_json(run_dir / "config.json", read_config(run_dir) | {"temperature": temperature})
 
 
 def read_run(run_dir: Path) -> dict:
