@@ -17,8 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, pipeline
 
 import predict
-import train
-from conftest import ROOT, run_dirs, run_script
+from conftest import ROOT, run_dirs, run_script, train_run
 from livedoor_classification.dataset_files import read_jsonl
 from test_calibration import ece_by_the_formula
 
@@ -26,28 +25,8 @@ from test_calibration import ece_by_the_formula
 @pytest.fixture(scope="module")
 def saved_run(bert_dir, dataset_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("outputs")
-    argv = [
-        "--model_name",
-        str(bert_dir),
-        "--dataset_dir",
-        str(dataset_dir),
-        "--output_root",
-        str(out),
-        "--max_seq_len",
-        "64",
-        "--batch_size",
-        "8",
-        "--lr",
-        "3e-3",
-        "--epochs",
-        "2",
-        "--precision",
-        "fp32",
-        "--eval_batch_size",
-        "4",
-        "--save_model",
-    ]
-    train.main(train.Args.from_args(argv))
+    options = ["--max_seq_len", 64, "--batch_size", 8, "--lr", "3e-3", "--epochs", 2, "--precision", "fp32"]
+    train_run(bert_dir, dataset_dir, out, *options, "--eval_batch_size", 4, "--save_model")
     (run_dir,) = run_dirs(out)
     return run_dir
 
@@ -186,26 +165,8 @@ def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(
     letters and digits and ideographic spaces give the predictions of the prepared text. (A byte-level
     BPE tokenizer does not normalize by itself; MeCab's BertJapaneseTokenizer would hide a missing NFKC.)
     The prepared text in a process of its own (nothing of this one's state), the raw text in this one."""
-    argv = [
-        "--model_name",
-        str(roberta_dir),
-        "--dataset_dir",
-        str(dataset_dir),
-        "--output_root",
-        str(tmp_path),
-        "--max_seq_len",
-        "64",
-        "--epochs",
-        "3",
-        "--lr",
-        "3e-3",
-        "--batch_size",
-        "8",
-        "--precision",
-        "fp32",
-        "--save_model",
-    ]
-    train.main(train.Args.from_args(argv))
+    options = ["--max_seq_len", 64, "--epochs", 3, "--lr", "3e-3", "--batch_size", 8, "--precision", "fp32"]
+    train_run(roberta_dir, dataset_dir, tmp_path, *options, "--save_model")
     (run_dir,) = run_dirs(tmp_path)
     copy = tmp_path / "my-model"
     shutil.copytree(run_dir / "model", copy)
@@ -222,22 +183,10 @@ def test_a_copied_model_folder_predicts_alone_and_normalizes_as_training_did(
 
 
 def test_save_model_reruns_a_complete_run_that_has_no_model(bert_dir, dataset_dir, tmp_path):
-    argv = [
-        "--model_name",
-        str(bert_dir),
-        "--dataset_dir",
-        str(dataset_dir),
-        "--output_root",
-        str(tmp_path),
-        "--max_seq_len",
-        "32",
-        "--epochs",
-        "1",
-        "--skip_if_done",
-    ]
-    train.main(train.Args.from_args(argv))
-    train.main(train.Args.from_args(argv + ["--save_model"]))  # the run above has no model: not done
-    train.main(train.Args.from_args(argv + ["--save_model"]))  # now it is
+    options = ["--max_seq_len", 32, "--epochs", 1, "--skip_if_done"]
+    train_run(bert_dir, dataset_dir, tmp_path, *options)
+    train_run(bert_dir, dataset_dir, tmp_path, *options, "--save_model")  # the run above has no model: not done
+    train_run(bert_dir, dataset_dir, tmp_path, *options, "--save_model")  # now it is
     runs = run_dirs(tmp_path)
     assert len(runs) == 2 and [(run / "model").is_dir() for run in runs] == [False, True]
 
