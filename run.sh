@@ -38,9 +38,12 @@ export DEFAULT_MODEL_LIST="${DEFAULT_MODELS[*]}" DEFAULT_LRS="1e-5 3e-5 5e-5" DE
 # 1. Every variable is checked before anything runs (a bad one: one line, exit status 2), and --help, by any
 #    Python 3: the module needs the standard library only, as the environment may not exist yet. (With no
 #    Python at all, src/sweep.py checks them once the environment step has made one.)
-for checker in ${PYTHON:+"$PYTHON"} python3 python ""; do [[ -z "$checker" ]] || "$checker" -c "" 2>/dev/null && break; done
+new_enough='import sys; sys.exit(sys.version_info < (3, 10))'  # the syntax of our modules
+for checker in ${PYTHON:+"$PYTHON"} python3 python ""; do [[ -z "$checker" ]] || "$checker" -c "$new_enough" 2>/dev/null && break; done
 [[ -z "$checker" ]] || PYTHONPATH=src "$checker" -m livedoor_classification.sweep_settings "$@" || exit
 [[ -n "$checker" && ("${1:-}" == -h || "${1:-}" == --help) ]] && exit 0
+# --status reads only .sweep/ (standard library too): from any machine that sees the folder, no environment needed.
+[[ -n "$checker" && "${1:-}" == --status ]] && exec "$checker" src/sweep.py --status
 
 # Ctrl-C (exit status 130) or a SIGTERM (kill, timeout, a container's stop: 143) stops the step in progress,
 # then run.sh. A step runs in the background, waited for, because bash runs a trap only between commands.

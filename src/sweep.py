@@ -11,8 +11,6 @@ is complete without starting train.py for it. Whether a run trained, and which r
 read from the run folders themselves: the complete runs of that model with its lr and seed, before and after.
 """
 
-import livedoor_classification.cli as cli  # first: Ctrl-C ends the script with one line, even while torch imports
-
 import contextlib
 import os
 import signal
@@ -24,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from livedoor_classification import claims, slurm_jobs, sweep_folder, sweep_settings
-from livedoor_classification.paths import ROOT
+from livedoor_classification.paths import ROOT, dataset_folder
 from livedoor_classification.runs import complete_in_sweep, model_dir_name, read_config
 from livedoor_classification.sweep_settings import Configuration, Settings
 
@@ -92,11 +90,17 @@ def on_signal(signum, frame) -> None:
         return
     stopping = signum
     for run in active:
-        if run.own_group:
-            with contextlib.suppress(ProcessLookupError):  # its group has ended meanwhile
-                os.killpg(run.process.pid, signum)
-        elif signum == signal.SIGTERM:
-            run.process.send_signal(signal.SIGINT)
+        pass_on(signum, run)
+
+
+def pass_on(signum: int, run: Run) -> None:
+    """The sweep's signal, to a run: to its process group (GPUS, WORKERS), where Ctrl-C does not reach; a
+    SIGTERM as the Ctrl-C the run knows how to end on (a Ctrl-C has reached it already, from the terminal)."""
+    if run.own_group:
+        with contextlib.suppress(ProcessLookupError):  # its group has ended meanwhile
+            os.killpg(run.process.pid, signum)
+    elif signum == signal.SIGTERM:
+        run.process.send_signal(signal.SIGINT)
 
 
 def stop_if_interrupted(status: int) -> None:
@@ -181,6 +185,11 @@ def start_run(sweep: Sweep, c: Configuration, mode: str, env: dict | None = None
                 process_group=0 if run.own_group else None,
             )
     active.append(run)
+    if stopping:  # the signal came while this run was being claimed and started: it was not there to get it
+        if run.own_group:
+            pass_on(stopping, run)
+        else:  # the Ctrl-C it missed (the terminal's went to the processes there were), or a SIGTERM as one
+            run.process.send_signal(signal.SIGINT)
     return run
 
 
@@ -261,7 +270,7 @@ def run_in_slots(sweep: Sweep) -> list[str]:
         while not free:
             collect()
         env = os.environ | {"CUDA_VISIBLE_DEVICES": free[0]}
-        if not free[0] and "OMP_NUM_THREADS" not in os.environ:
+        if not free[0] and not os.environ.get("OMP_NUM_THREADS"):  # set but empty: as unset
             env["OMP_NUM_THREADS"] = str(threads)
         run = start_run(sweep, c, "group", env)
         if run is not None:
@@ -292,8 +301,9 @@ def run_slurm_task(sweep: Sweep, c: Configuration) -> int:
     status = exit_status(run.process)
     if requeue and status != 0:  # back in the queue, to continue (--resume)
         run.claim.release()
-        print(f"=== [{c.number}/{sweep.total}] {c.name}: stopped before the time limit; requeued")
-        slurm_jobs.requeue(claims.this_task())
+        if claims.this_task():  # an array task (a job of its own, sbatch without --array, is not requeued here)
+            print(f"=== [{c.number}/{sweep.total}] {c.name}: stopped before the time limit; requeued")
+            slurm_jobs.requeue(claims.this_task())
         return 143
     finish_run(sweep, run, status)
     return status
@@ -352,13 +362,12 @@ def main(settings: Settings) -> int:
     os.environ |= {"TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
     if settings.gpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = settings.gpu
-    dataset = cli.DatasetOptions(dataset=settings.dataset, output_root=Path(settings.output_root or "outputs"))
-    if "/" in settings.dataset:  # a prepared folder anywhere: named by its folder, as the scripts name it
-        dataset.dataset_dir = Path(settings.dataset)
-    dataset.resolve_dataset()
-    runs_dir = dataset.output_root / dataset.dataset
+    # A name (datasets/<name>/) or a prepared folder anywhere (a path with a /), named by its folder as every
+    # script names it: the runs are in <OUTPUT_ROOT>/<that name>/.
+    dataset_dir = dataset_folder(settings.dataset, settings.dataset if "/" in settings.dataset else None)
+    runs_dir = Path(settings.output_root or "outputs") / dataset_dir.name
     python = [os.environ["PYTHON"]] if os.environ.get("PYTHON") else [sys.executable]
-    sweep = Sweep(settings, runs_dir, runs_dir / ".sweep", dataset.dataset_dir, python, {})
+    sweep = Sweep(settings, runs_dir, runs_dir / ".sweep", dataset_dir, python, {})
 
     if settings.action == "status":  # without the sweep's variables: the sweep running or last run here
         plan = sweep_folder.plan(settings)

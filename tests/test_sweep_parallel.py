@@ -291,3 +291,50 @@ def test_status_without_the_variables_follows_the_sweep_of_that_folder_through_i
     assert "  running: the summary (src/aggregate.py) on " in statuses[2]
     status = run_script(ROOT / "run.sh", "--status", env=folder).stdout
     assert status == f"2 configurations in {sweep_dir}: 2 done, 0 running, 0 failed, 0 left\n"
+
+
+@pytest.mark.parametrize("own_group", [False, True], ids=["one-after-another", "workers"])
+def test_a_signal_while_a_run_is_being_started_still_reaches_that_run(tmp_path, monkeypatch, own_group):
+    """The window between the sweep's last look at its signal and the run's start (claiming it, reading the
+    model's complete runs): a SIGTERM that lands there must reach the new run too, not leave the sweep waiting
+    for a whole training run with signals ignored (found in review)."""
+    import sweep
+    from livedoor_classification.sweep_settings import read
+
+    settings = read([], {"MODELS": "m", "LRS": "1", "SEEDS": "1", "DEFAULT_MODEL_LIST": "m"})
+    train = "exec sleep 30"  # whether the signal finds bash or sleep, its default action ends the run
+    runs_dir = tmp_path / "outputs" / "livedoor"
+    (runs_dir / ".sweep" / "claims").mkdir(parents=True)
+    (runs_dir / ".sweep" / "logs").mkdir()
+    python = fake_python(tmp_path, train)
+    run_sweep = sweep.Sweep(settings, runs_dir, runs_dir / ".sweep", tmp_path, [str(python)], {})
+
+    def signal_meanwhile(*args):  # as if SIGTERM arrived while the run was being started
+        sweep.on_signal(signal.SIGTERM, None)
+        return frozenset()
+
+    monkeypatch.setattr(sweep, "complete_runs", signal_meanwhile)
+    monkeypatch.setattr(sweep, "active", [])
+    monkeypatch.setattr(sweep, "stopping", 0)
+    start = time.monotonic()
+    run = sweep.start_run(run_sweep, settings.configurations[0], "group" if own_group else "terminal")
+    run.process.wait(timeout=20)
+    run.claim.release()
+    expected = signal.SIGTERM if own_group else signal.SIGINT  # a SIGTERM passed on as Ctrl-C to a foreground run
+    assert time.monotonic() - start < 10 and run.process.returncode == -expected
+
+
+def test_status_needs_no_environment_only_a_python(tmp_path):
+    """--status reads .sweep/ alone: it answers from any machine that sees the folder, with a Python of the
+    standard library only (no torch, numpy or classopt there), and creates no environment (found in review:
+    it had come to need the dependencies, and would have created .venv on a fresh login node)."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", bare], check=True)
+    env = {"PYTHON": str(bare / "bin" / "python"), "OUTPUT_ROOT": str(tmp_path / "outputs")}
+    env |= {"MODELS": "a b", "LRS": "1e-5", "SEEDS": "1"}
+    result = run_script(ROOT / "run.sh", "--status", env=env)
+    assert (
+        result.stdout.splitlines()[0]
+        == f"2 configurations in {tmp_path}/outputs/livedoor/.sweep: 0 done, 0 running, 0 failed, 2 left"
+    )
+    assert result.stderr == ""

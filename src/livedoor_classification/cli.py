@@ -35,7 +35,7 @@ if SCRIPT_STARTING:
 
 from classopt import config  # noqa: E402 (after the hook above)
 
-from livedoor_classification.paths import ROOT  # noqa: E402
+from livedoor_classification.paths import ROOT, dataset_folder  # noqa: E402
 
 
 def interrupted_while_starting(signum, frame) -> None:
@@ -66,9 +66,7 @@ class DatasetOptions:
 
     def resolve_dataset(self) -> None:
         """--dataset_dir wins and names the dataset by its folder; else datasets/<--dataset>."""
-        if self.dataset_dir is None:
-            self.dataset_dir = ROOT / "datasets" / self.dataset
-        self.dataset_dir = Path(self.dataset_dir).resolve()
+        self.dataset_dir = dataset_folder(self.dataset, self.dataset_dir)
         self.dataset = self.dataset_dir.name
 
 

@@ -15,8 +15,6 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -119,6 +117,8 @@ def load_split(
         raise ValueError(f"{path} is empty: every split needs at least one example")
     if multi_label is None:
         multi_label = is_multi_label(dataset_dir)
+    import numpy as np  # here, not above: prepare.py and the sweep's --status read this module without numpy
+
     for line_number, record in enumerate(records, start=1):
         for field in text_fields:
             if not isinstance(record.get(field), str):

@@ -27,8 +27,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from livedoor_classification.dataset_files import dataset_fingerprint
 from livedoor_classification.files import write_json, write_text
 from livedoor_classification.paths import ROOT
@@ -96,9 +94,11 @@ def create_run_dir(output_root: Path, model_name: str) -> Path:
 PROBABILITY_DECIMALS = 4  # a prediction file's probabilities; more digits would say more than a model knows
 
 
-def as_written(probabilities) -> np.ndarray:
+def as_written(probabilities):
     """Probabilities as a prediction file holds them (float64, rounded), so that what is computed from them
     (the ECE of the metrics files) is what the file's lines give again, to the last bit."""
+    import numpy as np  # here, not above: the sweep's --status imports runs.py before any environment exists
+
     return np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS)
 
 

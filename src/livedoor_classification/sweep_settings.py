@@ -1,4 +1,17 @@
-"""The whole study in one command: fetch and prepare the corpus if needed, fine-tune every encoder x
+"""run.sh's settings: its argument and variables read and checked (read(), SettingError: one line, exit status 2
+in run.sh), the configurations they make, and run.sh's --help (HELP). The standard library only, because
+run.sh runs this module before any environment with the dependencies is found or made:
+`python3 -m livedoor_classification.sweep_settings [ARGUMENT]` prints one error line and exits 2 if a setting
+is bad. src/sweep.py reads the same settings through read().
+"""
+
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+
+HELP = """The whole study in one command: fetch and prepare the corpus if needed, fine-tune every encoder x
 learning rate x seed with src/train.py, run the TF-IDF baseline (src/baseline.py), and print the
 summary table of src/aggregate.py (tables and plots in results/).
 
@@ -59,19 +72,9 @@ the failed configurations are listed at the end, and the exit status is 1. Ctrl-
 sweep (exit status 130), not just the run in progress, and every run of GPUS or WORKERS; so does a
 SIGTERM to run.sh (kill, timeout, a container's stop; exit status 143).
 Several sweeps on one output folder (on one machine, or on several sharing the folder) split the work:
-each configuration is claimed before it starts (claims.py), and one claimed elsewhere is skipped.
-
-(This text is run.sh's help, and the module that reads and checks run.sh's variables: the standard library
-only, because run.sh runs it before any environment with the dependencies is found or made:
-`python3 -m livedoor_classification.sweep_settings [ARGUMENT]` prints one error line and exits 2 if a
-setting is bad. src/sweep.py reads the same settings through read().)
+each configuration is claimed before it starts (src/livedoor_classification/claims.py), and one claimed
+elsewhere is skipped.
 """
-
-import os
-import re
-import shutil
-import sys
-from dataclasses import dataclass, field
 
 ACTIONS = ("--status", "--slurm", "--summary")
 SPLIT_STUDY = ("--dataset", "--dataset_dir", "--output_root", "--text_fields")  # the sweep's own variables set these
@@ -259,11 +262,7 @@ def read(argv: list[str], env: dict) -> Settings:
 
 def help_text(env: dict) -> str:
     models = env.get("DEFAULT_MODEL_LIST", "").split()
-    return (
-        __doc__.split("\n(This text is")[0]
-        + f"\nDefault MODELS ({len(models)}):\n"
-        + "".join(f"  {m}\n" for m in models)
-    )
+    return HELP + f"\nDefault MODELS ({len(models)}):\n" + "".join(f"  {m}\n" for m in models)
 
 
 if __name__ == "__main__":  # run.sh, before the environment: --help, or the checks (one line, exit status 2)
