@@ -18,7 +18,12 @@ what training does, not a copy of it. Sections:
    epochs that pay for it;
 6. accuracy: a small BERT trained by train.py in fp32 and in mixed precision;
 7. long documents: the same small BERT at a short --max_seq_len (--long_seq_len), where truncation
-   bites, reading each document's head, its head and tail, or 3 windows: accuracy and wall time.
+   bites, reading each document's head, its head and tail, or 3 windows: accuracy and wall time;
+8. trainer (only when asked: --sections trainer): train.py against transformers' Trainer on the same
+   model, data and settings, in alternating rounds (trainer_comparison.py): wall time, time per step,
+   tokens/s, peak memory and test accuracy of each, and the ratio ours / Trainer with its range. On
+   --model_name (a local folder) and the prepared dataset's splits if given, else a MiniLM-shaped random
+   model on synthetic texts. Needs accelerate (requirements-dev.txt).
 The table is printed and written as JSON (--output). If a section fails, the report still holds every
 section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
 
@@ -55,14 +60,16 @@ from livedoor_classification.pipeline_measures import (
 from livedoor_classification.synthetic import (
     bert_base,
     local_tokenizers,
+    minilm_shape,
     save_model,
     small_bert,
     synthetic_records,
     write_dataset,
 )
 from livedoor_classification.train_process import run_train
+from livedoor_classification.trainer_comparison import compare
 
-SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents"]
+SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents", "trainer"]
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -80,13 +87,20 @@ class Args:
     accuracy_epochs: int = config(default=3, help="train.py --epochs of the precision_accuracy section")
     long_epochs: int = config(default=5, help="train.py --epochs of the long_documents section")
     long_seq_len: int = config(default=128, help="--max_seq_len of the long-documents section")
+    trainer_documents: list[int] = config(
+        default=[800, 200, 400], nargs=3, help="trainer section: train, val, test documents (the first of each split)"
+    )
+    trainer_rounds: int = config(default=3, help="trainer section: alternating rounds of train.py and the Trainer")
+    trainer_precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="trainer section: precisions")
+    trainer_epochs: int = config(default=1, help="trainer section: epochs of both")
+    trainer_seq_len: int = config(default=256, help="trainer section: --max_seq_len of both")
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
     sections: list[str] = config(
-        default=SECTIONS,
+        default=SECTIONS[:-1],
         nargs="+",
         choices=SECTIONS,
         metavar="SECTION",
-        help=f"the sections to run, in the order of: {' '.join(SECTIONS)}",
+        help=f"the sections to run, in the order of: {' '.join(SECTIONS)} (trainer only when named)",
     )
 
 
@@ -371,6 +385,29 @@ def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None
         else:
             long_records = synthetic_records(args.accuracy_records, seed=2, label_rate=0.02)
         report["long_documents"] = long_documents(long_records, fast, args.long_seq_len, workdir, args.long_epochs)
+
+    if "trainer" in args.sections:
+        started.append("trainer")
+        report["trainer_rounds"], report["trainer"] = trainer_section(args, records, source, fast, workdir)
+
+
+def trainer_section(args: Args, records: list[dict], source: str, tokenizer, workdir: Path) -> tuple[list, list]:
+    """train.py against the Trainer: the first documents of each split of the prepared dataset (or of synthetic
+    texts, split in order), on --model_name or a MiniLM-shaped random BERT (6 layers of 384, as
+    all-MiniLM-L6) with the local fast tokenizer; lr 5e-5, 10% warmup, batch 16, as the Trainer's examples."""
+    sizes = dict(zip(("train", "val", "test"), args.trainer_documents, strict=True))
+    if source.endswith("train.jsonl"):
+        splits = {split: read_jsonl(args.dataset_dir / f"{split}.jsonl")[:n] for split, n in sizes.items()}
+    else:
+        texts, start = synthetic_records(sum(sizes.values()), seed=3), 0
+        splits = {}
+        for split, n in sizes.items():
+            splits[split], start = texts[start : start + n], start + n
+    data = write_dataset(workdir / "trainer" / "dataset", splits)
+    model_dir = args.model_name or save_model(minilm_shape(len(tokenizer), 9), tokenizer, workdir / "trainer" / "model")
+    settings = {"epochs": args.trainer_epochs, "batch_size": 16, "eval_batch_size": 64, "lr": 5e-5}
+    settings |= {"warmup_ratio": 0.1, "max_seq_len": args.trainer_seq_len, "seed": 42}
+    return compare(model_dir, data, workdir / "trainer", args.trainer_precisions, args.trainer_rounds, settings)
 
 
 def one_line(error: BaseException) -> str:

@@ -178,3 +178,24 @@ def test_a_steps_flops_count_the_dense_layers_per_token_and_attention_per_length
     forward = step_flops([2, 3], config, non_embedding_params=20, training=False)
     assert forward == 2 * 20 * (2 + 3) + 4 * 4 * 2 * (2 * 2 + 3 * 3)
     assert step_flops([2, 3], config, non_embedding_params=20, training=True) == 3 * forward  # with the backward
+
+
+def test_the_trainer_section_runs_both_sides_on_the_same_steps_and_tokens(bert_dir, dataset_dir, tmp_path, in_process):
+    """bench.py --sections trainer (issue #32) on the fixtures' tiny BERT and dataset, one round: a row for each
+    side and a summary. The oracle that both trained the same configuration is the sides' own counts: the same
+    optimizer steps (train.py's config.json, the Trainer's state) and the same training tokens as cut to the
+    length (train.py's log.csv, the Trainer's attention masks). The ratio is the wall times'."""
+    output = tmp_path / "bench.json"
+    argv = ["--sections", "trainer", "--model_name", bert_dir, "--dataset_dir", dataset_dir, "--output", output]
+    argv += ["--documents", 40, "--trainer_documents", 48, 12, 24, "--trainer_rounds", 1]
+    result = in_process(bench, *argv, "--trainer_precisions", "fp32", "--trainer_seq_len", 48)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+    ours, trainer = report["trainer_rounds"]
+    assert (ours["side"], trainer["side"]) == ("train.py", "Trainer")
+    assert ours["steps"] == trainer["steps"] == math.ceil(48 / 16)
+    assert ours["train_tokens"] == trainer["train_tokens"] > 48
+    (summary,) = report["trainer"]
+    assert summary["ratio_median"] == pytest.approx(ours["wall_s"] / trainer["wall_s"])
+    assert 0 <= trainer["test_accuracy"] <= 1 and trainer["peak_rss_mib"] > 100
+    assert "ratio_median=" in result.stdout

@@ -116,6 +116,22 @@ def small_bert(vocab_size: int, num_labels: int) -> BertForSequenceClassificatio
     return BertForSequenceClassification(config)
 
 
+def minilm_shape(vocab_size: int, num_labels: int) -> BertForSequenceClassification:
+    """A BERT of all-MiniLM-L6's shape (6 layers, hidden size 384, 12 heads, 1536 intermediate), randomly
+    initialised: the model of the Trainer comparison when none is given."""
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+        num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config)
+
+
 def write_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
     """A dataset folder as train.py reads it: label2id.json and a JSONL file per split, with the records'
     labels written as names ("0" to "8")."""
