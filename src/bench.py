@@ -104,6 +104,17 @@ class Args:
     )
 
 
+def check_args(args: Args) -> None:
+    """The trainer section's counts, before anything runs: one line, not a failure minutes in."""
+    counts = {"--trainer_rounds": args.trainer_rounds, "--trainer_epochs": args.trainer_epochs}
+    counts |= {"--trainer_documents": min(args.trainer_documents)}
+    mistakes = [f"{option} must be >= 1 (got {value})" for option, value in counts.items() if value < 1]
+    if args.trainer_seq_len < 8:
+        mistakes.append(f"--trainer_seq_len must be >= 8 (got {args.trainer_seq_len})")
+    if mistakes:
+        raise ValueError("; ".join(mistakes))
+
+
 TEXT_FIELDS = ["title", "body"]  # a sentence pair, as train.py reads livedoor
 LIVEDOOR_EPOCH = (5895, 736)  # training and validation articles evaluated per epoch
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM, dense (NVIDIA's datasheet; 1,979 is with sparsity)
@@ -439,4 +450,4 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     with cli.dies_of_sigint():  # Ctrl-C is a KeyboardInterrupt, which main() reports like any failure
-        main(cli.parse(Args))
+        main(cli.parse(Args, check_args))

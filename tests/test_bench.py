@@ -199,3 +199,13 @@ def test_the_trainer_section_runs_both_sides_on_the_same_steps_and_tokens(bert_d
     assert summary["ratio_median"] == pytest.approx(ours["wall_s"] / trainer["wall_s"])
     assert 0 <= trainer["test_accuracy"] <= 1 and trainer["peak_rss_mib"] > 100
     assert "ratio_median=" in result.stdout
+
+
+def test_the_trainer_sections_counts_are_checked_before_anything_runs(tmp_path, in_process):
+    output = tmp_path / "bench.json"
+    argv = ["--sections", "trainer", "--trainer_rounds", 0, "--trainer_documents", 5, 0, 3, "--output", output]
+    result = in_process(bench, *argv, check_args=bench.check_args)
+    assert result.returncode == 1 and not output.exists()
+    assert result.stderr == (
+        "bench.py: error: --trainer_rounds must be >= 1 (got 0); --trainer_documents must be >= 1 (got 0)\n"
+    )
