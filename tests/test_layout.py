@@ -70,12 +70,18 @@ def test_pip_install_e_installs_the_package_alone_under_its_own_name(tmp_path):
     directory, and nothing else of the repository does: no generic top-level module (metrics, files, cli, ...)
     and no script (train, prepare, ...) lands in the user's environment. --no-deps: the package's own files
     are the question here, not its dependencies. Needs the package index for the build backend (setuptools)."""
+    # A copy of what the install reads, so that the build's metadata (livedoor_classification.egg-info) is
+    # written there, not into the checkout.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "src", checkout / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, checkout / name)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     python = venv / "bin" / "python"
     # pip from this environment, run for the new one (--python): no second copy of pip to install.
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "-e", ROOT],
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "-e", checkout],
         capture_output=True,
         text=True,
     )
@@ -91,7 +97,7 @@ def test_pip_install_e_installs_the_package_alone_under_its_own_name(tmp_path):
 
     assert importable("livedoor_classification.metrics")
     assert subprocess.run([python, "-c", "import livedoor_classification.paths"], cwd=elsewhere).returncode == 0
-    shared = sorted(p.stem for p in (ROOT / "src" / "livedoor_classification").glob("*.py") if p.stem != "__init__")
-    scripts = sorted(p.stem for p in (ROOT / "src").glob("*.py"))
+    shared = sorted(p.stem for p in (checkout / "src" / "livedoor_classification").glob("*.py") if p.stem != "__init__")
+    scripts = sorted(p.stem for p in (checkout / "src").glob("*.py"))
     assert "metrics" in shared and "train" in scripts
     assert [name for name in shared + scripts if importable(name)] == []
