@@ -101,35 +101,29 @@ def bert_base() -> BertForSequenceClassification:
     return BertForSequenceClassification(BertConfig(vocab_size=32768, num_labels=9))
 
 
-def small_bert(vocab_size: int, num_labels: int) -> BertForSequenceClassification:
-    """A BERT of 4 layers, hidden size 256, randomly initialised: small enough to train for accuracy on CPUs."""
+def random_bert(vocab_size: int, num_labels: int, layers: int, hidden: int, heads: int):
+    """A BERT of this shape (feed-forward 4 x hidden, as BERT's), randomly initialised from seed 0."""
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=vocab_size,
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=1024,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
         max_position_embeddings=512,
         num_labels=num_labels,
     )
     return BertForSequenceClassification(config)
+
+
+def small_bert(vocab_size: int, num_labels: int) -> BertForSequenceClassification:
+    """4 layers of 256: small enough to train for accuracy on CPUs."""
+    return random_bert(vocab_size, num_labels, layers=4, hidden=256, heads=4)
 
 
 def minilm_shape(vocab_size: int, num_labels: int) -> BertForSequenceClassification:
-    """A BERT of all-MiniLM-L6's shape (6 layers, hidden size 384, 12 heads, 1536 intermediate), randomly
-    initialised: the model of the Trainer comparison when none is given."""
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-        max_position_embeddings=512,
-        num_labels=num_labels,
-    )
-    return BertForSequenceClassification(config)
+    """all-MiniLM-L6's shape, 6 layers of 384 with 12 heads: the Trainer comparison's model when none is given."""
+    return random_bert(vocab_size, num_labels, layers=6, hidden=384, heads=12)
 
 
 def write_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
