@@ -36,7 +36,7 @@ DEFAULT_MODELS=(
 export DEFAULT_MODEL_LIST="${DEFAULT_MODELS[*]}" DEFAULT_LRS="1e-5 3e-5 5e-5" DEFAULT_SEEDS="42"
 
 # 1. Every variable is checked before anything runs (a bad one: one line, exit status 2), and --help, by any
-#    Python 3: the module needs the standard library only, as the environment may not exist yet. (With no
+#    Python 3.10+: the module needs the standard library only, as the environment may not exist yet. (With no
 #    Python at all, src/sweep.py checks them once the environment step has made one.)
 new_enough='import sys; sys.exit(sys.version_info < (3, 10))'  # the syntax of our modules
 for checker in ${PYTHON:+"$PYTHON"} python3 python ""; do [[ -z "$checker" ]] || "$checker" -c "$new_enough" 2>/dev/null && break; done

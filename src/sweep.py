@@ -50,6 +50,10 @@ class Sweep:
     def key(self, c: Configuration) -> str:
         return sweep_folder.configuration_key(self.settings, c)
 
+    def heading(self, c: Configuration) -> str:
+        """What the sweep's lines about a configuration begin with: "=== [3/45] MODEL lr=LR seed=SEED"."""
+        return f"=== [{c.number}/{self.total}] {c.name}"
+
     def train_command(self, c: Configuration, resume: bool) -> list[str]:
         s = self.settings
         torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(s.nproc)]
@@ -153,7 +157,7 @@ def start_run(sweep: Sweep, c: Configuration, mode: str, env: dict | None = None
     mode: "terminal" (train.py prints as it always has), "file" (to its log), "slurm" (to its log, with
     --resume), "group" (to its log, in a process group of its own: GPUS, WORKERS)."""
     stop_if_interrupted(0)  # no run starts once the sweep is stopping
-    heading = f"=== [{c.number}/{sweep.total}] {c.name}"
+    heading = sweep.heading(c)
     key = sweep.key(c)
     if key in sweep.complete:
         print(f"{heading}: already complete, skipped: {sweep.complete[key]}")
@@ -209,7 +213,7 @@ def finish_run(sweep: Sweep, run: Run, status: int) -> None:
     run_dir = next(iter(candidates)) if status == 0 and len(candidates) == 1 else None
     if status not in (130, 143):
         sweep_folder.record_end(sweep.sweep_dir, sweep.key(c), status, seconds, trained, run_dir)
-    heading = f"=== [{c.number}/{sweep.total}] {c.name}"
+    heading = sweep.heading(c)
     if run.log and status == 0 and trained:
         print(f"{heading}: done in {sweep_folder.duration(seconds)}")
     elif run.log and status == 0:
@@ -302,7 +306,7 @@ def run_slurm_task(sweep: Sweep, c: Configuration) -> int:
     if requeue and status != 0:  # back in the queue, to continue (--resume)
         run.claim.release()
         if claims.this_task():  # an array task (a job of its own, sbatch without --array, is not requeued here)
-            print(f"=== [{c.number}/{sweep.total}] {c.name}: stopped before the time limit; requeued")
+            print(f"{sweep.heading(c)}: stopped before the time limit; requeued")
             slurm_jobs.requeue(claims.this_task())
         return 143
     finish_run(sweep, run, status)

@@ -78,9 +78,9 @@ def newest(claims_dir: Path, key: str) -> int:
     return max(numbers, default=0)
 
 
-def holder(claims_dir: Path, key: str, timeout: int) -> str | None:
-    """The owner line of the live claim of key, if there is one."""
-    number = newest(claims_dir, key)
+def holder(claims_dir: Path, key: str, timeout: int, number: int | None = None) -> str | None:
+    """The owner line of the live claim of key, if there is one; number: its newest, if already looked up."""
+    number = newest(claims_dir, key) if number is None else number
     path = claims_dir / f"{key}.{number}"
     if number and is_live(path, timeout):
         try:
@@ -115,7 +115,7 @@ class Claim:
 def take(claims_dir: Path, key: str, timeout: int) -> tuple[Claim | None, str]:
     """(the claim, "") if this process now holds key; (None, who holds it) if another sweep does."""
     number = newest(claims_dir, key)
-    if number and (held := holder(claims_dir, key, timeout)) is not None:
+    if number and (held := holder(claims_dir, key, timeout, number)) is not None:
         return None, held
     path = claims_dir / f"{key}.{number + 1}"
     try:

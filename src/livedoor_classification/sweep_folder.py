@@ -14,11 +14,11 @@ A configuration's key stands for everything that makes its run what it is (but n
 another machine's may differ), the same on every machine: <model>_lr<LR>_seed<SEED>_<checksum>.
 """
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 from livedoor_classification import claims
+from livedoor_classification.files import write_text
 from livedoor_classification.runs import model_dir_name
 from livedoor_classification.sweep_settings import Configuration, Settings
 
@@ -52,12 +52,6 @@ def baseline_key(settings: Settings) -> str:
     return f"tfidf-char-linear_{cksum(lines(*settings.shared_args))}"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def plan(settings: Settings) -> list[str]:
     """The baseline's key, then "KEY MODEL LR SEED" for each configuration: what --status reads."""
     lines = [f"baseline {baseline_key(settings)}"]
@@ -65,13 +59,13 @@ def plan(settings: Settings) -> list[str]:
 
 
 def write_plan(sweep_dir: Path, settings: Settings) -> None:
-    write_atomically(sweep_dir / "plan", "".join(f"{line}\n" for line in plan(settings)))
+    write_text(sweep_dir / "plan", "".join(f"{line}\n" for line in plan(settings)))
 
 
 def record_end(sweep_dir: Path, key: str, status: int, seconds: int, trained: bool, run_dir: Path | None) -> None:
     now = datetime.now()
     record = f"exit={status} seconds={seconds} trained={int(trained)} host={claims.HOST} ended={now:%Y-%m-%dT%H:%M:%S}"
-    write_atomically(sweep_dir / "ended" / key, record + (f" run={run_dir}" if run_dir else "") + "\n")
+    write_text(sweep_dir / "ended" / key, record + (f" run={run_dir}" if run_dir else "") + "\n")
 
 
 def ended(sweep_dir: Path, key: str) -> dict[str, str]:
