@@ -77,7 +77,7 @@ def small_dataset(tmp_path):
 
 
 def test_labels_may_be_ids_or_names(small_dataset):
-    records = load_split(small_dataset, "train", load_label2id(small_dataset), ["text"])
+    records = load_split(small_dataset, "train", load_label2id(small_dataset), ["text"], multi_label=False)
     assert [r["label"] for r in records] == [1, 0]
 
 
@@ -96,7 +96,7 @@ def test_dataset_errors_name_file_and_problem(small_dataset, content, fields, me
     path = small_dataset / "train.jsonl"
     path.unlink() if content is None else path.write_text(content)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        load_split(small_dataset, "train", load_label2id(small_dataset), fields)
+        load_split(small_dataset, "train", load_label2id(small_dataset), fields, multi_label=False)
 
 
 def test_label2id_must_be_a_mapping_to_0_n(small_dataset):
@@ -110,8 +110,6 @@ def test_a_prepared_dataset_opened_once_answers_as_its_files_do(tmp_path):
     from livedoor_classification.dataset_files import (
         PreparedDataset,
         dataset_fingerprint,
-        dataset_text_fields,
-        is_multi_label,
         label_names,
         load_label2id,
         load_split,
@@ -124,8 +122,10 @@ def test_a_prepared_dataset_opened_once_answers_as_its_files_do(tmp_path):
     dataset = PreparedDataset(tmp_path)
     assert dataset.fingerprint == dataset_fingerprint(tmp_path)
     assert dataset.names == label_names(load_label2id(tmp_path)) == ["x", "y"]
-    assert dataset.text_fields == dataset_text_fields(tmp_path) and dataset.multi_label == is_multi_label(tmp_path)
-    assert dataset.split("val") == load_split(tmp_path, "val", load_label2id(tmp_path), ["title", "body"])
+    assert dataset.text_fields == ["title", "body"] and dataset.multi_label is False  # no manifest: livedoor's
+    assert dataset.split("val") == load_split(tmp_path, "val", load_label2id(tmp_path), ["title", "body"], False)
     assert dataset.split_size("test") == 3
     (tmp_path / "train.jsonl").write_text("", encoding="utf-8")  # hashed once: a later change is not seen
     assert dataset.fingerprint != dataset_fingerprint(tmp_path)
+    (tmp_path / "dataset.json").write_text('{"text_fields": ["body"], "multi_label": true}', encoding="utf-8")
+    assert (PreparedDataset(tmp_path).text_fields, PreparedDataset(tmp_path).multi_label) == (["body"], True)

@@ -100,7 +100,7 @@ def test_label_names_come_from_the_ids_not_the_key_order():
 
 def test_star_ratings_load_as_names(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 3}\n')
-    records = load_split(tmp_path, "train", {"1": 0, "2": 1, "3": 2}, ["text"])
+    records = load_split(tmp_path, "train", {"1": 0, "2": 1, "3": 2}, ["text"], multi_label=False)
     assert [r["label"] for r in records] == [0, 2]
 
 

@@ -321,7 +321,7 @@ def test_pre_split_jsonl_with_integer_labels(tmp_path):
     assert manifest["counts"]["test"] == {"1": 2, "2": 1, "3": 1} and manifest["text_fields"] == ["title", "body"]
     assert manifest["fingerprint"] == dataset_fingerprint(out)
     # what train.py reads: string labels are names, so label "1" is id 0, never id 1
-    records = load_split(out, "test", load_label2id(out), ["title", "body"])
+    records = load_split(out, "test", load_label2id(out), ["title", "body"], multi_label=False)
     assert [r["label"] for r in records] == [0, 1, 2, 0]
 
 

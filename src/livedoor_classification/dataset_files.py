@@ -75,15 +75,6 @@ def dataset_manifest(dataset_dir: Path) -> dict:
     return manifest
 
 
-def dataset_text_fields(dataset_dir: Path) -> list[str]:
-    return dataset_manifest(dataset_dir).get("text_fields", ["title", "body"])
-
-
-def is_multi_label(dataset_dir: Path) -> bool:
-    """Whether a text has a list of labels (any number, none included) rather than exactly one."""
-    return bool(dataset_manifest(dataset_dir).get("multi_label", False))
-
-
 def label_names(label2id: dict[str, int]) -> list[str]:
     """Label names in id order: index i is the name of id i, whatever order label2id.json lists them in."""
     return sorted(label2id, key=label2id.get)
@@ -103,10 +94,10 @@ def label_id(label, label2id: dict[str, int]) -> int | None:
 
 
 def load_split(
-    dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str], multi_label: bool | None = None
+    dataset_dir: Path, split: str, label2id: dict[str, int], text_fields: Sequence[str], multi_label: bool
 ) -> list[dict]:
     """Records of <dataset_dir>/<split>.jsonl, checked: the text fields are strings and each label is
-    known (see label_id). The labels are replaced by their ids; in a multi-label dataset (is_multi_label)
+    known (see label_id). The labels are replaced by their ids; in a multi-label dataset (the manifest's multi_label)
     the list of labels by a multi-hot vector, float32, 1.0 at each label's id: the targets of a binary
     cross-entropy per label, and of scikit-learn's multi-label metrics."""
     path = dataset_dir / f"{split}.jsonl"
@@ -115,8 +106,6 @@ def load_split(
     records = read_jsonl(path)
     if not records:
         raise ValueError(f"{path} is empty: every split needs at least one example")
-    if multi_label is None:
-        multi_label = is_multi_label(dataset_dir)
     import numpy as np  # here, not above: prepare.py and the sweep's --status read this module without numpy
 
     for line_number, record in enumerate(records, start=1):
@@ -191,7 +180,8 @@ class PreparedDataset:
         self.manifest = dataset_manifest(self.folder)
         self.label2id = load_label2id(self.folder)
         self.names = label_names(self.label2id)  # index i: the name of label id i
-        self.text_fields: list[str] = self.manifest.get("text_fields", ["title", "body"])
+        self.text_fields: list[str] = self.manifest.get("text_fields", ["title", "body"])  # as livedoor's
+        # Whether a text has a list of labels (any number, none included) rather than exactly one.
         self.multi_label = bool(self.manifest.get("multi_label", False))
         # How prepare.py cleaned the texts (NFKC, stripped), which predict.py must do to a new text as well.
         self.normalize = bool(self.manifest.get("normalize", True))
