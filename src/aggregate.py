@@ -105,12 +105,13 @@ def choose_lr(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"test_{key}_mean"] = chosen[f"test_{key}"].mean()
             row[f"test_{key}_std"] = chosen[f"test_{key}"].std(ddof=1) if len(chosen) > 1 else math.nan
         row["num_parameters"] = chosen["num_parameters"].iloc[0]
+        row["trainable_parameters"] = chosen["trainable_parameters"].iloc[0]
         row["chosen_run"] = chosen.loc[chosen["val_f1"].idxmax(), "run_dir"]
         row["chosen_seed"] = chosen.loc[chosen["val_f1"].idxmax(), "seed"]
         row["seed_runs"] = tuple(chosen["run_dir"])  # for the bootstrap; not written to best.csv
         row["multi_label"] = multi_label
         rows.append(row)
-    best = pd.DataFrame(rows).astype(runs[[*ROW_COLUMNS, "num_parameters"]].dtypes.to_dict())
+    best = pd.DataFrame(rows).astype(runs[[*ROW_COLUMNS, "num_parameters", "trainable_parameters"]].dtypes.to_dict())
     order = [*SECTION, "test_f1_mean"]
     ascending = [True] * len(SECTION) + [False]
     return best.sort_values(order, ascending=ascending, na_position="first", kind="stable").reset_index(drop=True)

@@ -46,11 +46,12 @@ from classopt import classopt, config
 from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from livedoor_classification import lora
 from livedoor_classification.dataset_files import normalize
 from livedoor_classification.evaluation import predict
 from livedoor_classification.hardware import autocast, resolve_device
 from livedoor_classification.inputs import Collator, Truncation, eval_loader, tokenize
-from livedoor_classification.models import NO_CUSTOM_CODE, needs_custom_code
+from livedoor_classification.models import NO_CUSTOM_CODE, load_model, needs_custom_code
 from livedoor_classification.runs import as_written, predicted_labels
 from livedoor_classification.tables import read_table
 
@@ -84,7 +85,8 @@ def check_args(args: Args) -> None:
 def read_settings(model_dir: Path) -> dict:
     """How the run prepared its texts, from the model folder's predict.json."""
     path = model_dir / "predict.json"
-    if not (model_dir / "config.json").is_file() or not path.is_file():
+    weights = (model_dir / "config.json").is_file() or lora.is_adapter(model_dir)  # a model, or a --lora adapter
+    if not weights or not path.is_file():
         raise ValueError(f"{model_dir}: not a saved model (train.py --save_model writes <run folder>/model/)")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -143,14 +145,16 @@ def has_text(record: dict, fields: list[str]) -> bool:
     return any(record[field].strip() for field in fields)
 
 
-def load_saved_model(model_dir: Path, device):
+def load_saved_model(model_dir: Path, settings: dict, device):
+    """The saved model and its tokenizer; a --lora adapter on its base model, loaded as train.py loaded it."""
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # no loading bar in the output a user redirects
+    dtype = getattr(torch, settings.get("base_dtype", "float32"))  # float32, or a --lora run's half precision
+    if lora.is_adapter(model_dir):
+        return load_adapter_model(model_dir, settings, dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)  # models.NO_CUSTOM_CODE
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, trust_remote_code=False, dtype=torch.float32
-        )
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False, dtype=dtype)
     except SafetensorError as e:  # a truncated or damaged weights file: an interrupted copy, a full disk
         weights = model_dir / "model.safetensors"
         where = weights if weights.is_file() else f"a .safetensors file of {model_dir}"
@@ -160,6 +164,21 @@ def load_saved_model(model_dir: Path, device):
         if needs_custom_code(e):
             raise ValueError(f"{model_dir}: {NO_CUSTOM_CODE}") from None
         raise ValueError(f"{model_dir}: could not load the saved model: {cli.first_line(e)}") from None
+    return tokenizer, model.to(device)
+
+
+def load_adapter_model(model_dir: Path, settings: dict, dtype, device):
+    """train.py --lora --save_model's adapter (and head) on the base model that adapter_config.json names."""
+    base_name = lora.base_model_name(model_dir)
+    label2id = {name: i for i, name in enumerate(settings["labels"])}
+    try:
+        _, base = load_model(base_name, label2id, settings["multi_label"], dtype)
+        model = lora.load_adapter(base, model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)  # with the run's padding token
+    except ValueError as e:
+        raise ValueError(f"{model_dir}: the adapter's base model: {e}") from None
+    except (OSError, SafetensorError) as e:
+        raise ValueError(f"{model_dir}: could not load the adapter: {cli.first_line(e)}") from None
     return tokenizer, model.to(device)
 
 
@@ -203,7 +222,7 @@ def main(args: Args) -> None:
         line_field = stdin_field(args, fields) if args.input is None else None
         records = read_inputs(args.input, fields, settings["normalize"], line_field)
         device = resolve_device(args.device)
-        tokenizer, model = load_saved_model(args.model_dir, device)
+        tokenizer, model = load_saved_model(args.model_dir, settings, device)
         threshold = (args.threshold or settings["threshold"]) if multi_label(model) else None
         if args.threshold is not None and threshold is None:
             raise ValueError(f"--threshold is for multi-label models; {args.model_dir} predicts one label")

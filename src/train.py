@@ -1,11 +1,15 @@
-"""Fine-tune a Hugging Face encoder on a prepared dataset; write config, log, metrics and predictions.
+"""Fine-tune a Hugging Face encoder (or decoder) on a prepared dataset; write config, log, metrics and predictions.
 
     python src/train.py --model_name tohoku-nlp/bert-base-japanese-v3
     python src/train.py --model_name studio-ousia/luke-japanese-base-lite --batch_size 32 --epochs 10 --lr 5e-5
+    python src/train.py --model_name Qwen/Qwen2.5-0.5B --lora --lr 2e-4 --epochs 5 --gradient_checkpointing
 
 After every epoch the model is evaluated on val; the epoch with the best macro-F1 is kept as a copy
 of the weights in CPU memory, restored at the end and evaluated once on val and once on test. With
 --patience N, training stops once N epochs in a row have not improved on it.
+
+With --lora, the pretrained weights stay frozen (in the run's half precision, or 4-bit with --lora_4bit) and
+only LoRA adapters (peft) and the classification head train: lora.py.
 
 A multi-label dataset (prepare.py --multi_label) trains one logit per label with a binary cross-entropy
 each, and predicts every label whose probability is --threshold or above; --class_weights balanced
@@ -37,12 +41,12 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from livedoor_classification import class_weights, distributed, resume, run_config
+from livedoor_classification import class_weights, distributed, lora, resume, run_config
 from livedoor_classification.dataset_files import PreparedDataset
 from livedoor_classification.epoch_log import EpochLog
 from livedoor_classification.evaluation import calibrated_evaluation, evaluate, gold_labels, write_document_predictions
 from livedoor_classification.files import check_writable, write_json
-from livedoor_classification.hardware import make_deterministic, resolve_device, resolve_precision
+from livedoor_classification.hardware import make_deterministic, peak_memory_mib, resolve_device, resolve_precision
 from livedoor_classification.inputs import Collator, Truncation, eval_loader, subset, to_device, tokenize, train_loader
 from livedoor_classification.metrics import summary_keys
 from livedoor_classification.models import load_model, precision_that_runs, usable_seq_len
@@ -52,11 +56,11 @@ from livedoor_classification.runs import (
     create_run_dir,
     find_complete_run,
     interruption_reported,
+    note_at_end,
     note_resumed,
-    note_temperature,
 )
 from livedoor_classification.saved_model import save_model
-from livedoor_classification.training import Training, build_training, compile_failed
+from livedoor_classification.training import Training, build_training, compile_failed, load_weights, trained_weights
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -112,6 +116,28 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     deterministic: bool = config(default=False, help="deterministic CUDA kernels: same seed, same metrics; slower")
     compile: bool = config(default=False, help="torch.compile the model, once for all lengths (dynamic shapes)")
     gradient_checkpointing: bool = config(default=False, help="recompute activations to save memory")
+    lora: bool = config(
+        default=False,
+        help="train LoRA adapters (peft) and the classification head only; the pretrained weights stay frozen, "
+        "loaded in the run's precision (bf16/fp16 halve their memory)",
+    )
+    lora_r: int = config(default=None, help="--lora: the adapters' rank; default 8 (peft's)")
+    lora_alpha: float = config(default=None, help="--lora: scaling, adapters' output x alpha / r; default 8 (peft's)")
+    lora_dropout: float = config(default=None, help="--lora: dropout on the adapters' input; default 0 (peft's)")
+    lora_target_modules: list[str] = config(
+        default=None,
+        nargs="+",
+        help="--lora: the layers to adapt, by name (q_proj v_proj), or all-linear; default: peft's for the "
+        "architecture (mostly the attention's query and value)",
+    )
+    lora_4bit: bool = config(
+        default=False, help="--lora: QLoRA, the frozen weights in 4-bit NF4 (bitsandbytes; CUDA only)"
+    )
+    merge_lora: bool = config(
+        default=False,
+        help="--lora --save_model: save the adapters merged into the model, a plain model folder that pipeline() "
+        "loads, instead of the adapter alone",
+    )
     save_model: bool = config(default=False, help="also write the best epoch's model and tokenizer to <run>/model/")
     log_every: int = config(default=20, help="steps between progress-bar loss updates (each one syncs the GPU)")
     skip_if_done: bool = config(
@@ -127,15 +153,22 @@ class Args(cli.DatasetOptions):  # --dataset, --dataset_dir, --output_root
     )
 
 
+# Options that only --lora reads; peft's defaults for those it has (LoraConfig: r 8, alpha 8, dropout 0).
+LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_4bit", "merge_lora")
+LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 8.0, "lora_dropout": 0.0}
+
+
 def check_args(args: Args) -> None:
     """Every numeric option, before anything runs: one line naming each mistake, not a traceback later."""
     finite = all(math.isfinite(v) for v in (args.lr, args.warmup_ratio, args.weight_decay, args.max_grad_norm))
-    finite &= math.isfinite(args.threshold)
+    finite &= math.isfinite(args.threshold) and all(math.isfinite(v or 0) for v in (args.lora_alpha, args.lora_dropout))
     head_tokens_ok = args.head_tokens is None or (args.head_tokens >= 0 and args.truncation == "head_tail")
     windows_ok = args.windows == 1 or (args.windows > 1 and args.truncation == "head")
     train_subset_ok = args.max_train_samples is None or args.max_train_samples >= 1
     eval_subset_ok = args.max_eval_samples is None or args.max_eval_samples >= 1
     stride_ok = args.window_stride is None or (args.window_stride >= 1 and args.windows > 1)
+    lora_given = [f"--{name}" for name in LORA_OPTIONS if getattr(args, name) not in (None, False)]
+    merge_ok = not args.merge_lora or (args.save_model and not args.lora_4bit)
     rules = [  # option, its value, whether the value is valid, what it must be
         ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
         ("--eval_batch_size", args.eval_batch_size, args.eval_batch_size >= 1, ">= 1"),
@@ -155,13 +188,23 @@ def check_args(args: Args) -> None:
         ("--seed", args.seed, 0 <= args.seed < 2**32, "in [0, 2**32 - 1] (numpy's and transformers' seeds)"),
         ("--max_train_samples", args.max_train_samples, train_subset_ok, ">= 1"),
         ("--max_eval_samples", args.max_eval_samples, eval_subset_ok, ">= 1"),
+        ("--lora_r", args.lora_r, args.lora_r is None or args.lora_r >= 1, ">= 1"),
+        ("--lora_alpha", args.lora_alpha, args.lora_alpha is None or args.lora_alpha > 0, "> 0"),
+        ("--lora_dropout", args.lora_dropout, args.lora_dropout is None or 0 <= args.lora_dropout < 1, "in [0, 1)"),
+        (" ".join(lora_given), "without --lora", args.lora or not lora_given, "given with --lora"),
+        ("--merge_lora", "given", merge_ok, "given with --save_model, and not with --lora_4bit (merge a bf16 run's)"),
         (
             "--text_fields",
             args.text_fields,
             args.text_fields is None or 1 <= len(args.text_fields) <= 3,
             "1 to 3 field names",
         ),
-        ("--lr, --warmup_ratio, --weight_decay, --max_grad_norm, --threshold", "inf or nan", finite, "finite numbers"),
+        (
+            "--lr, --warmup_ratio, --weight_decay, --max_grad_norm, --threshold, --lora_*",
+            "inf or nan",
+            finite,
+            "finite numbers",
+        ),
     ]
     mistakes = [f"{option} must be {must} (got {value})" for option, value, ok, must in rules if not ok]
     if mistakes:
@@ -180,6 +223,17 @@ def resolve_dataset(args: Args) -> PreparedDataset:
             raise ValueError(f"--threshold is for multi-label datasets; {args.dataset_dir} has one label per text")
         args.threshold = None
     return dataset
+
+
+def resolve_lora(args: Args) -> None:
+    """--lora's settings as config.json records them: peft's defaults where none was given; without --lora, every
+    one None (as a run made before the option), so that they part runs in runs.IDENTITY only where they act."""
+    for name, default in LORA_DEFAULTS.items():
+        setattr(args, name, (default if getattr(args, name) is None else getattr(args, name)) if args.lora else None)
+    if not args.lora:
+        args.lora_4bit = None
+    elif args.lora_target_modules == ["all-linear"]:
+        args.lora_target_modules = "all-linear"  # peft's word for every linear layer but the output's
 
 
 def resolve_subsets(args: Args, dataset: PreparedDataset) -> dict:
@@ -223,17 +277,27 @@ def setup(args: Args, dataset: PreparedDataset) -> Run:
     precision = resolve_precision(args.precision, device)  # from the device alone: no process group needed
     distributed.init(device)
     precision, reason = distributed.from_main(precision)  # rank 0's decision for all
+    quantization = lora.quantization(precision, device) if args.lora_4bit else None  # QLoRA
+    dtype = lora.frozen_dtype(precision, args.lora)  # fp32; with --lora, a frozen base in the run's half precision
     transformers.set_seed(args.seed)  # before the model is built: the new classifier head is random
-    tokenizer, model = load_model(args.model_name, dataset.label2id, dataset.multi_label)
+    tokenizer, model = load_model(args.model_name, dataset.label2id, dataset.multi_label, dtype, quantization)
     torch.manual_seed(args.seed + distributed.rank())  # dropout: a different mask on each rank
     max_seq_len = usable_seq_len(args.max_seq_len, model, tokenizer)
-    model = model.to(device)  # its precision is probed where it will train
+    if not quantization:  # a quantized model was loaded onto its GPU
+        model = model.to(device)  # its precision is probed where it will train
     precision, reason = precision_that_runs(args.model_name, model, device, precision, reason, args.precision)
-    if args.gradient_checkpointing:
-        if not model.supports_gradient_checkpointing:
-            raise ValueError(f"{args.model_name}: this architecture does not support --gradient_checkpointing")
-        # non-reentrant: works with torch.compile, DDP, and inputs that do not require grad
+    if precision == "fp32" and not quantization:
+        model = model.float()  # a --lora base loaded in half precision that fails in it (the probe fell back)
+    if args.gradient_checkpointing and not model.supports_gradient_checkpointing:
+        raise ValueError(f"{args.model_name}: this architecture does not support --gradient_checkpointing")
+    if quantization:  # peft's preparation of a 4-bit model, checkpointing included
+        model = lora.prepare_quantized(model, args.gradient_checkpointing)
+    elif args.gradient_checkpointing:
+        # non-reentrant: works with torch.compile, DDP, and inputs that do not require grad (a frozen embedding)
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if args.lora:
+        target = args.lora_target_modules
+        model = lora.add_adapters(model, args.model_name, args.lora_r, args.lora_alpha, args.lora_dropout, target)
     truncation = Truncation(args.truncation, args.head_tokens, args.windows, args.window_stride)
     loaders = make_loaders(args, dataset, tokenizer, model.config, max_seq_len, truncation, device)
     weights = None
@@ -317,7 +381,8 @@ def train_epoch(t: Training, loader) -> tuple[float, float]:
 
 @dataclass
 class Best:
-    """The best epoch so far, by val macro-F1, and a CPU copy of its weights: restored at the end."""
+    """The best epoch so far, by val macro-F1, and a CPU copy of the weights that training changes (all of them;
+    with --lora the adapters and the head): restored at the end."""
 
     f1: float = -1.0
     epoch: int = 0
@@ -349,12 +414,13 @@ def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | N
             val, _ = evaluate(t.compiled_model, loaders["val"], t.autocast, t.device, dataset.names, t.threshold)
             val_seconds = time.perf_counter() - start  # the metrics' .item() has synced the GPU
             if val["f1"] > best.f1:  # the same on every rank: the metrics were gathered from all of them
-                weights = {k: v.detach().to("cpu", copy=True) for k, v in t.bare_model.state_dict().items()}
+                weights = {k: v.to("cpu", copy=True) for k, v in trained_weights(t.bare_model).items()}
                 best = Best(val["f1"], epoch, weights)
             row = {"epoch": epoch, "train_loss": train_loss}
             row |= {f"val_{key}": val[key] for key in ("loss", *summary_keys(t.multi_label))}
             row |= {"max_lr": max_lr, "epoch_seconds": seconds, "val_seconds": val_seconds}
             row |= {"train_samples_per_s": train_examples / seconds, "train_tokens_per_s": train_tokens / seconds}
+            row |= {"peak_memory_mib": peak_memory_mib(t.device)}  # so far: the most this run has needed
             log.add(row)
             scores = headline(val, "val", "acc")
             say(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, {scores}, {seconds:.1f} s")
@@ -369,7 +435,7 @@ def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | N
                 break
 
         log.close()
-        t.bare_model.load_state_dict(best.weights)
+        load_weights(t.bare_model, best.weights)
         evaluated = calibrated_evaluation(t.compiled_model, loaders, t.autocast, t.device, dataset.names, t.threshold)
         (val, val_probabilities), (test, test_probabilities) = evaluated
         before, temperature = test["uncalibrated"], val["temperature"]
@@ -381,11 +447,11 @@ def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | N
             for split, probabilities in (("val", val_probabilities), ("test", test_probabilities)):
                 path = run_dir / f"{split}-predictions.jsonl"
                 write_document_predictions(path, loaders[split].dataset, probabilities, dataset.names, t.threshold)
-            note_temperature(run_dir, temperature)  # in config.json
+            note_at_end(run_dir, temperature=temperature, peak_memory_mib=peak_memory_mib(t.device))  # config.json
             epochs = {"best_epoch": best.epoch, "epochs_run": epoch}
             write_json(run_dir / "val-metrics.json", epochs | val)
             if args.save_model:
-                save_model(run_dir / "model", t.bare_model, args, run, dataset.normalize, temperature)
+                save_model(run_dir / "model", t.bare_model, args, run, dataset, temperature)
             write_json(run_dir / "test-metrics.json", epochs | test)  # last: the run is complete
             resume.remove(run_dir)  # a complete run needs no state to continue from
     return best.epoch, epoch, val, test
@@ -397,6 +463,7 @@ def main(args: Args) -> None:
         if Path(args.model_name).is_dir():  # one local model, however it was spelled: one name in the results
             args.model_name = str(Path(args.model_name).resolve())
         dataset = resolve_dataset(args)
+        resolve_lora(args)
         requested = resolve_subsets(args, dataset)  # before --skip_if_done compares them
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
         holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one

@@ -103,7 +103,7 @@ def test_the_temperature_is_fitted_on_val_logits_and_recorded_where_predictions_
     model_dir, cpu = saved_run / "model", torch.device("cpu")
     options = SimpleNamespace(input=dataset_dir / "val.jsonl", batch_size=None, precision=None, uncalibrated=True)
     records = predict.read_inputs(options.input, settings["text_fields"], settings["normalize"], None)
-    tokenizer, model = predict.load_saved_model(model_dir, cpu)
+    tokenizer, model = predict.load_saved_model(model_dir, settings, cpu)
     raw = predict.probabilities(options, settings, records, settings["text_fields"], tokenizer, model, cpu)
     logits = np.log(raw.double().numpy())  # softmax(log p) = p: logits up to a constant per text
     labels = np.array([r["label"] for r in records])  # prepare.py writes label ids

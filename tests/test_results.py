@@ -204,6 +204,25 @@ def test_truncation_and_windows_are_settings_of_their_own(tmp_path):
         assert f"| 2 | 512 | 16 | {row} |" in table
 
 
+def test_a_lora_run_is_a_row_of_its_own_with_its_rank_and_trained_parameters(tmp_path):
+    """train.py --lora of the same model, lr and seed: its own row (the rank in the identity), with the parameters
+    it trained beside the model's."""
+    make_run(tmp_path, "org/llm", 3e-5, 1, 0.9, 0.81, "00-00-01.000000", num_parameters=1_100_000_000)
+    lora = {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.0, "lora_target_modules": None, "lora_4bit": False}
+    make_run(
+        tmp_path, "org/llm", 3e-5, 1, 0.9, 0.83, "00-00-02.000000",
+        num_parameters=1_104_000_000, trainable_parameters=4_200_000, **lora,
+    )  # fmt: skip
+    aggregate.main(aggregate.Args(output_root=tmp_path, results_dir=tmp_path / "results"))
+    best = pd.read_csv(tmp_path / "results" / DATASET / "best.csv").set_index("test_f1_mean")
+    assert best.loc[0.81, "trainable_parameters"] == 1_100_000_000 and pd.isna(best.loc[0.81, "lora_r"])
+    assert best.loc[0.83, "trainable_parameters"] == 4_200_000 and best.loc[0.83, "lora_r"] == 16
+    table = (tmp_path / "results" / DATASET / "results.md").read_text()
+    assert "| Batch | LoRA r | LoRA alpha | LoRA dropout | 4-bit | Params |" in table
+    assert "| 16 | – | – | – | – | 1.1B | 81.00" in table
+    assert "| 16 | 16 | 32 | 0 | False | 1.1B (4M trained) | 83.00" in table
+
+
 def test_the_lr_is_chosen_within_runs_of_the_same_settings(tmp_path):
     """At 2 epochs lr 5e-5 wins on val, at 4 epochs 3e-5 does: each setting gets its own choice."""
     for i, (lr, epochs, val_f1) in enumerate([(3e-5, 2, 0.80), (5e-5, 2, 0.90), (3e-5, 4, 0.95), (5e-5, 4, 0.70)]):

@@ -51,7 +51,7 @@ def kill_after_first_epoch(command: list[str], output_root) -> None:
 def comparable_log(run_dir) -> list[list[str]]:
     """log.csv without the columns that time the run."""
     lines = [line.split(",") for line in (run_dir / "log.csv").read_text().splitlines()]
-    timed = [i for i, name in enumerate(lines[0]) if "seconds" in name or "_per_s" in name]
+    timed = [i for i, name in enumerate(lines[0]) if "seconds" in name or "_per_s" in name or "memory" in name]
     return [[value for i, value in enumerate(line) if i not in timed] for line in lines]
 
 

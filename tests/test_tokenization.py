@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, LlamaConfig, PreTrainedTokenizerFast
 
 from conftest import corpus_sentences, train_run
 from livedoor_classification.dataset_files import read_jsonl, write_jsonl
 from livedoor_classification.inputs import Collator, Truncation, tokenize
+from livedoor_classification.models import set_padding
 
 # The pair from the report: with tokenizers 0.23 the title became a single special token.
 PAIRS = [
@@ -96,6 +97,35 @@ def byte_level_bpe(texts, post_processor, specials: list[str]) -> Tokenizer:
 
 
 BERT_NAMES = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
+# Decoders (issue 30): Llama 3 begins each segment with <|begin_of_text|>; Qwen2 and GPT-2 add nothing (their
+# post-processor is ByteLevel's); llm-jp/Llama 2-style SentencePiece ends each text with </s>. Llama, GPT-2 and
+# llm-jp ship no padding token: train.py pads with the end-of-text token (models.set_padding), as the fixture.
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>"]
+LLAMA3_NAMES = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}
+GPT_SPECIALS = ["<|endoftext|>"]
+SPM_SPECIALS = ["<unk>", "<s>", "</s>"]
+DECODER_FAMILIES = {
+    "llama3-bpe": lambda t: (
+        byte_level_bpe(
+            t,
+            template(LLAMA3_SPECIALS, "<|begin_of_text|> $A", "<|begin_of_text|> $A <|begin_of_text|>:1 $B:1"),
+            LLAMA3_SPECIALS,
+        ),
+        LLAMA3_NAMES,
+    ),
+    "qwen2-bpe": lambda t: (
+        byte_level_bpe(t, processors.ByteLevel(trim_offsets=False), GPT_SPECIALS),
+        {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+    ),
+    "gpt2-bpe": lambda t: (
+        byte_level_bpe(t, processors.ByteLevel(trim_offsets=True), GPT_SPECIALS),
+        {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
+    ),
+    "sentencepiece-eos": lambda t: (
+        unigram(t, SPM_SPECIALS, template(SPM_SPECIALS, "<s> $A </s>", "<s> $A </s> <s>:1 $B:1 </s>:1")),
+        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
+    ),
+}
 XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 XLMR_NAMES = {"unk_token": "<unk>", "pad_token": "<pad>", "cls_token": "<s>", "sep_token": "</s>"}
 FAST_FAMILIES = {
@@ -119,6 +149,7 @@ FAST_FAMILIES = {
         BERT_NAMES,
     ),
 }
+FAST_FAMILIES |= DECODER_FAMILIES
 FAMILIES = [*FAST_FAMILIES, "roberta_dir", "bert_dir", "char_bert_dir"]  # conftest: byte-level BPE, MeCab
 
 
@@ -128,7 +159,10 @@ def family(request, corpus_dir, tmp_path_factory):
     if request.param not in FAST_FAMILIES:
         return AutoTokenizer.from_pretrained(request.getfixturevalue(request.param))
     backend, names = FAST_FAMILIES[request.param](sample_texts(corpus_dir))
-    return wrap(backend, names, tmp_path_factory.mktemp(request.param))
+    tokenizer = wrap(backend, names, tmp_path_factory.mktemp(request.param))
+    if request.param in DECODER_FAMILIES:
+        set_padding(request.param, tokenizer, LlamaConfig())  # as train.py sets up a decoder's tokenizer
+    return tokenizer
 
 
 def ours(tokenizer, records, fields, max_seq_len=512, truncation=None):

@@ -1,7 +1,8 @@
 """Which device to train on, in which precision, and how fast its matrix multiply runs.
 
 One code path serves every device: the chosen precision only decides the dtype that torch.autocast
-uses for the forward pass and whether fp16's GradScaler is enabled. Weights always stay fp32.
+uses for the forward pass and whether fp16's GradScaler is enabled. Trained weights always stay fp32 (a
+frozen --lora base loads in the half precision itself: lora.frozen_dtype); peak_memory_mib says what a run held.
 """
 
 import os
@@ -131,3 +132,15 @@ def make_deterministic() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False  # autotuning may pick a different algorithm on every run
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """The most memory the run has held so far, in MiB: on CUDA, what PyTorch allocated on this process's GPU
+    (torch.cuda.max_memory_allocated; the driver reserves more); elsewhere the process's peak resident memory
+    (getrusage: the weights, the optimizer, activations and the data, as the operating system counted them)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource  # Unix only; not imported above, so that the module loads on Windows
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

@@ -1,4 +1,10 @@
-"""Loading a Hugging Face encoder for sequence classification, and its limits: input length, precision."""
+"""Loading a Hugging Face model for sequence classification, and its limits: input length, precision.
+
+Encoders (BERT, RoBERTa, DeBERTa, ...) classify from their first token. Decoders (Llama, Qwen2, Mistral,
+Gemma, GPT-NeoX, GPT-2: transformers' *ForSequenceClassification of a causal language model) classify from
+the last token that is not padding, which they find by the padding id in their config: that id must be the
+one the batches are padded with (padding).
+"""
 
 from livedoor_classification.cli import first_line
 
@@ -11,15 +17,23 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from huggingface_hub.utils import logging as hub_logging
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING,
+    MODEL_FOR_MASKED_LM_MAPPING,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+)
 
 from livedoor_classification.hardware import autocast
 
 
-def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = False):
+def load_model(
+    model_name: str, label2id: dict[str, int], multi_label: bool = False, dtype=torch.float32, quantization=None
+):
     """Tokenizer and model, or a ValueError that says why not: name, network or a missing dependency.
     Multi-label: the config says problem_type "multi_label_classification", so that the saved model's
-    pipeline() applies a sigmoid per label rather than a softmax over them."""
+    pipeline() applies a sigmoid per label rather than a softmax over them. The weights load in `dtype`
+    (fp32: the master weights of full fine-tuning; a frozen --lora base: bf16 or fp16, half the memory,
+    never fp32 first), or quantized (quantization: a BitsAndBytesConfig, --lora_4bit)."""
     # The classifier head is new by design: transformers' report of its missing weights would be noise.
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # its loading bar would be escape sequences in a log file
@@ -29,6 +43,10 @@ def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = Fa
         raise ValueError(f"{model_name}: no such directory (a hub id looks like org/name)")
     if local.exists() and not (local / "config.json").is_file():
         raise ValueError(f"{model_name}: not a loadable model directory (no config.json in it)")
+    # a quantized model is placed on the GPU as it loads (bitsandbytes quantizes there), never moved after
+    placement = (
+        {"quantization_config": quantization, "device_map": {"": torch.cuda.current_device()}} if quantization else {}
+    )
     try:
         check_is_a_sequence_classifier(AutoConfig.from_pretrained(model_name, trust_remote_code=False))
         tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=False)
@@ -38,9 +56,10 @@ def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = Fa
             num_labels=len(label2id),
             label2id=label2id,
             id2label={i: name for name, i in label2id.items()},
-            dtype=torch.float32,  # transformers 5 would otherwise keep the checkpoint's (often half) dtype
+            dtype=dtype,  # transformers 5 would otherwise keep the checkpoint's (often half) dtype
             ignore_mismatched_sizes=True,  # a head fine-tuned for other labels is replaced by a new one
             **({"problem_type": "multi_label_classification"} if multi_label else {}),
+            **placement,
         )
     except SafetensorError as e:  # a download or copy cut short
         message = f"its weights (model.safetensors) are unreadable ({first_line(e)}): download or save them again"
@@ -53,10 +72,30 @@ def load_model(model_name: str, label2id: dict[str, int], multi_label: bool = Fa
         if needs_custom_code(e):
             raise ValueError(f"{model_name}: {NO_CUSTOM_CODE}") from None
         raise ValueError(f"{model_name}: could not load its tokenizer or model: {first_line(e)}") from None
-    if tokenizer.pad_token_id is None:
-        raise ValueError(f"{model_name}: the tokenizer has no padding token")
+    set_padding(model_name, tokenizer, model.config)
     check_tokenizer_covers(model_name, tokenizer, model.config)
     return tokenizer, model
+
+
+def is_decoder(config) -> bool:
+    """A causal language model (GPT-2, Llama, Qwen2, ...), whose sequence classifier reads the last token that is
+    not padding. Encoders with a causal head too (BERT, RoBERTa: BertLMHeadModel) were pre-trained masked."""
+    return type(config) in MODEL_FOR_CAUSAL_LM_MAPPING and type(config) not in MODEL_FOR_MASKED_LM_MAPPING
+
+
+def set_padding(model_name: str, tokenizer, config) -> None:
+    """The padding token of the batches, and a decoder's config told it. Decoders often ship without one
+    (GPT-2, Llama): the end-of-text token pads, as transformers' docs for these models recommend. A decoder's
+    head pools the last position whose id is not config.pad_token_id, so that id is set to the tokenizer's,
+    whatever the checkpoint's config said: with none, transformers refuses batches of more than one text;
+    with another, the head would read a padding position of every padded text and predict from it.
+    (Padded on the right, as every batch here is: the last real token is the one before the padding.)"""
+    if tokenizer.pad_token_id is None:
+        if not is_decoder(config) or tokenizer.eos_token is None:
+            raise ValueError(f"{model_name}: the tokenizer has no padding token (and no end-of-text token to pad with)")
+        tokenizer.pad_token = tokenizer.eos_token
+    if is_decoder(config):
+        config.pad_token_id = tokenizer.pad_token_id
 
 
 def check_is_a_sequence_classifier(config) -> None:
@@ -66,7 +105,8 @@ def check_is_a_sequence_classifier(config) -> None:
     if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
         raise ValueError(
             f"its model_type {config.model_type!r} has no AutoModelForSequenceClassification in transformers "
-            "(not a text model): choose a text encoder such as BERT, RoBERTa or DeBERTa"
+            "(not a text model): choose a text encoder such as BERT, RoBERTa or DeBERTa, or a decoder such as "
+            "Llama or Qwen2"
         )
 
 

@@ -69,6 +69,8 @@ def run_row(run_dir: Path) -> dict:
         "test_nll_uncalibrated": test.get("uncalibrated", {}).get("nll", math.nan),
         "temperature": config.get("temperature", math.nan),
         "num_parameters": config["num_parameters"],
+        # train.py --lora trains part of them; runs before it (and the baseline) trained all
+        "trainable_parameters": config.get("trainable_parameters", config["num_parameters"]),
         "train_seconds": float(log["epoch_seconds"].sum()),
         "run_dir": str(run_dir),
         "multi_label": multi_label,  # all.csv's only where some run is (written)

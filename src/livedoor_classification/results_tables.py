@@ -40,6 +40,11 @@ HEADERS = {
     "class_weights": "Class weights",
     "threshold": "Threshold",
     "patience": "Patience",
+    "lora_r": "LoRA r",
+    "lora_alpha": "LoRA alpha",
+    "lora_dropout": "LoRA dropout",
+    "lora_target_modules": "LoRA layers",
+    "lora_4bit": "4-bit",
 }
 SCORE_HEADERS = {
     "accuracy": "Accuracy",
@@ -90,7 +95,7 @@ def markdown_table(section: pd.DataFrame, classes: pd.DataFrame | None = None) -
         scores.append(versus_best_cell(row, index == best_index))
         scores += calibration_cells(row)
         cells = [model_cell(row), lr_text(row["lr"]), *(markdown_text(row[c]) for c in shown)]
-        lines.append("| " + " | ".join([*cells, parameters(row["num_parameters"]), *scores]) + " |")
+        lines.append("| " + " | ".join([*cells, parameters_cell(row), *scores]) + " |")
     hidden = [c for c in SETTINGS if c not in shown and section[c].notna().any()]  # one value in every row
     shared = [f"{c} {markdown_text(section[c].dropna().iloc[0])}" for c in hidden]
     seeds = sorted(set(section["seeds"]))
@@ -198,7 +203,15 @@ def calibration_cells(row: dict) -> list[str]:
 
 
 def parameters(count: int) -> str:
+    if count >= 1e9:
+        return f"{count / 1e9:.1f}B"
     return f"{count / 1e6:.0f}M" if count >= 1e6 else f"{count / 1e3:.1f}K"
+
+
+def parameters_cell(row: dict) -> str:
+    """The model's parameters, and beside them those it trained where that is fewer (train.py --lora)."""
+    total, trained = row["num_parameters"], row["trainable_parameters"]
+    return parameters(total) if trained >= total else f"{parameters(total)} ({parameters(trained)} trained)"
 
 
 def notes(section: pd.DataFrame) -> list[str]:

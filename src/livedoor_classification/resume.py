@@ -2,10 +2,11 @@
 kept in the run folder until the run is complete, and the folder a run started again continues in.
 
     <run>/resume.pt   after each epoch, written to a temporary name and renamed (a kill mid-write leaves
-                      the previous epoch's): the epoch; the bare model's weights; the optimizer's,
-                      scheduler's and loss scaler's states; every random generator of every process
-                      (Python's, numpy's, torch's, the GPU's); the best epoch, its val macro-F1 and its
-                      weights; and log.csv's rows so far. Deleted once test-metrics.json is written.
+                      the previous epoch's): the epoch; the bare model's trained weights (all of them; with
+                      --lora, the adapters and head: training.trained_weights); the optimizer's, scheduler's
+                      and loss scaler's states; every random generator of every process (Python's, numpy's,
+                      torch's, the GPU's); the best epoch, its val macro-F1 and its trained weights; and
+                      log.csv's rows so far. Deleted once test-metrics.json is written.
 
 The same command again, with --resume, finds the newest incomplete run folder of the same settings (the
 identity that --skip_if_done compares, runs.IDENTITY) that has a resume.pt, and continues after the
@@ -30,6 +31,7 @@ import torch.distributed as dist
 
 from livedoor_classification import distributed
 from livedoor_classification.runs import identity_differences, is_complete, model_dir_name, read_config, runs_like
+from livedoor_classification.training import load_weights, trained_weights
 
 STATE_FILE = "resume.pt"
 
@@ -55,7 +57,7 @@ def state_after(epoch: int, stopped: bool, precision: str, training, best, rows:
         "epoch": epoch,
         "stopped": stopped,  # by --patience: a run resumed after it is only evaluated
         "precision": precision,
-        "model": training.bare_model.state_dict(),
+        "model": trained_weights(training.bare_model),  # with --lora, the adapters and the head alone
         "optimizer": training.optimizer.state_dict(),
         "scheduler": training.scheduler.state_dict(),
         "scaler": training.scaler.state_dict(),
@@ -68,7 +70,7 @@ def state_after(epoch: int, stopped: bool, precision: str, training, best, rows:
 
 def restore(state: dict, training) -> None:
     """The training where state_after left it (load has restored the random generators)."""
-    training.bare_model.load_state_dict(state["model"])
+    load_weights(training.bare_model, state["model"])
     training.optimizer.load_state_dict(state["optimizer"])
     training.scheduler.load_state_dict(state["scheduler"])
     training.scaler.load_state_dict(state["scaler"])

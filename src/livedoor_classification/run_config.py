@@ -26,7 +26,8 @@ def planned_run(args, dataset: PreparedDataset) -> dict:
 def config_record(args, run, dataset: PreparedDataset) -> dict:
     """config.json of a new run: its arguments (args), what it resolved (run: train.py's Run, which holds its
     model and loaders) and its dataset; but for what is known only later: the schedule's steps and the subsets
-    asked for (train.py adds them), the temperature and resumed_at (runs.note_temperature, runs.note_resumed)."""
+    asked for (train.py adds them), the temperature, the peak memory and resumed_at (runs.note_at_end,
+    runs.note_resumed)."""
     device, loaders = run.device, run.loaders
     return {
         **recorded_args(args),
@@ -39,6 +40,7 @@ def config_record(args, run, dataset: PreparedDataset) -> dict:
         "world_size": distributed.world_size(),
         "global_batch_size": args.batch_size * args.grad_accum * distributed.world_size(),
         "num_parameters": sum(p.numel() for p in run.model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
         "attn_implementation": run.model.config._attn_implementation,
         "label2id": dataset.label2id,
         "dataset_fingerprint": dataset.fingerprint,  # hashed once a run (planned_run may have)

@@ -60,6 +60,11 @@ IDENTITY = (
     "class_weights",  # None, or "balanced": each class's loss weighed by its inverse frequency in train
     "threshold",  # multi-label: a label is predicted at this probability or above
     "patience",  # early stopping: a run that stopped early is not the run that trained every epoch
+    "lora_r",  # train.py --lora: None for full fine-tuning (every --lora setting is)
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "lora_4bit",
     "ngram_min",  # the baseline's own settings
     "ngram_max",
     "max_features",
@@ -226,10 +231,10 @@ def note_resumed(run_dir: Path) -> None:
     write_json(run_dir / "config.json", config | {"resumed_at": resumes})
 
 
-def note_temperature(run_dir: Path, temperature: float) -> None:
-    """config.json was written before training; T is known only at the end (and is no setting: not in
-    runs.IDENTITY)."""
-    write_json(run_dir / "config.json", read_config(run_dir) | {"temperature": temperature})
+def note_at_end(run_dir: Path, **values) -> None:
+    """config.json was written before training; what is known only at the end (the temperature, the peak memory)
+    is added to it then (no setting: not in runs.IDENTITY)."""
+    write_json(run_dir / "config.json", read_config(run_dir) | values)
 
 
 def read_run(run_dir: Path) -> dict:

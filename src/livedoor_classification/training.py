@@ -87,6 +87,20 @@ def build_training(run, args) -> tuple[Training, dict]:
     return training, {"warmup_steps": warmup, "total_steps": total_steps}
 
 
+def trained_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes, by name: every parameter that requires a gradient. In full fine-tuning that is all
+    of them; with --lora, the adapters and the head, so that the best epoch's copy and resume.pt of a 7B model
+    are megabytes, not the model again. (Buffers, such as position ids, never change.)"""
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """trained_weights back into the model; the frozen weights are as loaded."""
+    unexpected = model.load_state_dict(weights, strict=False).unexpected_keys
+    if unexpected:  # weights of another model: never silently half-restored
+        raise ValueError(f"saved weights that this model does not have: {', '.join(unexpected[:3])}")
+
+
 def compile_failed(model_name: str, error: Exception, run_dir: Path | None, resumed) -> str:
     """--compile: torch.compile compiles at the first batch of training (and of evaluation), and fails
     there for some architectures (Longformer: inductor's "Invalid NaN comparison", after minutes). One line
