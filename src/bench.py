@@ -23,7 +23,11 @@ what training does, not a copy of it. Sections:
    model, data and settings, in alternating rounds (trainer_comparison.py): wall time, time per step,
    tokens/s, peak memory and test accuracy of each, and the ratio ours / Trainer with its range. On
    --model_name (a local folder) and the prepared dataset's splits if given, else a MiniLM-shaped random
-   model on synthetic texts. Needs accelerate (requirements-dev.txt).
+   model on synthetic texts. Needs accelerate (requirements-dev.txt);
+9. lora (only when asked: --sections lora): what train.py --lora saves, on a random Llama-shaped decoder
+   (--lora_layers of --lora_hidden) trained one epoch in full and with LoRA adapters of peft's default rank,
+   on the same texts, batches, length and precision: time per optimizer step, peak memory (train.py's own
+   and the process's), trainable and total parameters, and the ratios LoRA / full.
 The table is printed and written as JSON (--output). If a section fails, the report still holds every
 section measured before it and names the failed one with its error ("failed"), and the exit status is 1.
 
@@ -61,15 +65,26 @@ from livedoor_classification.synthetic import (
     bert_base,
     local_tokenizers,
     minilm_shape,
+    random_llama,
     save_model,
     small_bert,
     synthetic_records,
     write_dataset,
 )
-from livedoor_classification.train_process import run_train
+from livedoor_classification.train_process import read_run, run_measured, run_train, train_command
 from livedoor_classification.trainer_comparison import compare
 
-SECTIONS = ["tokenization", "pipeline", "model_step", "compile", "precision_accuracy", "long_documents", "trainer"]
+SECTIONS = [
+    "tokenization",
+    "pipeline",
+    "model_step",
+    "compile",
+    "precision_accuracy",
+    "long_documents",
+    "trainer",
+    "lora",
+]
+ON_REQUEST = ["trainer", "lora"]  # minutes of training that answer a question of their own: run when named
 
 
 @classopt(default_long=True, parser=cli.parser(__doc__))
@@ -94,23 +109,36 @@ class Args:
     trainer_precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="trainer section: precisions")
     trainer_epochs: int = config(default=1, help="trainer section: epochs of both")
     trainer_seq_len: int = config(default=256, help="trainer section: --max_seq_len of both")
+    lora_layers: int = config(default=6, help="lora section: the random Llama's layers")
+    lora_hidden: int = config(default=768, help="lora section: its hidden size, a multiple of 64 (heads of 64)")
+    lora_steps: int = config(default=6, help="lora section: optimizer steps of the epoch each side trains")
+    lora_batch_size: int = config(default=8, help="lora section: train.py --batch_size of both")
+    lora_seq_len: int = config(default=128, help="lora section: train.py --max_seq_len of both")
+    lora_precision: str = config(
+        default="fp32", choices=["fp32", "auto", "bf16", "fp16"], help="lora section: train.py --precision of both"
+    )
     output: Path = config(default=ROOT / "bench" / "bench.json", help="where the JSON report goes")
     sections: list[str] = config(
-        default=SECTIONS[:-1],
+        default=[section for section in SECTIONS if section not in ON_REQUEST],
         nargs="+",
         choices=SECTIONS,
         metavar="SECTION",
-        help=f"the sections to run, in the order of: {' '.join(SECTIONS)} (trainer only when named)",
+        help=f"the sections to run, in the order of: {' '.join(SECTIONS)} ({' and '.join(ON_REQUEST)} only when named)",
     )
 
 
 def check_args(args: Args) -> None:
-    """The trainer section's counts, before anything runs: one line, not a failure minutes in."""
+    """The trainer and lora sections' counts, before anything runs: one line, not a failure minutes in."""
     counts = {"--trainer_rounds": args.trainer_rounds, "--trainer_epochs": args.trainer_epochs}
     counts |= {"--trainer_documents": min(args.trainer_documents)}
+    counts |= {"--lora_layers": args.lora_layers, "--lora_steps": args.lora_steps}
+    counts |= {"--lora_batch_size": args.lora_batch_size}
     mistakes = [f"{option} must be >= 1 (got {value})" for option, value in counts.items() if value < 1]
-    if args.trainer_seq_len < 8:
-        mistakes.append(f"--trainer_seq_len must be >= 8 (got {args.trainer_seq_len})")
+    for option, value in {"--trainer_seq_len": args.trainer_seq_len, "--lora_seq_len": args.lora_seq_len}.items():
+        if value < 8:
+            mistakes.append(f"{option} must be >= 8 (got {value})")
+    if args.lora_hidden < 64 or args.lora_hidden % 64:
+        mistakes.append(f"--lora_hidden must be a positive multiple of 64 (got {args.lora_hidden})")
     if mistakes:
         raise ValueError("; ".join(mistakes))
 
@@ -401,6 +429,11 @@ def measure(args: Args, report: dict, started: list[str], workdir: Path) -> None
         started.append("trainer")
         report["trainer_rounds"], report["trainer"] = trainer_section(args, records, source, fast, workdir)
 
+    if "lora" in args.sections:
+        started.append("lora")
+        report["lora"], summary = lora_section(args, records, fast, workdir)
+        report |= summary
+
 
 def trainer_section(args: Args, records: list[dict], source: str, tokenizer, workdir: Path) -> tuple[list, list]:
     """train.py against the Trainer: the first documents of each split of the prepared dataset (or of synthetic
@@ -419,6 +452,72 @@ def trainer_section(args: Args, records: list[dict], source: str, tokenizer, wor
     settings = {"epochs": args.trainer_epochs, "batch_size": 16, "eval_batch_size": 64, "lr": 5e-5}
     settings |= {"warmup_ratio": 0.1, "max_seq_len": args.trainer_seq_len, "seed": 42}
     return compare(model_dir, data, workdir / "trainer", args.trainer_precisions, args.trainer_rounds, settings)
+
+
+def lora_section(args: Args, records: list[dict], tokenizer, workdir: Path) -> tuple[list[dict], dict]:
+    """Full fine-tuning against train.py --lora on the same random Llama-shaped decoder (--lora_layers of
+    --lora_hidden; heads of 64 and a quarter as many key-value heads, Llama 3's grouped-query attention) with the
+    local fast tokenizer, the same first texts (--lora_steps batches of training, a batch each of validation and
+    test), length, batch, precision and seed, one epoch each in a process of its own. A random decoder: what LoRA
+    saves is a matter of the shape, not of the weights; a decoder, as LoRA is mostly used with (and peft
+    knows which of its layers to adapt). A row per side and the ratios LoRA / full."""
+    batch, steps = args.lora_batch_size, args.lora_steps
+    needed = batch * (steps + 2)
+    if len(records) < needed:
+        raise ValueError(f"the lora section needs {needed} documents (--documents is {len(records)})")
+    train_end = batch * steps
+    splits = {"train": records[:train_end], "val": records[train_end : train_end + batch]}
+    splits["test"] = records[train_end + batch : needed]
+    data = write_dataset(workdir / "lora" / "dataset", splits)
+    heads = args.lora_hidden // 64
+    num_labels = len({r["label"] for r in records[:needed]})
+    model = random_llama(len(tokenizer), num_labels, args.lora_layers, args.lora_hidden, heads, max(1, heads // 4))
+    settings = {"model_name": save_model(model, tokenizer, workdir / "lora" / "model"), "dataset_dir": data}
+    settings |= {"text_fields": TEXT_FIELDS, "max_seq_len": args.lora_seq_len, "batch_size": batch}
+    settings |= {"eval_batch_size": batch, "epochs": 1, "precision": args.lora_precision}
+    full = lora_side(workdir / "lora" / "outputs-full", settings)
+    adapted = lora_side(workdir / "lora" / "outputs-lora", settings | {"lora": True})
+    # The ratios compare like with like only if both trained the same optimizer steps on the same tokens.
+    if (full["steps"], full["train_tokens"]) != (adapted["steps"], adapted["train_tokens"]):
+        raise RuntimeError(
+            f"full trained {full['steps']} steps on {full['train_tokens']} tokens, LoRA "
+            f"{adapted['steps']} on {adapted['train_tokens']}"
+        )
+    summary = {
+        "lora_model": f"Llama shape, {args.lora_layers} layers of {args.lora_hidden}, random weights",
+        "lora_ms_per_step_ratio": adapted["ms_per_step"] / full["ms_per_step"],
+        "lora_peak_memory_ratio": adapted["peak_memory_mib"] / full["peak_memory_mib"],
+        "lora_peak_rss_ratio": adapted["peak_rss_mib"] / full["peak_rss_mib"],
+        # the ratios include what both sides hold alike (Python, torch, the data): the difference is LoRA's saving
+        "lora_peak_memory_saved_mib": full["peak_memory_mib"] - adapted["peak_memory_mib"],
+        "lora_trainable_share": adapted["trainable_parameters"] / full["trainable_parameters"],
+    }
+    return [full, adapted], summary
+
+
+def lora_side(output: Path, options: dict) -> dict:
+    """One train.py run of the lora section, read back: steps (config.json's optimizer steps) and training tokens
+    (log.csv's rate x seconds) to show both sides trained alike; the epoch's seconds per step (training alone, not
+    validation); config.json's peak memory (on CUDA the GPU's allocations, elsewhere the resident memory) and
+    wait4's peak resident memory of the process; config.json's parameter counts (with --lora, the frozen base,
+    the adapters and peft's copy of the head: the trained one beside the original)."""
+    seconds, peak_rss_mib = run_measured("train.py", train_command(output, **options))
+    run = read_run(output)
+    config, (epoch,) = run["config"], run["log"]
+    steps = config["total_steps"]
+    return {
+        "side": f"LoRA r={config['lora_r']}" if config["lora_r"] else "full",
+        "precision": config["precision_used"],
+        "device": config["device_used"],
+        "steps": steps,
+        "train_tokens": round(epoch["train_tokens_per_s"] * epoch["epoch_seconds"]),
+        "ms_per_step": 1000 * epoch["epoch_seconds"] / steps,
+        "peak_memory_mib": config["peak_memory_mib"],
+        "peak_rss_mib": peak_rss_mib,
+        "trainable_parameters": config["trainable_parameters"],
+        "num_parameters": config["num_parameters"],
+        "wall_s": seconds,
+    }
 
 
 def one_line(error: BaseException) -> str:

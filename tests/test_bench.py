@@ -209,3 +209,29 @@ def test_the_trainer_sections_counts_are_checked_before_anything_runs(tmp_path, 
     assert result.stderr == (
         "bench.py: error: --trainer_rounds must be >= 1 (got 0); --trainer_documents must be >= 1 (got 0)\n"
     )
+
+
+def test_the_lora_section_runs_both_sides_on_the_same_steps_and_counts_the_adapters(tmp_path, in_process):
+    """bench.py --sections lora (issue #30) on a tiny Llama shape: 2 layers of 128, so 2 heads of 64 and 1 key-value
+    head. The oracle of the adapters is their analytic count at peft's default rank 8 on q_proj (128 -> 128) and
+    v_proj (128 -> 64) in each layer, with the head (128 x 9, no bias) trained whole; LoRA keeps every weight of
+    the full model (frozen) beside them, and peft's trained copy of the head beside the original."""
+    output = tmp_path / "bench.json"
+    argv = ["--sections", "lora", "--dataset_dir", tmp_path / "none", "--output", output, "--documents", 16]
+    argv += ["--lora_layers", 2, "--lora_hidden", 128, "--lora_steps", 2, "--lora_batch_size", 4]
+    result = in_process(bench, *argv, "--lora_seq_len", 32)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+    full, lora = report["lora"]
+    assert (full["side"], lora["side"]) == ("full", "LoRA r=8")
+    assert full["steps"] == lora["steps"] == 2 and full["train_tokens"] == lora["train_tokens"] == 2 * 4 * 32
+    assert full["trainable_parameters"] == full["num_parameters"]
+    adapters, head = 2 * (8 * (128 + 128) + 8 * (128 + 64)), 128 * 9
+    assert lora["trainable_parameters"] == adapters + head < full["num_parameters"]
+    assert lora["num_parameters"] == full["num_parameters"] + adapters + head
+    for side in (full, lora):
+        assert side["precision"] == "fp32" and side["ms_per_step"] > 0
+        assert side["peak_memory_mib"] > 100 and side["peak_rss_mib"] > 100
+    assert report["lora_ms_per_step_ratio"] == pytest.approx(lora["ms_per_step"] / full["ms_per_step"])
+    assert report["lora_peak_rss_ratio"] == pytest.approx(lora["peak_rss_mib"] / full["peak_rss_mib"])
+    assert "side=LoRA r=8" in result.stdout and "lora_ms_per_step_ratio" in result.stdout

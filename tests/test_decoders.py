@@ -16,6 +16,8 @@ from transformers import (
     AutoModelForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     Qwen2Config,
@@ -64,8 +66,24 @@ SHAPES = {  # tokenizer family (test_tokenization.py), config, the causal LM cla
         "gpt2-bpe",
         lambda vocab: GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=256),
         GPT2LMHeadModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
     ),
 }
+# GPT-NeoX (rinna's japanese-gpt-neox-3.6b), for the README's commands (test_readme_examples.py)
+SHAPES["gpt_neox"] = (
+    "llama3-bpe",
+    lambda vocab: GPTNeoXConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+    ),
+    GPTNeoXForCausalLM,
+)
+DECODERS = ["llama", "qwen2", "gpt2"]  # the issue's three; every test runs on each
 FAST = ["--max_seq_len", "64", "--batch_size", "8", "--precision", "fp32"]
 
 
@@ -83,7 +101,7 @@ def save_decoder(kind: str, corpus_dir: Path, out: Path, **config_changes) -> Pa
     return out
 
 
-@pytest.fixture(scope="module", params=list(SHAPES))
+@pytest.fixture(scope="module", params=DECODERS)
 def decoder_dir(request, corpus_dir, tmp_path_factory) -> Path:
     return save_decoder(request.param, corpus_dir, tmp_path_factory.mktemp(request.param))
 
@@ -294,3 +312,27 @@ def test_a_lora_epoch_on_the_gpu(quantized, llama_dir, dataset_dir, tmp_path):
     config = read_json(run_dir / "config.json")
     assert (config["device_used"], config["precision_used"], config["lora_4bit"]) == ("cuda:0", "bf16", quantized)
     assert 0 < config["peak_memory_mib"] and config["trainable_parameters"] < config["num_parameters"]
+
+
+def test_lora_with_gradient_checkpointing_and_windows_trains_as_without_checkpointing(llama_dir, dataset_dir, tmp_path):
+    """Checkpointing recomputes the activations (frozen embeddings give them no gradient: the non-reentrant kind
+    copes) and changes no number; a long text's windows (--windows) are examples as for an encoder."""
+    options = [*FAST, "--max_seq_len", "24", "--windows", "2", "--lora", "--lr", "1e-2", "--epochs", "2"]
+    plain = conftest.train_run(llama_dir, dataset_dir, tmp_path / "plain", *options)
+    checkpointed = conftest.train_run(llama_dir, dataset_dir, tmp_path / "ckpt", *options, "--gradient_checkpointing")
+    config = read_json(plain / "config.json")
+    assert config["num_windows"]["test"] > config["num_examples"]["test"]  # the texts were cut into windows
+    for name in ("test-metrics.json", "test-predictions.jsonl"):
+        assert (plain / name).read_text() == (checkpointed / name).read_text(), name
+
+
+@pytest.mark.parametrize("encoder", ["bert_dir", "roberta_dir"])
+def test_lora_works_for_encoders_too(encoder, dataset_dir, tmp_path, request):
+    """peft's layers for BERT and RoBERTa (query, value); the head (BERT's classifier; RoBERTa's dense + out_proj)
+    trained whole."""
+    model_dir = request.getfixturevalue(encoder)
+    options = [*FAST, "--lora", "--lora_r", "16", "--lr", "1e-2", "--epochs", "20"]
+    run_dir = conftest.train_run(model_dir, dataset_dir, tmp_path, *options)
+    assert read_json(run_dir / "test-metrics.json")["accuracy"] >= 0.4  # chance: 1/9; frozen random weights
+    config = read_json(run_dir / "config.json")
+    assert config["trainable_parameters"] < config["num_parameters"] / 2

@@ -5,7 +5,8 @@ repository, in the README's order, or named in NOT_RUN with the reason (a GPU, t
 the default study, this suite itself). What stands in for the user's machine:
 - the Hub ids the README names resolve, offline, to tiny models in a Hugging Face cache of the test's
   own (HF_HUB_CACHE, HF_HUB_OFFLINE=1): BERT with MeCab for tohoku-nlp's, a ModernBERT for
-  sbintuitions', the same tiny BERT for the others (their architectures are tested elsewhere);
+  sbintuitions', a Qwen2 and a GPT-NeoX decoder for Qwen's and rinna's (test_decoders.py), the same tiny
+  BERT for the others (their architectures are tested elsewhere);
 - download.sh fetches the fixture corpus (LIVEDOOR_URL, as the README says it may);
 - the files a line names as the user's own (new.jsonl, tickets.csv, a.jsonl, tags.csv, ...) are written
   first, and the README's placeholder `outputs/.../model` is the model folder a README line saved.
@@ -25,6 +26,7 @@ import pytest
 import torch
 
 from conftest import ARTICLES_PER_CATEGORY, CATEGORIES, ROOT, run_dirs
+from test_decoders import save_decoder
 
 NOT_RUN = {
     "bash run.sh": "the default study: 15 models x 3 learning rates x 20 epochs (the smoke study runs run.sh)",
@@ -42,6 +44,11 @@ NOT_RUN = {
     'GPUS="0 1 2 3" bash run.sh': "4 GPUs (tests/test_sweep_parallel.py runs GPUS and WORKERS)",
     "WORKERS=2 bash run.sh": "the default study, two runs at a time (tests/test_sweep_parallel.py)",
     "SBATCH_PARTITION=gpu bash run.sh --slurm": "a Slurm cluster (tests/test_slurm.py starts one)",
+    "python src/train.py --model_name llm-jp/llm-jp-3-7.2b --lora --lora_4bit --lr 2e-4 --gradient_checkpointing": (
+        "a CUDA GPU and bitsandbytes (tests/test_decoders.py's GPU test)"
+    ),
+    'MODELS="Qwen/Qwen2.5-1.5B llm-jp/llm-jp-3-1.8b" LRS="1e-4 2e-4 5e-4" TRAIN_ARGS="--lora --gradient_checkpointing" '
+    "bash run.sh": "18 LoRA runs of 20 epochs: each train.py line above runs, and the smoke study is run.sh",
 }
 
 
@@ -131,7 +138,7 @@ def write_users_files(repo: Path, dataset_dir: Path) -> None:
 
 
 @pytest.fixture
-def new_users_checkout(tmp_path, corpus_archive, dataset_dir, bert_dir, roberta_dir, sweep_python):
+def new_users_checkout(tmp_path, corpus_archive, corpus_dir, dataset_dir, bert_dir, roberta_dir, sweep_python):
     """A copy of the repository as cloned (what git tracks), the user's files, and the environment."""
     repo = tmp_path / "repo"
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
@@ -147,12 +154,16 @@ def new_users_checkout(tmp_path, corpus_archive, dataset_dir, bert_dir, roberta_
             shutil.copy(ROOT / name, repo / name)
     write_users_files(repo, dataset_dir)
     modernbert = tiny_modernbert(roberta_dir, tmp_path / "tiny-modernbert")
+    qwen2 = save_decoder("qwen2", corpus_dir, tmp_path / "tiny-qwen2")
+    gpt_neox = save_decoder("gpt_neox", corpus_dir, tmp_path / "tiny-gpt-neox")
     cache = hub_cache(
         tmp_path / "hub",
         {
             "tohoku-nlp/bert-base-japanese-v3": bert_dir,
             "studio-ousia/luke-japanese-base-lite": bert_dir,
             "sbintuitions/modernbert-ja-30m": modernbert,
+            "Qwen/Qwen2.5-1.5B": qwen2,
+            "rinna/japanese-gpt-neox-3.6b": gpt_neox,
         },
     )
     bin_dir = tmp_path / "bin"  # `python` is this suite's Python, as in the user's activated environment

@@ -22,6 +22,7 @@ summary table of src/aggregate.py (tables and plots in results/).
   DATASET=reviews bash run.sh   # a dataset prepared with src/prepare.py --name reviews
   DATASET=/data/tickets OUTPUT_ROOT=/scratch/runs bash run.sh   # a prepared folder anywhere, runs elsewhere
   SAVE_MODEL=1 bash run.sh      # keep every run's best model in its folder (train.py --save_model)
+  MODELS="Qwen/Qwen2.5-1.5B" LRS="1e-4 2e-4 5e-4" TRAIN_ARGS="--lora --gradient_checkpointing" bash run.sh   # LoRA
   GPUS="0 1 2 3" bash run.sh    # one run per GPU at a time (with NPROC=2: one per pair of GPUs)
   WORKERS=2 bash run.sh         # two runs at a time without GPUs
   bash run.sh --status          # the sweep's progress: done, running, failed, left, time left

@@ -1,6 +1,6 @@
 """Livedoor stand-ins made on the spot, for measuring train.py without a download (bench.py): livedoor-like
-articles, tokenizers whose vocabularies are made from them, randomly initialised BERTs, and the folders
-train.py reads a dataset and a model from.
+articles, tokenizers whose vocabularies are made from them, randomly initialised BERTs and Llama-shaped decoders,
+and the folders train.py reads a dataset and a model from.
 
     records = synthetic_records(2000)                  # title, body, label 0..8
     mecab, fast = local_tokenizers(records, workdir)   # the tohoku-nlp kind and the SentencePiece kind
@@ -14,7 +14,14 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer, PreTrainedTokenizerFast
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertJapaneseTokenizer,
+    LlamaConfig,
+    LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
 from livedoor_classification.dataset_files import write_jsonl, write_label2id
@@ -124,6 +131,25 @@ def small_bert(vocab_size: int, num_labels: int) -> BertForSequenceClassificatio
 def minilm_shape(vocab_size: int, num_labels: int) -> BertForSequenceClassification:
     """all-MiniLM-L6's shape, 6 layers of 384 with 12 heads: the Trainer comparison's model when none is given."""
     return random_bert(vocab_size, num_labels, layers=6, hidden=384, heads=12)
+
+
+def random_llama(vocab_size: int, num_labels: int, layers: int, hidden: int, heads: int, kv_heads: int):
+    """A Llama of this shape as a classifier (its last real token through a "score" layer), randomly initialised
+    from seed 0: grouped-query attention with kv_heads key-value heads, and a SwiGLU feed-forward of 8/3 x hidden
+    (Llama's ratio) rounded up to a multiple of 64. No padding id in its config, as Llama's checkpoints have none:
+    train.py gives it the tokenizer's (models.set_padding)."""
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=64 * math.ceil(8 * hidden / 3 / 64),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=512,
+        num_labels=num_labels,
+    )
+    return LlamaForSequenceClassification(config)
 
 
 def write_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
