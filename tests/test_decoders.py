@@ -66,8 +66,6 @@ SHAPES = {  # tokenizer family (test_tokenization.py), config, the causal LM cla
         "gpt2-bpe",
         lambda vocab: GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=256),
         GPT2LMHeadModel,
-        GPTNeoXConfig,
-        GPTNeoXForCausalLM,
     ),
 }
 # GPT-NeoX (rinna's japanese-gpt-neox-3.6b), for the README's commands (test_readme_examples.py)
