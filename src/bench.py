@@ -23,7 +23,7 @@ what training does, not a copy of it. Sections:
    model, data and settings, in alternating rounds (trainer_comparison.py): wall time, time per step,
    tokens/s, peak memory and test accuracy of each, and the ratio ours / Trainer with its range. On
    --model_name (a local folder) and the prepared dataset's splits if given, else a MiniLM-shaped random
-   model on synthetic texts. Needs accelerate (requirements-dev.txt);
+   model on synthetic texts. Needs accelerate (in requirements.txt);
 9. lora (only when asked: --sections lora): what train.py --lora saves, on a random Llama-shaped decoder
    (--lora_layers of --lora_hidden) trained one epoch in full and with LoRA adapters of peft's default rank,
    on the same texts, batches, length and precision: time per optimizer step, peak memory (train.py's own

@@ -173,12 +173,17 @@ def load_adapter_model(model_dir: Path, settings: dict, dtype, device):
     label2id = {name: i for i, name in enumerate(settings["labels"])}
     try:
         _, base = load_model(base_name, label2id, settings["multi_label"], dtype)
+    except ValueError as e:  # moved, renamed, or not downloaded here
+        where = "its base_model_name_or_path in adapter_config.json names the base model"
+        raise ValueError(f"{model_dir}: the adapter's base model: {e} ({where})") from None
+    try:
         model = lora.load_adapter(base, model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)  # with the run's padding token
-    except ValueError as e:
-        raise ValueError(f"{model_dir}: the adapter's base model: {e}") from None
-    except (OSError, SafetensorError) as e:
-        raise ValueError(f"{model_dir}: could not load the adapter: {cli.first_line(e)}") from None
+    except (OSError, ValueError, TypeError, KeyError, SafetensorError) as e:  # peft's own errors are of every kind
+        remedy = "copy the model folder again, or save it again with train.py --save_model"
+        raise ValueError(
+            f"{model_dir}: the adapter is unreadable ({type(e).__name__}: {cli.first_line(e)}): {remedy}"
+        ) from None
     return tokenizer, model.to(device)
 
 

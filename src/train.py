@@ -5,7 +5,7 @@
     python src/train.py --model_name Qwen/Qwen2.5-0.5B --lora --lr 2e-4 --epochs 5 --gradient_checkpointing
 
 After every epoch the model is evaluated on val; the epoch with the best macro-F1 is kept as a copy
-of the weights in CPU memory, restored at the end and evaluated once on val and once on test. With
+of the weights in CPU memory (and its val logits), restored at the end and evaluated once on test. With
 --patience N, training stops once N epochs in a row have not improved on it.
 
 With --lora, the pretrained weights stay frozen (in the run's half precision, or 4-bit with --lora_4bit) and
@@ -35,7 +35,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import transformers
 from classopt import classopt, config
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
@@ -44,9 +43,21 @@ from tqdm import tqdm
 from livedoor_classification import class_weights, distributed, lora, resume, run_config
 from livedoor_classification.dataset_files import PreparedDataset
 from livedoor_classification.epoch_log import EpochLog
-from livedoor_classification.evaluation import calibrated_evaluation, evaluate, gold_labels, write_document_predictions
+from livedoor_classification.evaluation import (
+    calibrated_evaluation,
+    gold_labels,
+    predict,
+    split_metrics,
+    write_document_predictions,
+)
 from livedoor_classification.files import check_writable, write_json
-from livedoor_classification.hardware import make_deterministic, peak_memory_mib, resolve_device, resolve_precision
+from livedoor_classification.hardware import (
+    make_deterministic,
+    peak_memory_mib,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from livedoor_classification.inputs import Collator, Truncation, eval_loader, subset, to_device, tokenize, train_loader
 from livedoor_classification.metrics import summary_keys
 from livedoor_classification.models import load_model, precision_that_runs, usable_seq_len
@@ -167,8 +178,12 @@ def check_args(args: Args) -> None:
     train_subset_ok = args.max_train_samples is None or args.max_train_samples >= 1
     eval_subset_ok = args.max_eval_samples is None or args.max_eval_samples >= 1
     stride_ok = args.window_stride is None or (args.window_stride >= 1 and args.windows > 1)
-    lora_given = [f"--{name}" for name in LORA_OPTIONS if getattr(args, name) not in (None, False)]
+    lora_given = [
+        f"--{name}" for name in LORA_OPTIONS if getattr(args, name) is not None and getattr(args, name) is not False
+    ]
     merge_ok = not args.merge_lora or (args.save_model and not args.lora_4bit)
+    targets = args.lora_target_modules or []
+    targets_ok = "all-linear" not in targets or len(targets) == 1
     rules = [  # option, its value, whether the value is valid, what it must be
         ("--batch_size", args.batch_size, args.batch_size >= 1, ">= 1"),
         ("--eval_batch_size", args.eval_batch_size, args.eval_batch_size >= 1, ">= 1"),
@@ -192,7 +207,13 @@ def check_args(args: Args) -> None:
         ("--lora_alpha", args.lora_alpha, args.lora_alpha is None or args.lora_alpha > 0, "> 0"),
         ("--lora_dropout", args.lora_dropout, args.lora_dropout is None or 0 <= args.lora_dropout < 1, "in [0, 1)"),
         (" ".join(lora_given), "without --lora", args.lora or not lora_given, "given with --lora"),
-        ("--merge_lora", "given", merge_ok, "given with --save_model, and not with --lora_4bit (merge a bf16 run's)"),
+        (
+            "--merge_lora",
+            "--merge_lora",
+            merge_ok,
+            "given with --save_model, and not with --lora_4bit (merge a bf16 run)",
+        ),
+        ("--lora_target_modules", " ".join(targets), targets_ok, "layer names, or all-linear alone"),
         (
             "--text_fields",
             args.text_fields,
@@ -223,6 +244,12 @@ def resolve_dataset(args: Args) -> PreparedDataset:
             raise ValueError(f"--threshold is for multi-label datasets; {args.dataset_dir} has one label per text")
         args.threshold = None
     return dataset
+
+
+def saved_model_file(args: Args) -> str:
+    """The file of <run>/model/ that says it holds what --save_model asks for now: an adapter (--lora), or a whole
+    model (--merge_lora, and full fine-tuning), so that --skip_if_done never counts the one as the other."""
+    return "model/adapter_config.json" if args.lora and not args.merge_lora else "model/config.json"
 
 
 def resolve_lora(args: Args) -> None:
@@ -277,9 +304,10 @@ def setup(args: Args, dataset: PreparedDataset) -> Run:
     precision = resolve_precision(args.precision, device)  # from the device alone: no process group needed
     distributed.init(device)
     precision, reason = distributed.from_main(precision)  # rank 0's decision for all
-    quantization = lora.quantization(precision, device) if args.lora_4bit else None  # QLoRA
+    labels = len(dataset.label2id)
+    quantization = lora.quantization(precision, device, args.model_name, labels) if args.lora_4bit else None
     dtype = lora.frozen_dtype(precision, args.lora)  # fp32; with --lora, a frozen base in the run's half precision
-    transformers.set_seed(args.seed)  # before the model is built: the new classifier head is random
+    seed_everything(args.seed)  # before the model is built: the new classifier head is random
     tokenizer, model = load_model(args.model_name, dataset.label2id, dataset.multi_label, dtype, quantization)
     torch.manual_seed(args.seed + distributed.rank())  # dropout: a different mask on each rank
     max_seq_len = usable_seq_len(args.max_seq_len, model, tokenizer)
@@ -387,11 +415,13 @@ class Best:
     f1: float = -1.0
     epoch: int = 0
     weights: dict | None = None
+    val_logits: torch.Tensor | None = None  # its val logits (CPU), for the last evaluation: no second val pass
 
 
 def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | None, state=None):
     """The epoch loop: train, evaluate on val, keep the best epoch, stop early after --patience epochs without
-    a better one; then restore its weights, evaluate on val and test once, and write the run's files (rank 0).
+    a better one; then restore its weights, evaluate on test (val's logits are the best epoch's), fit the
+    temperature on val, and write the run's files (rank 0).
     With --resume, the training state is saved after every epoch, and a state given (an interrupted run's) is
     continued after its epoch. Returns the best epoch, the epochs run, and the val and test metrics."""
     loaders = run.loaders
@@ -400,7 +430,7 @@ def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | N
     best, rows, epoch, stopped = Best(), [], 0, False
     if state is not None:  # --resume: where the interrupted run was after its last finished epoch
         resume.restore(state, t)  # (resume.load has restored the random generators too)
-        best = Best(state["best_f1"], state["best_epoch"], state["best_model"])
+        best = Best(state["best_f1"], state["best_epoch"], state["best_model"], state.get("best_val_logits"))
         rows, epoch, stopped = state["log"], state["epoch"], state["stopped"]
     log = EpochLog(run_dir, rows, args.tensorboard)  # rank 0's log.csv, and --tensorboard's curves
     remaining = range(epoch + 1, args.epochs + 1) if not stopped else range(0)
@@ -411,11 +441,12 @@ def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | N
             train_loss, max_lr = train_epoch(t, loaders["train"])
             seconds = time.perf_counter() - start  # the loss's .item() has synced the GPU
             start = time.perf_counter()
-            val, _ = evaluate(t.compiled_model, loaders["val"], t.autocast, t.device, dataset.names, t.threshold)
+            val_logits = predict(t.compiled_model, loaders["val"], t.autocast, t.device, len(dataset.names))
+            val, _ = split_metrics(val_logits, loaders["val"].dataset, dataset.names, t.threshold)
             val_seconds = time.perf_counter() - start  # the metrics' .item() has synced the GPU
             if val["f1"] > best.f1:  # the same on every rank: the metrics were gathered from all of them
                 weights = {k: v.to("cpu", copy=True) for k, v in trained_weights(t.bare_model).items()}
-                best = Best(val["f1"], epoch, weights)
+                best = Best(val["f1"], epoch, weights, val_logits)
             row = {"epoch": epoch, "train_loss": train_loss}
             row |= {f"val_{key}": val[key] for key in ("loss", *summary_keys(t.multi_label))}
             row |= {"max_lr": max_lr, "epoch_seconds": seconds, "val_seconds": val_seconds}
@@ -436,7 +467,9 @@ def train_and_test(args: Args, dataset, t: Training, run: Run, run_dir: Path | N
 
         log.close()
         load_weights(t.bare_model, best.weights)
-        evaluated = calibrated_evaluation(t.compiled_model, loaders, t.autocast, t.device, dataset.names, t.threshold)
+        evaluated = calibrated_evaluation(
+            t.compiled_model, loaders, t.autocast, t.device, dataset.names, t.threshold, best.val_logits
+        )
         (val, val_probabilities), (test, test_probabilities) = evaluated
         before, temperature = test["uncalibrated"], val["temperature"]
         say(
@@ -466,7 +499,7 @@ def main(args: Args) -> None:
         resolve_lora(args)
         requested = resolve_subsets(args, dataset)  # before --skip_if_done compares them
         runs_dir = args.output_root / args.dataset  # every dataset's runs apart
-        holding = "model" if args.save_model else None  # with --save_model, a run is done once it has one
+        holding = saved_model_file(args) if args.save_model else None  # with --save_model, done once it has one
         # What the runs on disk are compared with; its dataset fingerprint hashes every split: once, when needed.
         planned = run_config.planned_run(args, dataset) if args.skip_if_done or args.resume else None
         if args.skip_if_done and (done := find_complete_run(runs_dir, args.model_name, planned, holding)):

@@ -7,6 +7,7 @@ the adapter reloaded by peft and the merged model loaded by transformers' pipeli
 prediction files; an uninterrupted run against one killed and resumed."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import train
 from conftest import ROOT, run_dirs, run_script, train_argv
 from livedoor_classification.dataset_files import PreparedDataset, read_jsonl
 from livedoor_classification.inputs import Collator, tokenize
-from livedoor_classification.models import is_decoder, load_model
+from livedoor_classification.models import is_decoder, load_model, set_padding
 from livedoor_classification.training import build_training
 from test_resume import comparable_log, kill_after_first_epoch
 from test_tokenization import DECODER_FAMILIES, sample_texts, wrap
@@ -228,9 +229,11 @@ def predict_lines(model_dir: Path, records: Path, *options) -> list[dict]:
 def test_a_saved_adapter_and_a_merged_model_predict_as_the_run(llama_dir, dataset_dir, tmp_path):
     """Two runs alike but for --merge_lora: the adapter (predict.py, peft's PeftModel.from_pretrained) and the
     merged model (predict.py, transformers' pipeline()) give the run's own test predictions."""
-    options = ["--epochs", "2", "--lr", "1e-2", "--save_model", "--max_eval_samples", "27"]
+    options = ["--epochs", "2", "--lr", "1e-2", "--save_model", "--max_eval_samples", "27", "--skip_if_done"]
     adapter_run = conftest.train_run(llama_dir, dataset_dir, tmp_path / "a", *FAST, "--lora", *options)
-    merged_run = conftest.train_run(llama_dir, dataset_dir, tmp_path / "m", *FAST, "--lora", "--merge_lora", *options)
+    # in the same output folder: --skip_if_done must not take the adapter's run for the merged model asked for
+    merged_run = conftest.train_run(llama_dir, dataset_dir, tmp_path / "a", *FAST, "--lora", "--merge_lora", *options)
+    assert merged_run is not None and merged_run != adapter_run
     adapter, merged = adapter_run / "model", merged_run / "model"
     assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
     assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
@@ -260,6 +263,16 @@ def test_a_saved_adapter_and_a_merged_model_predict_as_the_run(llama_dir, datase
     row = expected[1].tolist()
     assert [scores[name] for name in label2id] == pytest.approx(row, abs=1e-5)
 
+    # an adapter folder damaged after the fact: one line naming it, no traceback
+    damaged = tmp_path / "damaged"
+    shutil.copytree(adapter, damaged)
+    config = read_json(damaged / "adapter_config.json") | {"target_modules": 5}
+    (damaged / "adapter_config.json").write_text(json.dumps(config))
+    out = run_script(ROOT / "src" / "predict.py", damaged, "--input", records, check=False)
+    error = out.stderr.splitlines()[-1]  # after the CPU notice
+    assert out.returncode == 1 and error.startswith("predict.py: error: ") and "the adapter is unreadable" in error
+    assert "Traceback" not in out.stderr
+
 
 def test_a_killed_lora_run_resumes_to_the_uninterrupted_result(llama_dir, dataset_dir, tmp_path):
     options = [*FAST, "--lora", "--lr", "1e-2", "--epochs", "3", "--max_train_samples", "48", "--resume"]
@@ -281,6 +294,13 @@ def test_a_killed_lora_run_resumes_to_the_uninterrupted_result(llama_dir, datase
 def test_lora_options_without_lora_are_one_line(in_process, llama_dir, dataset_dir, tmp_path):
     out = in_process(train, *train_argv(llama_dir, dataset_dir, tmp_path, "--lora_r", "4"), check_args=train.check_args)
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "--lora_r" in out.stderr and "--lora" in out.stderr
+    out = in_process(
+        train, *train_argv(llama_dir, dataset_dir, tmp_path, "--lora_dropout", "0"), check_args=train.check_args
+    )
+    assert out.returncode == 1 and "--lora_dropout must be given with --lora" in out.stderr
+    argv = train_argv(llama_dir, dataset_dir, tmp_path, "--lora", "--lora_target_modules", "all-linear", "q_proj")
+    out = in_process(train, *argv, check_args=train.check_args)
+    assert out.returncode == 1 and "all-linear alone" in out.stderr and out.stderr.count("\n") == 1
     out = in_process(train, *train_argv(llama_dir, dataset_dir, tmp_path, "--lora", "--lora_4bit", "--device", "cpu"))
     assert out.returncode == 1 and "--lora_4bit needs a CUDA GPU" in out.stderr and out.stderr.count("\n") == 1
     assert not run_dirs(tmp_path)
@@ -334,3 +354,14 @@ def test_lora_works_for_encoders_too(encoder, dataset_dir, tmp_path, request):
     assert read_json(run_dir / "test-metrics.json")["accuracy"] >= 0.4  # chance: 1/9; frozen random weights
     config = read_json(run_dir / "config.json")
     assert config["trainable_parameters"] < config["num_parameters"] / 2
+
+
+def test_a_multimodal_decoders_text_config_is_told_the_padding_token(llama_dir):
+    """Qwen3.5's and Gemma 3's classifiers read the padding id of their text model's config, a part of their own:
+    set there too, or a batch of two is refused ("Cannot handle batch sizes > 1 if no padding token is defined")."""
+    from transformers import AutoTokenizer, Qwen3_5Config
+
+    config, tokenizer = Qwen3_5Config(), AutoTokenizer.from_pretrained(llama_dir)
+    assert config.get_text_config() is not config and is_decoder(config)
+    set_padding("qwen3.5", tokenizer, config)
+    assert config.get_text_config().pad_token_id == config.pad_token_id == tokenizer.pad_token_id is not None

@@ -92,6 +92,21 @@ def test_a_killed_run_continues_to_the_result_of_an_uninterrupted_run(bert_dir, 
         assert points == [(int(row["epoch"]), pytest.approx(float(row[column]), rel=1e-6)) for row in log], tag
 
 
+def test_a_run_resumed_from_a_version_with_fewer_log_columns_keeps_one_header(tmp_path):
+    """A killed run's log.csv from before a column was added (peak_memory_mib): the rows after it are not
+    appended under the old header, which pandas (aggregate.py) and csv readers would refuse or misread."""
+    import pandas as pd
+
+    from livedoor_classification.epoch_log import EpochLog
+
+    old = [{"epoch": 1, "train_loss": 0.9}]
+    log = EpochLog(tmp_path, old, tensorboard=False)
+    log.add({"epoch": 2, "train_loss": 0.5, "peak_memory_mib": 100.0})
+    table = pd.read_csv(tmp_path / "log.csv")
+    assert table.columns.tolist() == ["epoch", "train_loss", "peak_memory_mib"]
+    assert table["train_loss"].tolist() == [0.9, 0.5] and table["peak_memory_mib"].isna().tolist() == [True, False]
+
+
 def test_only_an_incomplete_run_of_the_same_settings_is_resumed(tmp_path):
     runs_dir = tmp_path / "livedoor"
     planned = {"model_name": "m", "lr": 3e-5, "seed": 1, "dataset_fingerprint": "f", "world_size": 1, "batch_size": 16}

@@ -82,6 +82,32 @@ def test_best_epoch_weights_are_evaluated_at_the_end(bert_run):
         assert val[key] == pytest.approx(log[best][f"val_{key}"], abs=1e-9)
 
 
+def test_val_is_predicted_once_an_epoch_and_its_best_logits_are_the_restored_weights(
+    bert_dir, dataset_dir, tmp_path, monkeypatch
+):
+    """The last evaluation reuses the best epoch's val logits rather than predicting val again (a pass over it
+    for nothing, issue #32): val is predicted once an epoch, test once; and the logits reused are bitwise those
+    that the restored weights give (so the restore is still what the test split is predicted with)."""
+    calls, compared = [], []
+    predict, calibrated = evaluation.predict, evaluation.calibrated_evaluation
+
+    def counting(model, loader, *args):
+        calls.append(len(loader.dataset))
+        return predict(model, loader, *args)
+
+    def checking(model, loaders, autocast, device, names, threshold, val_logits=None):
+        again = predict(model, loaders["val"], autocast, device, len(names))  # not counted: the oracle's own
+        compared.append(torch.equal(again, val_logits))
+        return calibrated(model, loaders, autocast, device, names, threshold, val_logits)
+
+    monkeypatch.setattr(train, "predict", counting)
+    monkeypatch.setattr(evaluation, "predict", counting)
+    monkeypatch.setattr(train, "calibrated_evaluation", checking)
+    run_dir = train_run(bert_dir, dataset_dir, tmp_path, "--precision", "fp32", epochs=3)
+    sizes = read_json(run_dir / "config.json")["num_windows"]
+    assert calls == [sizes["val"]] * 3 + [sizes["test"]] and compared == [True]
+
+
 def test_outputs_hold_exactly_the_promised_files_and_keys(bert_run, bert_dir, dataset_dir):
     assert {p.name for p in bert_run.iterdir()} == RUN_FILES
     assert is_complete(bert_run)
@@ -190,7 +216,7 @@ def test_interrupted_run_is_recognisably_incomplete(bert_dir, dataset_dir, tmp_p
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "evaluate", interrupted)
+    monkeypatch.setattr(train, "predict", interrupted)
     with pytest.raises(KeyboardInterrupt):  # at the end of the first epoch: a few examples do
         train_run(bert_dir, dataset_dir, tmp_path, "--max_train_samples", 16, epochs=2)
     (run_dir,) = run_dirs(tmp_path)

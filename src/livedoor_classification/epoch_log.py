@@ -35,7 +35,11 @@ class EpochLog:
         """An epoch's row, on disk at once: a run killed later keeps it."""
         if self.run_dir is None:
             return
-        append_csv_row(self.run_dir / "log.csv", row)
+        if self.rows and list(self.rows[0]) != list(row):  # resumed from a version that logged other columns
+            self.rows = [dict.fromkeys(row) | {k: v for k, v in old.items() if k in row} for old in self.rows]
+            write_csv(self.run_dir / "log.csv", [*self.rows, row])  # one header for all, old rows' new cells empty
+        else:
+            append_csv_row(self.run_dir / "log.csv", row)
         self.rows.append(row)
         if self.board is not None:
             self.draw(row)

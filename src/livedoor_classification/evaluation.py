@@ -58,13 +58,19 @@ def evaluate(model, loader, autocast, device, names: list[str], threshold: float
     return split_metrics(logits, loader.dataset, names, threshold)
 
 
-def calibrated_evaluation(model, loaders: dict, autocast, device, names: list[str], threshold: float | None):
+def calibrated_evaluation(
+    model, loaders: dict, autocast, device, names: list[str], threshold: float | None, val_logits=None
+):
     """A run's last evaluation, of its best epoch: val's and test's metrics, each with its probabilities,
     temperature-scaled (calibration.py): one T fitted on the val logits (every rank fits the same T on the
-    same gathered logits), never on test."""
+    same gathered logits), never on test. val_logits: the best epoch's, as its evaluation computed them (the
+    same weights give the same logits: predicting val again would cost a pass over it for nothing)."""
     from livedoor_classification.calibration import fit_temperature
 
-    logits = {split: predict(model, loaders[split], autocast, device, len(names)) for split in ("val", "test")}
+    logits = {"val": val_logits} if val_logits is not None else {}
+    for split in ("val", "test"):
+        if split not in logits:
+            logits[split] = predict(model, loaders[split], autocast, device, len(names))
     temperature = fit_temperature(logits["val"], gold_labels(loaders["val"].dataset), threshold is not None)
     val = split_metrics(logits["val"], loaders["val"].dataset, names, threshold, temperature)
     test = split_metrics(logits["test"], loaders["test"].dataset, names, threshold, temperature)

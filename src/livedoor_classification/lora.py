@@ -10,6 +10,7 @@ from livedoor_classification.cli import first_line
 
 import json
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,12 +32,13 @@ def add_adapters(model, model_name: str, r: int, alpha: float, dropout: float, t
         modules_to_save=head_modules(model),
     )
     try:
-        with warnings.catch_warnings():  # GPT-2's Conv1D layers: peft sets fan_in_fan_out itself, and says so
-            warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
+        with peft_quietly():
             model = get_peft_model(model, config)
     except ValueError as e:  # an architecture that peft has no default layers for, or a name that matches none
         remedy = "name the layers to adapt with --lora_target_modules (e.g. all-linear)"
         raise ValueError(f"{model_name}: --lora: {first_line(e)}; {remedy}") from None
+    # peft adds the usual head names ("classifier", "score") to ours: each once in the saved adapter_config.json
+    config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
@@ -55,8 +57,24 @@ def head_modules(model) -> list[str]:
     ]
 
 
-def trainable_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+@contextmanager
+def peft_quietly():
+    """Without peft's warnings that tell a user nothing: GPT-2's Conv1D layers (peft sets fan_in_fan_out itself,
+    and says so), and a deprecation inside transformers that peft's calls trigger."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        yield
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """Trainable and total parameters. A 4-bit weight (bitsandbytes' Params4bit) packs two values in each byte
+    it stores: counted as transformers' num_parameters() and peft count it, two per element."""
+
+    def count(p) -> int:
+        return p.numel() * 2 if type(p).__name__ == "Params4bit" else p.numel()
+
+    return sum(count(p) for p in model.parameters() if p.requires_grad), sum(count(p) for p in model.parameters())
 
 
 def frozen_dtype(precision: str, lora: bool) -> torch.dtype:
@@ -66,19 +84,25 @@ def frozen_dtype(precision: str, lora: bool) -> torch.dtype:
     return half.get(precision, torch.float32) if lora else torch.float32
 
 
-def quantization(precision: str, device: torch.device):
+def quantization(precision: str, device: torch.device, model_name: str, num_labels: int):
     """--lora_4bit: the frozen weights in 4-bit NormalFloat with double quantization (QLoRA's recipe), computed in
-    the run's half precision; CUDA only (bitsandbytes)."""
+    the run's half precision; CUDA only (bitsandbytes). The head stays unquantized, to be trained whole: left to
+    itself, transformers keeps only the module of the model's last parameter, which misses a head with a bias
+    (BERT's classifier) or of two layers (RoBERTa's)."""
     if device.type != "cuda":
         raise ValueError(f"--lora_4bit needs a CUDA GPU (bitsandbytes' 4-bit kernels); this run is on {device.type}")
     try:
         import bitsandbytes  # noqa: F401  (optional: only QLoRA needs it)
     except ImportError:
         raise ValueError("--lora_4bit needs bitsandbytes: pip install bitsandbytes") from None
-    from transformers import BitsAndBytesConfig
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BitsAndBytesConfig
 
+    config = AutoConfig.from_pretrained(model_name, num_labels=num_labels, trust_remote_code=False)
+    with torch.device("meta"):  # the layout alone, no memory: which modules are the head
+        head = head_modules(AutoModelForSequenceClassification.from_config(config))
     return BitsAndBytesConfig(
         load_in_4bit=True,
+        llm_int8_skip_modules=head,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.float16 if precision == "fp16" else torch.bfloat16,
@@ -112,4 +136,5 @@ def load_adapter(base, folder: Path):
     loads it, for inference."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base, folder, is_trainable=False)
+    with peft_quietly():
+        return PeftModel.from_pretrained(base, str(folder), is_trainable=False)

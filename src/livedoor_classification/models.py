@@ -80,6 +80,8 @@ def load_model(
 def is_decoder(config) -> bool:
     """A causal language model (GPT-2, Llama, Qwen2, ...), whose sequence classifier reads the last token that is
     not padding. Encoders with a causal head too (BERT, RoBERTa: BertLMHeadModel) were pre-trained masked."""
+    if getattr(config, "is_encoder_decoder", False) or config.model_type == "xlnet":  # pool otherwise (XLNet: the
+        return False  # last position, padded on the left; BART-like models: the last eos)
     return type(config) in MODEL_FOR_CAUSAL_LM_MAPPING and type(config) not in MODEL_FOR_MASKED_LM_MAPPING
 
 
@@ -96,6 +98,8 @@ def set_padding(model_name: str, tokenizer, config) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     if is_decoder(config):
         config.pad_token_id = tokenizer.pad_token_id
+        # the head reads the text model's config: a part of its own in multimodal configs (Gemma 3, Qwen3.5)
+        config.get_text_config().pad_token_id = tokenizer.pad_token_id
 
 
 def check_is_a_sequence_classifier(config) -> None:

@@ -64,6 +64,7 @@ def state_after(epoch: int, stopped: bool, precision: str, training, best, rows:
         "best_f1": best.f1,
         "best_epoch": best.epoch,
         "best_model": best.weights,
+        "best_val_logits": best.val_logits,
         "log": rows,
     }
 

@@ -12,6 +12,7 @@ import transformers
 from livedoor_classification import distributed
 from livedoor_classification.dataset_files import PreparedDataset
 from livedoor_classification.evaluation import first_windows
+from livedoor_classification.lora import parameter_counts
 from livedoor_classification.runs import provenance, recorded_args
 
 
@@ -39,8 +40,8 @@ def config_record(args, run, dataset: PreparedDataset) -> dict:
         "precision_reason": run.precision_reason,
         "world_size": distributed.world_size(),
         "global_batch_size": args.batch_size * args.grad_accum * distributed.world_size(),
-        "num_parameters": sum(p.numel() for p in run.model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
+        "num_parameters": parameter_counts(run.model)[1],
+        "trainable_parameters": parameter_counts(run.model)[0],  # all but with --lora
         "attn_implementation": run.model.config._attn_implementation,
         "label2id": dataset.label2id,
         "dataset_fingerprint": dataset.fingerprint,  # hashed once a run (planned_run may have)

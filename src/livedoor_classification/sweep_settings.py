@@ -212,7 +212,7 @@ def read(argv: list[str], env: dict) -> Settings:
     for lr in lrs:  # a decimal number as float() reads it, with a non-zero digit before any exponent
         if not (DECIMAL.fullmatch(lr) and re.search("[1-9]", re.split("[eE]", lr)[0])):
             raise usage_error(f"LRS holds '{lr}'; learning rates are numbers above 0, such as 3e-5")
-    for seed in seeds:  # transformers.set_seed seeds numpy too, which takes 0 to 2**32 - 1
+    for seed in seeds:  # train.py seeds numpy too, which takes 0 to 2**32 - 1
         if not (re.fullmatch("[0-9]+", seed) and int(seed) <= 2**32 - 1):
             raise usage_error(f"SEEDS holds '{seed}'; seeds are integers from 0 to 4294967295")
     nproc = counted(env, "NPROC", "1", 6, "it is a positive integer, the processes per run")
