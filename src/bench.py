@@ -106,7 +106,13 @@ class Args:
         default=[800, 200, 400], nargs=3, help="trainer section: train, val, test documents (the first of each split)"
     )
     trainer_rounds: int = config(default=3, help="trainer section: alternating rounds of train.py and the Trainer")
-    trainer_precisions: list[str] = config(default=["fp32", "auto"], nargs="+", help="trainer section: precisions")
+    trainer_precisions: list[str] = config(
+        default=["fp32", "auto"],
+        nargs="+",
+        choices=["fp32", "bf16", "fp16", "auto", "compile"],
+        help="trainer section: the pairs, each a precision of both sides, or compile: auto with train.py --compile "
+        "and the Trainer's torch_compile",
+    )
     trainer_epochs: int = config(default=1, help="trainer section: epochs of both")
     trainer_seq_len: int = config(default=256, help="trainer section: --max_seq_len of both")
     lora_layers: int = config(default=6, help="lora section: the random Llama's layers")

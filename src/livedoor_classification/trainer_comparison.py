@@ -20,9 +20,10 @@ from livedoor_classification.paths import ROOT
 from livedoor_classification.train_process import read_run, run_measured, train_command
 
 
-def ours(model_dir: str, dataset_dir: Path, output: Path, settings: dict, precision: str) -> dict:
-    command = train_command(output, model_name=model_dir, dataset_dir=dataset_dir, precision=precision, **settings)
-    seconds, peak_mib = run_measured("train.py", command)
+def ours(model_dir: str, dataset_dir: Path, output: Path, settings: dict, precision: str, compiled: bool) -> dict:
+    options = {"model_name": model_dir, "dataset_dir": dataset_dir, "precision": precision, "compile": compiled}
+    command = train_command(output, **options, **settings)
+    seconds, peak_mib = run_measured("train.py", command, cold_compile(output))
     run = read_run(output)
     train_seconds = sum(row["epoch_seconds"] + row["val_seconds"] for row in run["log"])
     tokens = sum(row["train_tokens_per_s"] * row["epoch_seconds"] for row in run["log"])
@@ -31,15 +32,15 @@ def ours(model_dir: str, dataset_dir: Path, output: Path, settings: dict, precis
     return row("train.py", seconds, train_seconds, steps, tokens, peak_mib, test["accuracy"], test["f1"])
 
 
-def trainer(model_dir: str, dataset_dir: Path, output: Path, settings: dict, precision: str) -> dict:
+def trainer(model_dir: str, dataset_dir: Path, output: Path, settings: dict, precision: str, compiled: bool) -> dict:
     result_file = output / "trainer.json"
     output.mkdir(parents=True)
     options = {"model_name": model_dir, "dataset_dir": dataset_dir, "output": result_file, "precision": precision}
     # -P: the working directory stays off sys.path, where our datasets/ folder would shadow Hugging Face `datasets`
     # (which the Trainer imports when it finds it).
     command = [sys.executable, "-P", "-m", "livedoor_classification.trainer_reference"]
-    command += [f"--{key}={value}" for key, value in (options | settings).items()]
-    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}  # the package, as the scripts find it beside them
+    command += [f"--{key}={value}" for key, value in (options | settings).items()] + ["--compile"] * compiled
+    env = cold_compile(output) | {"PYTHONPATH": str(ROOT / "src")}  # the package, as the scripts find it beside them
     seconds, peak_mib = run_measured("the Trainer", command, env)
     result = json.loads(result_file.read_text())
     return row(
@@ -52,6 +53,12 @@ def trainer(model_dir: str, dataset_dir: Path, output: Path, settings: dict, pre
         result["test_accuracy"],
         result["test_f1"],
     )
+
+
+def cold_compile(output: Path) -> dict:
+    """The environment of a side's process: inductor's on-disk cache of its own, so that every compiled run
+    compiles from nothing, as a user's first run does, rather than reuse kernels of an earlier round."""
+    return os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(output.with_name(f"{output.name}-inductor-cache"))}
 
 
 def row(side, seconds, train_seconds, steps, tokens, peak_mib, accuracy, f1) -> dict:
@@ -73,23 +80,25 @@ def row(side, seconds, train_seconds, steps, tokens, peak_mib, accuracy, f1) -> 
 def compare(model_dir: str, dataset_dir: Path, workdir: Path, precisions: list[str], rounds: int, settings: dict):
     """A row per round and side, and a summary row per precision: train.py's settings (epochs, batch_size,
     eval_batch_size, max_seq_len, lr, warmup_ratio, seed) as given to both; "auto" as train.py resolves it on this
-    machine, for both."""
+    machine, for both; "compile": that precision, with train.py --compile and the Trainer's torch_compile=True."""
     rows, summaries = [], []
     device = resolve_device("auto", 0)
     for requested in precisions:
-        precision, _ = resolve_precision(requested, device)
+        compiled = requested == "compile"
+        precision, _ = resolve_precision("auto" if compiled else requested, device)
+        pair = f"compile ({precision})" if compiled else precision
         pairs = []
         for number in range(1, rounds + 1):
             sides = {"train.py": ours, "Trainer": trainer}
             order = ["train.py", "Trainer"] if number % 2 else ["Trainer", "train.py"]
             measured = {}
             for side in order:
-                output = workdir / f"{precision}-{number}-{side}"
-                measured[side] = sides[side](model_dir, dataset_dir, output, settings, precision)
-                rows.append({"precision": precision, "round": number} | measured[side])
+                output = workdir / f"{requested}-{number}-{side}"
+                measured[side] = sides[side](model_dir, dataset_dir, output, settings, precision, compiled)
+                rows.append({"precision": pair, "round": number} | measured[side])
             pairs.append(measured)
         ratios = [pair["train.py"]["wall_s"] / pair["Trainer"]["wall_s"] for pair in pairs]
-        summary = {"precision": precision, "rounds": rounds, "ratio_median": statistics.median(ratios)}
+        summary = {"precision": pair, "rounds": rounds, "ratio_median": statistics.median(ratios)}
         summary |= {"ratio_min": min(ratios), "ratio_max": max(ratios)}
         for side in ("train.py", "Trainer"):
             for key in ("wall_s", "ms_per_step", "train_tokens_per_s", "peak_rss_mib", "test_accuracy"):

@@ -68,6 +68,7 @@ def main(args: argparse.Namespace) -> None:
         fp16=args.precision == "fp16",
         seed=args.seed,
         disable_tqdm=True,
+        torch_compile=args.compile,  # bench.py's third pair, against train.py --compile
     )
     collator = DataCollatorWithPadding(tokenizer)
     trainer = Trainer(
@@ -110,6 +111,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--warmup_ratio", type=float, default=0.1)
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--compile", action="store_true")
     return parser.parse_args()
 
 
