@@ -36,31 +36,18 @@ from livedoor_classification.training import build_training
 from test_resume import comparable_log, kill_after_first_epoch
 from test_tokenization import DECODER_FAMILIES, sample_texts, wrap
 
+# Tiny: 2 layers of 32, 4 attention heads sharing 2 key-value heads (grouped-query attention, as Llama 3 and Qwen2)
+SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+SIZES |= {"max_position_embeddings": 256}
 SHAPES = {  # tokenizer family (test_tokenization.py), config, the causal LM class a checkpoint is saved from
     "llama": (
         "llama3-bpe",
-        lambda vocab: LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-        ),
+        lambda vocab: LlamaConfig(vocab_size=vocab, num_key_value_heads=2, **SIZES),
         LlamaForCausalLM,
     ),
     "qwen2": (
         "qwen2-bpe",
-        lambda vocab: Qwen2Config(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-        ),
+        lambda vocab: Qwen2Config(vocab_size=vocab, num_key_value_heads=2, **SIZES),
         Qwen2ForCausalLM,
     ),
     "gpt2": (
@@ -68,20 +55,9 @@ SHAPES = {  # tokenizer family (test_tokenization.py), config, the causal LM cla
         lambda vocab: GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=256),
         GPT2LMHeadModel,
     ),
+    # GPT-NeoX (rinna's japanese-gpt-neox-3.6b), for the README's commands (test_readme_examples.py)
+    "gpt_neox": ("llama3-bpe", lambda vocab: GPTNeoXConfig(vocab_size=vocab, **SIZES), GPTNeoXForCausalLM),
 }
-# GPT-NeoX (rinna's japanese-gpt-neox-3.6b), for the README's commands (test_readme_examples.py)
-SHAPES["gpt_neox"] = (
-    "llama3-bpe",
-    lambda vocab: GPTNeoXConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=256,
-    ),
-    GPTNeoXForCausalLM,
-)
 DECODERS = ["llama", "qwen2", "gpt2"]  # the issue's three; every test runs on each
 FAST = ["--max_seq_len", "64", "--batch_size", "8", "--precision", "fp32"]
 
@@ -365,3 +341,30 @@ def test_a_multimodal_decoders_text_config_is_told_the_padding_token(llama_dir):
     assert config.get_text_config() is not config and is_decoder(config)
     set_padding("qwen3.5", tokenizer, config)
     assert config.get_text_config().pad_token_id == config.pad_token_id == tokenizer.pad_token_id is not None
+
+
+def test_a_decoder_with_lora_sweeps_like_any_model(llama_dir, dataset_dir, tmp_path, sweep_python):
+    """run.sh with TRAIN_ARGS="--lora": a run per learning rate, each a LoRA run (the rank in config.json), a second
+    sweep skips them, and the summary's table gives their row its rank and its trained parameters."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    env = {
+        "MODELS": str(llama_dir),
+        "LRS": "1e-3 1e-2",
+        "SEEDS": "1",
+        "TRAIN_ARGS": "--lora --epochs 1 --max_seq_len 32 --max_train_samples 24 --max_eval_samples 12",
+        "DATASET": str(dataset_dir),
+        "OUTPUT_ROOT": str(out),
+        "PYTHON": sweep_python,
+    }
+    run_script(ROOT / "run.sh", env=env)
+    runs = [run for run in run_dirs(out) if run.parent.parent.name == llama_dir.name]
+    configs = [read_json(run / "config.json") for run in runs]
+    assert sorted(c["lr"] for c in configs) == [1e-3, 1e-2] and {c["lora_r"] for c in configs} == {8}
+    again = run_script(ROOT / "run.sh", env=env)
+    assert again.stdout.count("already complete, skipped") == 3  # both runs and the baseline
+    (best,) = [
+        row for _, row in pd.read_csv(tmp_path / "results" / "livedoor" / "best.csv").iterrows() if row["lora_r"] == 8
+    ]
+    assert best["trainable_parameters"] == configs[0]["trainable_parameters"] < best["num_parameters"]
