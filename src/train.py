@@ -255,11 +255,14 @@ def saved_model_file(args: Args) -> str:
 def resolve_lora(args: Args) -> None:
     """--lora's settings as config.json records them: peft's defaults where none was given; without --lora, every
     one None (as a run made before the option), so that they part runs in runs.IDENTITY only where they act."""
-    for name, default in LORA_DEFAULTS.items():
-        setattr(args, name, (default if getattr(args, name) is None else getattr(args, name)) if args.lora else None)
     if not args.lora:
-        args.lora_4bit = None
-    elif args.lora_target_modules == ["all-linear"]:
+        for name in (*LORA_DEFAULTS, "lora_4bit"):
+            setattr(args, name, None)
+        return
+    for name, default in LORA_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.lora_target_modules == ["all-linear"]:
         args.lora_target_modules = "all-linear"  # peft's word for every linear layer but the output's
 
 

@@ -35,7 +35,8 @@ def main(model_dir: str, dataset_dir: str, output: str, *options: str) -> None:
     )
     dataset = train.resolve_dataset(args)
     run = train.setup(args, dataset)
-    metrics, probabilities = evaluation.evaluate(run.model, run.loaders["val"], nullcontext, run.device, dataset.names)
+    logits = evaluation.predict(run.model, run.loaders["val"], nullcontext, run.device, len(dataset.names))
+    metrics, probabilities = evaluation.split_metrics(logits, run.loaders["val"].dataset, dataset.names, None)
     if distributed.is_main():  # the probabilities in dataset order: every example once, wherever it was evaluated
         extra = {
             "world_size": distributed.world_size(),

@@ -247,9 +247,8 @@ def test_eval_loss_is_the_exact_mean_over_examples():
     examples = [{"input_ids": [i] * (1 + i % 4), "label": labels[i], "document": i} for i in range(11)]
     batches = sorted_batches([len(e["input_ids"]) for e in examples], batch_size=4)  # sizes 4, 4, 3
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=Collator(0, 16))
-    metrics, probabilities = evaluation.evaluate(
-        TableModel(), loader, partial(torch.autocast, "cpu", enabled=False), "cpu", ["a", "b", "c"]
-    )
+    logits = evaluation.predict(TableModel(), loader, partial(torch.autocast, "cpu", enabled=False), "cpu", 3)
+    metrics, probabilities = evaluation.split_metrics(logits, loader.dataset, ["a", "b", "c"], None)
     # evaluated in length-sorted batches, returned in dataset order
     torch.testing.assert_close(probabilities, logits_table.softmax(dim=-1))
     assert metrics["loss"] == pytest.approx(F.cross_entropy(logits_table, torch.tensor(labels)).item(), rel=1e-6)

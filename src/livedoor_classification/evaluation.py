@@ -51,13 +51,6 @@ def predict(model, loader, autocast, device, num_labels: int) -> torch.Tensor:
     return average_windows(logits.cpu(), [example["document"] for example in loader.dataset])
 
 
-def evaluate(model, loader, autocast, device, names: list[str], threshold: float | None = None):
-    """Metrics over a whole split, one prediction per document, and its probabilities in dataset order
-    (split_metrics)."""
-    logits = predict(model, loader, autocast, device, len(names))
-    return split_metrics(logits, loader.dataset, names, threshold)
-
-
 def calibrated_evaluation(
     model, loaders: dict, autocast, device, names: list[str], threshold: float | None, val_logits=None
 ):
@@ -67,10 +60,9 @@ def calibrated_evaluation(
     same weights give the same logits: predicting val again would cost a pass over it for nothing)."""
     from livedoor_classification.calibration import fit_temperature
 
-    logits = {"val": val_logits} if val_logits is not None else {}
-    for split in ("val", "test"):
-        if split not in logits:
-            logits[split] = predict(model, loaders[split], autocast, device, len(names))
+    if val_logits is None:  # a run resumed from a resume.pt written before val logits were kept in it
+        val_logits = predict(model, loaders["val"], autocast, device, len(names))
+    logits = {"val": val_logits, "test": predict(model, loaders["test"], autocast, device, len(names))}
     temperature = fit_temperature(logits["val"], gold_labels(loaders["val"].dataset), threshold is not None)
     val = split_metrics(logits["val"], loaders["val"].dataset, names, threshold, temperature)
     test = split_metrics(logits["test"], loaders["test"].dataset, names, threshold, temperature)

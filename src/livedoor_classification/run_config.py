@@ -30,6 +30,7 @@ def config_record(args, run, dataset: PreparedDataset) -> dict:
     asked for (train.py adds them), the temperature, the peak memory and resumed_at (runs.note_at_end,
     runs.note_resumed)."""
     device, loaders = run.device, run.loaders
+    trainable, total = parameter_counts(run.model)
     return {
         **recorded_args(args),
         "device_used": str(device),
@@ -40,8 +41,8 @@ def config_record(args, run, dataset: PreparedDataset) -> dict:
         "precision_reason": run.precision_reason,
         "world_size": distributed.world_size(),
         "global_batch_size": args.batch_size * args.grad_accum * distributed.world_size(),
-        "num_parameters": parameter_counts(run.model)[1],
-        "trainable_parameters": parameter_counts(run.model)[0],  # all but with --lora
+        "num_parameters": total,
+        "trainable_parameters": trainable,  # all but with --lora
         "attn_implementation": run.model.config._attn_implementation,
         "label2id": dataset.label2id,
         "dataset_fingerprint": dataset.fingerprint,  # hashed once a run (planned_run may have)

@@ -59,16 +59,20 @@ def run_measured(name: str, command: list[str], env: dict | None = None) -> tupl
     return seconds, usage.ru_maxrss / 1024  # kilobytes on Linux
 
 
+def cold_compile(output: Path) -> dict:
+    """The environment of a process writing to output: inductor's on-disk cache of its own, so that a compiled run
+    compiles from nothing, as a user's first run does, rather than reuse an earlier run's kernels."""
+    return os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(output.with_name(f"{output.name}-inductor-cache"))}
+
+
 def run_train(output: Path, **options) -> tuple[dict, float]:
     """Run train.py in a process of its own with these options (True: a flag) and --output_root output.
     Returns its run folder's config.json, val- and test-metrics.json and log.csv (a dict of floats per
     epoch), and the process's wall seconds (start-up, tokenization, training and evaluation). Its
     stdout (a line per epoch) goes to ours; its stderr is kept for the error if it fails."""
     command = train_command(output, **options)
-    # A cold start for --compile: inductor's on-disk cache would otherwise hold an earlier run's kernels.
-    environment = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(output.with_name(f"{output.name}-inductor-cache"))}
     start = time.perf_counter()
-    finished = subprocess.run(command, env=environment, stderr=subprocess.PIPE, text=True)
+    finished = subprocess.run(command, env=cold_compile(output), stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     if finished.returncode != 0:
         last_line = ([line for line in finished.stderr.splitlines() if line.strip()] or ["(no message)"])[-1]

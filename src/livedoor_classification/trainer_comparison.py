@@ -10,14 +10,13 @@ the Trainer's wall seconds, per round; the summary row gives the median of each 
 """
 
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
 from livedoor_classification.hardware import resolve_device, resolve_precision
 from livedoor_classification.paths import ROOT
-from livedoor_classification.train_process import read_run, run_measured, train_command
+from livedoor_classification.train_process import cold_compile, read_run, run_measured, train_command
 
 
 def ours(model_dir: str, dataset_dir: Path, output: Path, settings: dict, precision: str, compiled: bool) -> dict:
@@ -53,12 +52,6 @@ def trainer(model_dir: str, dataset_dir: Path, output: Path, settings: dict, pre
         result["test_accuracy"],
         result["test_f1"],
     )
-
-
-def cold_compile(output: Path) -> dict:
-    """The environment of a side's process: inductor's on-disk cache of its own, so that every compiled run
-    compiles from nothing, as a user's first run does, rather than reuse kernels of an earlier round."""
-    return os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(output.with_name(f"{output.name}-inductor-cache"))}
 
 
 def row(side, seconds, train_seconds, steps, tokens, peak_mib, accuracy, f1) -> dict:
