@@ -49,7 +49,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from livedoor_classification import lora
 from livedoor_classification.dataset_files import normalize
 from livedoor_classification.evaluation import predict
-from livedoor_classification.hardware import autocast, resolve_device
+from livedoor_classification.hardware import autocast, keep_freed_memory, resolve_device
 from livedoor_classification.inputs import Collator, Truncation, eval_loader, tokenize
 from livedoor_classification.models import NO_CUSTOM_CODE, load_model, needs_custom_code
 from livedoor_classification.runs import as_written, predicted_labels
@@ -227,6 +227,8 @@ def main(args: Args) -> None:
         line_field = stdin_field(args, fields) if args.input is None else None
         records = read_inputs(args.input, fields, settings["normalize"], line_field)
         device = resolve_device(args.device)
+        if device.type == "cpu":
+            keep_freed_memory()  # each batch's activations reused, not page-faulted anew
         tokenizer, model = load_saved_model(args.model_dir, settings, device)
         threshold = (args.threshold or settings["threshold"]) if multi_label(model) else None
         if args.threshold is not None and threshold is None:
