@@ -306,7 +306,7 @@ def setup(args: Args, dataset: PreparedDataset) -> Run:
         make_deterministic()  # before the first CUDA kernel
     device = resolve_device(args.device, distributed.local_rank())
     if device.type == "cpu":
-        keep_freed_memory()  # activations reused from step to step, not page-faulted anew (20% of a CPU step)
+        keep_freed_memory()  # activations reused from step to step, not page-faulted anew (16% of a CPU step)
     precision = resolve_precision(args.precision, device)  # from the device alone: no process group needed
     distributed.init(device)
     precision, reason = distributed.from_main(precision)  # rank 0's decision for all

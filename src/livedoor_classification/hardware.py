@@ -155,7 +155,7 @@ def keep_freed_memory() -> bool:
     PyTorch's CPU allocator caches nothing (CUDA's does); it asks malloc for every tensor. glibc serves an allocation
     of over 32 MiB (one layer's attention scores at batch 16, 12 heads and length 256 are 48 MiB) with a fresh mmap
     and unmaps it when freed, and trims its heap's freed top, so each step faults its activations in anew and the
-    kernel zeroes them page by page: 300,000 page faults and 20% of a step of a MiniLM-sized model at batch 16 on
+    kernel zeroes them page by page: 300,000 page faults and 16% of a step of a MiniLM-sized model at batch 16 on
     2 cores, against 1,000 faults after this (docs/performance.md). PyTorch's CPU tuning guide recommends preloading
     jemalloc or tcmalloc for this; glibc's own two settings (mallopt(3): no mmap for large blocks, no trimming) do it
     in the process, with nothing to install. The cost: the process holds its peak memory until it exits."""
