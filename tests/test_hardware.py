@@ -9,8 +9,8 @@ import sys
 
 import pytest
 import torch
-from conftest import train_argv
 
+from conftest import train_argv
 from livedoor_classification import hardware
 from livedoor_classification.paths import ROOT
 
@@ -88,7 +88,8 @@ from livedoor_classification.hardware import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(256, 4096), torch.nn.GELU(), torch.nn.Dropout(0.1), torch.nn.Linear(4096, 256))
+layers = [torch.nn.Linear(256, 4096), torch.nn.GELU(), torch.nn.Dropout(0.1), torch.nn.Linear(4096, 256)]
+model = torch.nn.Sequential(*layers)
 inputs = torch.randn(4096, 256)
 for step in range(7):
     if step == 2:
