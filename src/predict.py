@@ -227,8 +227,7 @@ def main(args: Args) -> None:
         line_field = stdin_field(args, fields) if args.input is None else None
         records = read_inputs(args.input, fields, settings["normalize"], line_field)
         device = resolve_device(args.device)
-        if device.type == "cpu":
-            keep_freed_memory()  # each batch's activations reused, not page-faulted anew
+        keep_freed_memory(device)  # on a CPU: each batch reuses the memory the last one freed
         tokenizer, model = load_saved_model(args.model_dir, settings, device)
         threshold = (args.threshold or settings["threshold"]) if multi_label(model) else None
         if args.threshold is not None and threshold is None:

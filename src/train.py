@@ -305,8 +305,6 @@ def setup(args: Args, dataset: PreparedDataset) -> Run:
     if args.deterministic:
         make_deterministic()  # before the first CUDA kernel
     device = resolve_device(args.device, distributed.local_rank())
-    if device.type == "cpu":
-        keep_freed_memory()  # activations reused from step to step, not page-faulted anew (16% of a CPU step)
     precision = resolve_precision(args.precision, device)  # from the device alone: no process group needed
     distributed.init(device)
     precision, reason = distributed.from_main(precision)  # rank 0's decision for all
@@ -530,6 +528,7 @@ def main(args: Args) -> None:
     say(f"device {run.device} ({run_config.device_name(run.device)}){processes}, {precision}")
     if run.device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in fp32
+    keep_freed_memory(run.device)  # on a CPU: each step reuses the memory the last one freed, no page faults
     run_dir = None
     try:
         if distributed.is_main() and resumed:

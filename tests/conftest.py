@@ -94,7 +94,9 @@ def train_argv(model_dir, dataset_dir, output_root, *options) -> list[str]:
 def train_run(model_dir, dataset_dir, output_root, *options) -> Path | None:
     """`python src/train.py` with train_argv run in this process (no second torch import), as its `__main__`
     block does but for the argument checks (tests of those use in_process). Returns the run folder it made;
-    None if it made none (--skip_if_done found one complete)."""
+    None if it made none (--skip_if_done found one complete). On a CPU, train.main has malloc keep freed memory
+    (hardware.keep_freed_memory) in this process as in a run's own: the worker's training is faster for it, and
+    the worker holds its largest heap until it exits."""
     import train
 
     before = set(run_dirs(Path(output_root)))

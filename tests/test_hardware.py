@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import train_argv
+from conftest import train_run
 from livedoor_classification import hardware
 from livedoor_classification.paths import ROOT
 
@@ -86,11 +86,11 @@ STEPS = """
 import resource, sys, torch
 from livedoor_classification.hardware import keep_freed_memory
 if sys.argv[1] == "keep":
-    assert keep_freed_memory()
+    assert keep_freed_memory(torch.device("cpu"))
 torch.manual_seed(0)
-layers = [torch.nn.Linear(256, 4096), torch.nn.GELU(), torch.nn.Dropout(0.1), torch.nn.Linear(4096, 256)]
+layers = [torch.nn.Linear(16, 4096), torch.nn.GELU(), torch.nn.Dropout(0.1), torch.nn.Linear(4096, 16)]
 model = torch.nn.Sequential(*layers)
-inputs = torch.randn(4096, 256)
+inputs = torch.randn(4096, 16)
 for step in range(7):
     if step == 2:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -103,21 +103,38 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def test_a_steps_freed_activations_are_reused_without_page_faults():
     """The kernel's own count: by default glibc hands each freed activation back and the next step faults it in
     again, a fault per page (per 2 MiB page where the kernel backs every mapping with huge pages); kept, hardly any."""
+    # glibc as it comes: no malloc settings or preloaded allocator of this machine's environment
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES")}
+    env = {k: v for k, v in env.items() if not k.startswith("MALLOC_")} | {"PYTHONPATH": str(ROOT / "src")}
 
     def faults(mode: str) -> int:
-        env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
-        return int(subprocess.run([sys.executable, "-c", STEPS, mode], env=env, capture_output=True, check=True).stdout)
+        child = subprocess.run([sys.executable, "-P", "-c", STEPS, mode], env=env, capture_output=True, text=True)
+        assert child.returncode == 0, child.stderr
+        return int(child.stdout)
 
     default, kept = faults("default"), faults("keep")
     assert default >= 5 * 2**26 // 2**21  # the premise: at least one activation a step faulted in anew
     assert kept * 10 <= default
 
 
+def test_malloc_is_left_alone_off_a_cpu_and_where_the_user_tuned_it(monkeypatch):
+    assert not hardware.keep_freed_memory(torch.device("meta"))  # as CUDA and MPS: their memory is not malloc's
+    tuned = {
+        "MALLOC_TRIM_THRESHOLD_": "131072",  # glibc's default, the documented way to keep glibc's behaviour
+        "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072",
+        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    }
+    for name, value in tuned.items():
+        with monkeypatch.context() as environment:
+            environment.setenv(name, value)
+            assert not hardware.keep_freed_memory(torch.device("cpu")), name
+
+
 def test_train_py_keeps_freed_memory_on_a_cpu(bert_dir, dataset_dir, tmp_path, monkeypatch):
     import train
 
-    kept = []
-    monkeypatch.setattr(train, "keep_freed_memory", lambda: kept.append(True))
-    args = train.Args.from_args(train_argv(bert_dir, dataset_dir, tmp_path, "--device", "cpu"))
-    train.setup(args, train.resolve_dataset(args))
-    assert kept == [True]
+    devices = []
+    monkeypatch.setattr(train, "keep_freed_memory", devices.append)
+    options = ["--device", "cpu", "--max_seq_len", "32", "--batch_size", "8", "--max_train_samples", "16"]
+    train_run(bert_dir, dataset_dir, tmp_path, *options, "--max_eval_samples", "16")
+    assert devices == [torch.device("cpu")]

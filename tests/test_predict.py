@@ -75,6 +75,14 @@ def test_predict_reproduces_the_runs_test_predictions(saved_run, dataset_dir, in
     assert [{key: p[key] for key in keys} for p in predicted] == [{key: e[key] for key in keys} for e in expected]
 
 
+def test_predict_keeps_freed_memory_on_a_cpu(saved_run, dataset_dir, in_process, monkeypatch):
+    devices = []
+    monkeypatch.setattr(predict, "keep_freed_memory", devices.append)
+    options = ["--input", dataset_dir / "val.jsonl", "--device", "cpu"]
+    result = in_process(predict, saved_run / "model", *options, check_args=predict.check_args)
+    assert result.returncode == 0 and devices == [torch.device("cpu")]
+
+
 def calibration_from_lines(lines: list[dict]) -> tuple[float, float]:
     """ECE and MCE of a prediction file's (or predict.py's) lines, by the paper's formula (test_calibration)."""
     confidence = [line["probabilities"][line["predicted"]] for line in lines]

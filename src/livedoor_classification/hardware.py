@@ -1,4 +1,5 @@
-"""Which device to train on, in which precision, and how fast its matrix multiply runs.
+"""Which device to train on, in which precision, and how fast its matrix multiply runs; on a CPU, malloc keeps
+the memory a step frees for the next (keep_freed_memory).
 
 One code path serves every device: the chosen precision only decides the dtype that torch.autocast
 uses for the forward pass and whether fp16's GradScaler is enabled. Trained weights always stay fp32 (a
@@ -22,6 +23,7 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.
 # slower than fp32 (docs/performance.md has both measured). The CPU's own report decides, not a timing: a
 # timing on a loaded machine flipped, and two identical runs trained in different precisions.
 CPU_NATIVE_BF16 = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16", "bf16": "ARM BF16"}
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameters, as <malloc.h> numbers them
 
 
 def autocast(device: torch.device, precision: str) -> Callable:
@@ -148,22 +150,27 @@ def peak_memory_mib(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def keep_freed_memory() -> bool:
-    """Have malloc keep the memory a training step frees for the next step, instead of handing it back to the
-    kernel; for runs on the CPU, whose activations are host memory. Linux with glibc only: returns whether it applied.
+def keep_freed_memory(device: torch.device) -> bool:
+    """On a CPU, have malloc keep the memory a training step frees for the next step instead of handing it back to
+    the kernel. Linux with glibc only, and only where the user has not tuned malloc (a MALLOC_*_ variable, a
+    glibc.malloc tunable, an allocator such as tcmalloc in LD_PRELOAD): returns whether it applied.
 
-    PyTorch's CPU allocator caches nothing (CUDA's does); it asks malloc for every tensor. glibc serves an allocation
-    of over 32 MiB (one layer's attention scores at batch 16, 12 heads and length 256 are 48 MiB) with a fresh mmap
-    and unmaps it when freed, and trims its heap's freed top, so each step faults its activations in anew and the
-    kernel zeroes them page by page: 300,000 page faults and 16% of a step of a MiniLM-sized model at batch 16 on
-    2 cores, against 1,000 faults after this (docs/performance.md). PyTorch's CPU tuning guide recommends preloading
-    jemalloc or tcmalloc for this; glibc's own two settings (mallopt(3): no mmap for large blocks, no trimming) do it
-    in the process, with nothing to install. The cost: the process holds its peak memory until it exits."""
-    if platform.libc_ver()[0] != "glibc":  # macOS, Windows, musl: their allocators decide
+    PyTorch's CPU allocator caches nothing (CUDA's does): it asks malloc for every tensor. glibc gives each block of
+    32 MiB or more (one layer's attention scores at batch 16, 12 heads and length 256 are 48 MiB), and smaller ones
+    early on, a fresh mapping that it unmaps when the block is freed, and it hands its heap's freed top back: each
+    step faults its activations in anew and the kernel zeroes them page by page. glibc's own two settings
+    (mallopt(3): no mappings for large blocks, no trimming) make its heap the cache, with nothing to install
+    (PyTorch's CPU tuning guide preloads tcmalloc or jemalloc for this). The cost: the heap stays at its largest,
+    fragmentation included, until the process exits; MALLOC_TRIM_THRESHOLD_=131072 (glibc's default) in the
+    environment keeps glibc's behaviour. Measured in docs/performance.md."""
+    tuned = "malloc" in os.environ.get("LD_PRELOAD", "") or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
+    tuned |= any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ)
+    if device.type != "cpu" or tuned or platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(None)  # the C library this process already runs on
-    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-    return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, -1) == 1  # -1: never trim
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # the C library this process runs on
+    if mallopt is None:  # a glibc-built Python on another C library
+        return False
+    return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, -1) == 1  # -1: never trim
 
 
 def seed_everything(seed: int) -> None:
