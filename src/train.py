@@ -179,6 +179,7 @@ def check_args(args: Args) -> None:
     train_subset_ok = args.max_train_samples is None or args.max_train_samples >= 1
     eval_subset_ok = args.max_eval_samples is None or args.max_eval_samples >= 1
     stride_ok = args.window_stride is None or (args.window_stride >= 1 and args.windows > 1)
+    # "is not", not "in (None, False)": --lora_dropout 0 is given, and 0 == False
     lora_given = [
         f"--{name}" for name in LORA_OPTIONS if getattr(args, name) is not None and getattr(args, name) is not False
     ]

@@ -80,8 +80,10 @@ def load_model(
 def is_decoder(config) -> bool:
     """A causal language model (GPT-2, Llama, Qwen2, ...), whose sequence classifier reads the last token that is
     not padding. Encoders with a causal head too (BERT, RoBERTa: BertLMHeadModel) were pre-trained masked."""
-    if getattr(config, "is_encoder_decoder", False) or config.model_type == "xlnet":  # pool otherwise (XLNet: the
-        return False  # last position, padded on the left; BART-like models: the last eos)
+    # Causal language models that pool otherwise: XLNet (the last position, padded on the left), BART-like
+    # encoder-decoders (the last eos).
+    if getattr(config, "is_encoder_decoder", False) or config.model_type == "xlnet":
+        return False
     return type(config) in MODEL_FOR_CAUSAL_LM_MAPPING and type(config) not in MODEL_FOR_MASKED_LM_MAPPING
 
 

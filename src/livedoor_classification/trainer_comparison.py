@@ -79,7 +79,7 @@ def compare(model_dir: str, dataset_dir: Path, workdir: Path, precisions: list[s
     for requested in precisions:
         compiled = requested == "compile"
         precision, _ = resolve_precision("auto" if compiled else requested, device)
-        pair = f"compile ({precision})" if compiled else precision
+        label = f"compile ({precision})" if compiled else precision  # the pair's name in the table
         pairs = []
         for number in range(1, rounds + 1):
             sides = {"train.py": ours, "Trainer": trainer}
@@ -88,10 +88,10 @@ def compare(model_dir: str, dataset_dir: Path, workdir: Path, precisions: list[s
             for side in order:
                 output = workdir / f"{requested}-{number}-{side}"
                 measured[side] = sides[side](model_dir, dataset_dir, output, settings, precision, compiled)
-                rows.append({"precision": pair, "round": number} | measured[side])
+                rows.append({"precision": label, "round": number} | measured[side])
             pairs.append(measured)
         ratios = [pair["train.py"]["wall_s"] / pair["Trainer"]["wall_s"] for pair in pairs]
-        summary = {"precision": pair, "rounds": rounds, "ratio_median": statistics.median(ratios)}
+        summary = {"precision": label, "rounds": rounds, "ratio_median": statistics.median(ratios)}
         summary |= {"ratio_min": min(ratios), "ratio_max": max(ratios)}
         for side in ("train.py", "Trainer"):
             for key in ("wall_s", "ms_per_step", "train_tokens_per_s", "peak_rss_mib", "test_accuracy"):
